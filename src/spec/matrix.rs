@@ -1,0 +1,220 @@
+//! Run-matrix expansion: the cartesian product of the axes, minus `exclude`, plus `include`
+//! (GitHub Actions semantics: include is applied after exclude). Pure; no I/O.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A matrix after shape checks: axes in declared order, each with at least one value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Matrix {
+    pub axes: IndexMap<String, Vec<Value>>,
+    pub exclude: Vec<IndexMap<String, Value>>,
+    pub include: Vec<IndexMap<String, Value>>,
+}
+
+/// One configuration: a value for every axis, in axis order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Cell {
+    pub params: IndexMap<String, Value>,
+}
+
+/// Why a matrix could not be expanded; the index says which exclude/include entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatrixError {
+    ExcludeMatchesNothing(usize),
+    ExcludesEverything,
+    IncludeMissingAxis { index: usize, axis: String },
+    IncludeDuplicate { index: usize, cell: String },
+}
+
+impl Cell {
+    /// Canonical text of the cell: sorted keys, no whitespace. Stable across axis reordering,
+    /// so it identifies the configuration in run ids.
+    pub fn key(&self) -> String {
+        let sorted: std::collections::BTreeMap<&String, Value> =
+            self.params.iter().map(|(k, v)| (k, canonical(v))).collect();
+        serde_json::to_string(&sorted).expect("JSON values always serialize")
+    }
+
+    /// Short human label: `temperature=0.6 num_ctx=512`.
+    pub fn label(&self) -> String {
+        if self.params.is_empty() {
+            return "(single cell)".into();
+        }
+        self.params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", display_value(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn matches(&self, selector: &IndexMap<String, Value>) -> bool {
+        selector
+            .iter()
+            .all(|(axis, want)| self.params.get(axis).is_some_and(|have| values_equal(have, want)))
+    }
+}
+
+/// A value as it reads in a table: strings bare, maps as `{kind: concurrent, agents: 2}`.
+pub fn display_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(map) => {
+            let inner: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {}", display_value(v))).collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(display_value).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Equality as a user means it: `1` and `1.0` are the same temperature.
+pub fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Sorts object keys recursively, independent of serde_json's map implementation.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+impl Matrix {
+    /// Expands to cells in a deterministic order: the product with the last axis varying
+    /// fastest, then included cells in the order written.
+    pub fn expand(&self) -> Result<Vec<Cell>, MatrixError> {
+        let mut cells = vec![Cell { params: IndexMap::new() }];
+        for (axis, values) in &self.axes {
+            cells = cells
+                .into_iter()
+                .flat_map(|cell| {
+                    values.iter().map(move |v| {
+                        let mut params = cell.params.clone();
+                        params.insert(axis.clone(), v.clone());
+                        Cell { params }
+                    })
+                })
+                .collect();
+        }
+        for (index, selector) in self.exclude.iter().enumerate() {
+            if !cells.iter().any(|c| c.matches(selector)) {
+                return Err(MatrixError::ExcludeMatchesNothing(index));
+            }
+        }
+        let before = cells.len();
+        cells.retain(|c| !self.exclude.iter().any(|sel| c.matches(sel)));
+        if cells.is_empty() && before > 0 && self.include.is_empty() {
+            return Err(MatrixError::ExcludesEverything);
+        }
+        for (index, extra) in self.include.iter().enumerate() {
+            if let Some(axis) = self.axes.keys().find(|a| !extra.contains_key(*a)) {
+                return Err(MatrixError::IncludeMissingAxis { index, axis: axis.clone() });
+            }
+            // Keep axis order for the new cell, whatever order the include was written in.
+            let params: IndexMap<String, Value> =
+                self.axes.keys().map(|a| (a.clone(), extra[a].clone())).collect();
+            let cell = Cell { params };
+            if cells.iter().any(|c| c.matches(&cell.params)) {
+                return Err(MatrixError::IncludeDuplicate { index, cell: cell.label() });
+            }
+            cells.push(cell);
+        }
+        Ok(cells)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> IndexMap<String, Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn matrix_3x2x2() -> Matrix {
+        Matrix {
+            axes: map(json!({
+                "temperature": [0.6, 0.8, 1.0],
+                "num_ctx": [512, 1024],
+                "scenario": [{"kind": "single"}, {"kind": "concurrent", "agents": 2}]
+            }))
+            .into_iter()
+            .map(|(k, v)| (k, v.as_array().unwrap().clone()))
+            .collect(),
+            exclude: vec![map(json!({"temperature": 0.6, "num_ctx": 512, "scenario": {"kind": "single"}}))],
+            include: vec![map(json!({"temperature": 1.2, "num_ctx": 2048, "scenario": {"kind": "single"}}))],
+        }
+    }
+
+    #[test]
+    fn product_minus_exclude_plus_include() {
+        let cells = matrix_3x2x2().expand().unwrap();
+        assert_eq!(cells.len(), 12);
+        // Last axis varies fastest; the excluded first cell is gone.
+        assert_eq!(cells[0].label(), "temperature=0.6 num_ctx=512 scenario={agents: 2, kind: concurrent}");
+        assert_eq!(cells[11].label(), "temperature=1.2 num_ctx=2048 scenario={kind: single}");
+    }
+
+    #[test]
+    fn partial_exclude_removes_every_matching_cell() {
+        let mut m = matrix_3x2x2();
+        m.exclude = vec![map(json!({"num_ctx": 512}))];
+        m.include.clear();
+        assert_eq!(m.expand().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn exclude_that_matches_nothing_is_an_error() {
+        let mut m = matrix_3x2x2();
+        m.exclude.push(map(json!({"temperature": 0.7})));
+        assert_eq!(m.expand(), Err(MatrixError::ExcludeMatchesNothing(1)));
+    }
+
+    #[test]
+    fn include_must_name_every_axis_and_be_new() {
+        let mut m = matrix_3x2x2();
+        m.include = vec![map(json!({"temperature": 1.2}))];
+        assert_eq!(
+            m.expand(),
+            Err(MatrixError::IncludeMissingAxis { index: 0, axis: "num_ctx".into() })
+        );
+        m.include = vec![map(json!({"temperature": 0.8, "num_ctx": 512, "scenario": {"kind": "single"}}))];
+        assert!(matches!(m.expand(), Err(MatrixError::IncludeDuplicate { index: 0, .. })));
+    }
+
+    #[test]
+    fn include_re_adds_an_excluded_cell() {
+        let mut m = matrix_3x2x2();
+        m.include = m.exclude.clone();
+        assert_eq!(m.expand().unwrap().len(), 12);
+    }
+
+    #[test]
+    fn numbers_compare_by_value_and_keys_are_canonical() {
+        assert!(values_equal(&json!(1), &json!(1.0)));
+        let a = Cell { params: map(json!({"b": 1, "a": {"y": 1, "x": 2}})) };
+        let b = Cell { params: map(json!({"a": {"x": 2, "y": 1}, "b": 1})) };
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.key(), r#"{"a":{"x":2,"y":1},"b":1}"#);
+    }
+}

@@ -1,0 +1,133 @@
+//! Specs: parsing a TR's YAML into typed values, validating it, and expanding its matrix.
+
+pub mod matrix;
+pub mod metrics;
+mod source_map;
+mod types;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use matrix::{Cell, Matrix};
+pub use source_map::SourceMap;
+pub use types::*;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
+
+/// A spec that parsed and passed every per-file check, with its expanded cells.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub path: PathBuf,
+    pub source: String,
+    pub spec: Spec,
+    pub matrix: Matrix,
+    pub cells: Vec<Cell>,
+    pub source_map: SourceMap,
+}
+
+impl LoadedSpec {
+    /// A diagnostic for `field` of this spec, pointing at the field's value.
+    pub fn error_at(&self, field: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(message)
+            .in_file(&self.path)
+            .at(self.source_map.value(field), &self.source)
+            .field(field)
+    }
+}
+
+/// Reads, parses and validates one spec file.
+pub fn load(path: &Path) -> Result<LoadedSpec, Diagnostics> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(format!("cannot read spec: {e}"))
+            .in_file(path)
+            .help("check the path; specs live in experiments/<TR>.yaml")
+    })?;
+    parse(path, source)
+}
+
+/// Parses and validates spec text; `path` names the file in messages and anchors relative paths.
+pub fn parse(path: &Path, source: String) -> Result<LoadedSpec, Diagnostics> {
+    let spec: Spec = yaml_serde::from_str(&source).map_err(|e| yaml_error(path, &source, &e))?;
+    let source_map = SourceMap::new(&source);
+    let (matrix, cells) = validate::check(path, &source, &source_map, &spec)?;
+    Ok(LoadedSpec { path: path.to_path_buf(), source, spec, matrix, cells, source_map })
+}
+
+/// Turns a serde/YAML error into a diagnostic with the field path and a suggestion.
+fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic {
+    let location = err.location().map(|l| Location { line: l.line(), column: l.column() });
+    let mut text = err.to_string();
+    if let Some(i) = text.find(" at line ") {
+        text.truncate(i);
+    }
+    // yaml_serde prefixes the field path ("matrix.exclude[0]: ...") unless the error is at the root.
+    let (mut field, message) = match text.split_once(": ") {
+        Some((p, rest)) if !p.contains(char::is_whitespace) => (p.to_owned(), rest.to_owned()),
+        _ => (String::new(), text.clone()),
+    };
+    let expected = backticked_after(&message, "expected");
+    let help = if let Some(name) = first_backticked(&message).filter(|_| message.starts_with("unknown field")) {
+        field = source_map::child_path(&field, &name);
+        Some(did_you_mean(&name, expected.iter().map(String::as_str)).unwrap_or_else(|| {
+            format!("remove `{name}`; allowed here: {}", expected.join(", "))
+        }))
+    } else if let Some(name) = first_backticked(&message).filter(|_| message.starts_with("unknown variant")) {
+        let hint = did_you_mean(&name, expected.iter().map(String::as_str))
+            .unwrap_or_else(|| format!("use one of: {}", expected.join(", ")));
+        Some(if name == "superseded" {
+            "`superseded` is derived from the successor's `supersedes`; set this TR's status to `complete`".into()
+        } else {
+            hint
+        })
+    } else if let Some(name) = first_backticked(&message).filter(|_| message.starts_with("missing field")) {
+        Some(format!("add `{name}:` {}", if field.is_empty() { "at the top level".into() } else { format!("under `{field}`") }))
+    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        message.split_once("expected ").map(|(_, want)| format!("write {want} here"))
+    } else if location.is_some() && field.is_empty() && !message.contains('`') {
+        Some("fix the YAML syntax at this position (indentation, a missing `:` or an unclosed bracket)".into())
+    } else {
+        None
+    };
+    let mut d = Diagnostic::new(message).in_file(path).at(location, source).field(field);
+    d.help = help;
+    d
+}
+
+fn first_backticked(text: &str) -> Option<String> {
+    let start = text.find('`')? + 1;
+    let len = text[start..].find('`')?;
+    Some(text[start..start + len].to_owned())
+}
+
+/// All `quoted` names after `word`, e.g. the allowed fields in "expected one of `a`, `b`".
+fn backticked_after(text: &str, word: &str) -> Vec<String> {
+    let Some(i) = text.find(word) else { return Vec::new() };
+    text[i..].split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// `TR<digits>` followed by an optional suffix of letters, digits, `_`, `-` or `.`;
+/// never a path (no `/`, no `..`).
+pub fn is_valid_tr_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("TR") else { return false };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let suffix = &rest[digits..];
+    digits > 0
+        && !suffix.contains("..")
+        && suffix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !suffix.ends_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tr_ids() {
+        for ok in ["TR1", "TR124", "TR114_v2", "TR118_v2.2", "TR121v1", "TR117_multi_agent"] {
+            assert!(is_valid_tr_id(ok), "{ok}");
+        }
+        for bad in ["../x", "TR", "tr124", "TR124/../x", "TRx", "TR12..3", "TR12 ", "TR1."] {
+            assert!(!is_valid_tr_id(bad), "{bad}");
+        }
+    }
+}

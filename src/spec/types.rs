@@ -1,0 +1,308 @@
+//! The typed spec: what a researcher writes in `experiments/<TR>.yaml`.
+//!
+//! Field docs double as descriptions in `banterhearts schema`, so editors show them.
+//! Semantic rules (ranges, cross-references, matrix shape) live in `validate.rs`, where they
+//! can point at the offending line.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One technical report: its question, how to measure it, and what it claims.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `TR<number>` with an optional suffix (`TR114_v2`, `TR118_v2.2`); equals the file name.
+    pub id: String,
+    pub title: String,
+    /// Research phase this report belongs to, used to group the reports index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// planned | running | complete. "superseded" is derived from another TR's `supersedes`.
+    pub status: Status,
+    /// The earlier report this one replaces, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<Supersedes>,
+    /// The question the experiment answers.
+    pub question: String,
+    /// Named LLM servers: launched by the runner or reached at external endpoints.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub backends: IndexMap<String, Backend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+    /// Axes to sweep (name -> list of values) plus optional `exclude` and `include` lists,
+    /// with GitHub Actions semantics: include is applied after exclude. Omit for one cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "matrix_schema")]
+    pub matrix: Option<IndexMap<String, Value>>,
+    /// Measured runs per cell.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub repetitions: i64,
+    /// Warm-up runs per cell, recorded but excluded from statistics.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub warmup: i64,
+    /// interleaved (default) | sequential | randomized(<seed>)
+    #[serde(default)]
+    #[schemars(with = "String", regex(pattern = r"^(interleaved|sequential|randomized\([0-9]+\))$"))]
+    pub order: RunOrder,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
+    /// Figures imported from elsewhere, with no raw data in this repository.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub recorded: IndexMap<String, Recorded>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportSettings>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Planned,
+    Running,
+    Complete,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Planned => "planned",
+            Status::Running => "running",
+            Status::Complete => "complete",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Supersedes {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    LlamaCpp,
+    Openai,
+    Ollama,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// llama-cpp | openai | ollama
+    pub kind: BackendKind,
+    /// Start `count` llama-server processes on free loopback ports (llama-cpp only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<Launch>,
+    /// Base URLs of servers that are already running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// Model name sent with each request (required for ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Name of the environment variable holding the API key; the key itself is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Per-request timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Launch {
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub count: i64,
+    /// Extra llama-server arguments; `${VAR}` is expanded from the environment at run time.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Prompts written inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
+    /// A YAML file with a list of prompts, relative to the spec's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts_file: Option<String>,
+    #[schemars(range(min = 1))]
+    pub max_tokens: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cost {
+    /// A profile from `data/pricing.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_hourly_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon_g_per_kwh: Option<f64>,
+}
+
+/// A figure imported from elsewhere (e.g. an older report whose raw data is gone).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Where the figure comes from: required, since nothing here can re-derive it.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A statement the report makes, checked against the data by `audit`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A per-run metric (see docs/metrics.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Restricts the claim to cells whose axes have these values.
+    #[serde(default, rename = "where", skip_serializing_if = "IndexMap::is_empty")]
+    pub selection: IndexMap<String, Value>,
+    /// Two selections to compare; each is axis -> value, or `{recorded: <name>}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
+    /// A condition over the claim's statistics, e.g. `ci_low >= 0.95`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assert: Option<String>,
+    /// The value as the report states it, e.g. `+15.2%`, `58 ms`, `99.25%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    pub a: IndexMap<String, Value>,
+    pub b: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Template file under `templates/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// One line for the reports index; may use template expressions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_finding: Option<String>,
+}
+
+/// The order in which a plan's runs execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunOrder {
+    /// Repetition-major: every cell once, then every cell again. Spreads drift over all cells.
+    #[default]
+    Interleaved,
+    /// Cell-major: all repetitions of a cell back to back.
+    Sequential,
+    /// A seeded shuffle of all measured runs.
+    Randomized(u64),
+}
+
+impl fmt::Display for RunOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunOrder::Interleaved => f.write_str("interleaved"),
+            RunOrder::Sequential => f.write_str("sequential"),
+            RunOrder::Randomized(seed) => write!(f, "randomized({seed})"),
+        }
+    }
+}
+
+impl std::str::FromStr for RunOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        match s {
+            "interleaved" => return Ok(RunOrder::Interleaved),
+            "sequential" => return Ok(RunOrder::Sequential),
+            _ => {}
+        }
+        s.strip_prefix("randomized(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|seed| seed.trim().parse().ok())
+            .map(RunOrder::Randomized)
+            .ok_or_else(|| {
+                format!("unknown run order `{s}`, expected `interleaved`, `sequential` or `randomized(<seed>)`")
+            })
+    }
+}
+
+impl Serialize for RunOrder {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn matrix_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Axes (name -> non-empty list of values) plus optional exclude/include lists of axis -> value maps.",
+        "properties": {
+            "exclude": {"type": "array", "items": {"type": "object"}},
+            "include": {"type": "array", "items": {"type": "object"}}
+        },
+        "additionalProperties": {"type": "array", "minItems": 1}
+    })
+}
+
+/// How the agents of one run talk to the servers: the value of a `scenario` matrix axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Scenario {
+    /// One agent, one request at a time.
+    Single,
+    /// `agents` agents released together by one barrier.
+    Concurrent {
+        agents: u32,
+        #[serde(default)]
+        placement: Placement,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// All agents share one server.
+    #[default]
+    Shared,
+    /// Each agent gets a server of its own.
+    ServerPerAgent,
+}
