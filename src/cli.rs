@@ -17,7 +17,11 @@ use crate::spec::{self, Spec, matrix::display_value};
 pub const EXIT_INPUT: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "banterhearts", version, about = "Declarative LLM-performance technical reports")]
+#[command(
+    name = "banterhearts",
+    version,
+    about = "Declarative LLM-performance technical reports"
+)]
 pub struct Cli {
     /// Project root holding experiments/, data/, reports/ and templates/.
     #[arg(short = 'C', long, global = true, default_value = ".")]
@@ -68,7 +72,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
         Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
         Command::Schema => {
             let schema = schemars::schema_for!(Spec);
-            print_out(&format!("{}\n", serde_json::to_string_pretty(&schema).expect("schema serializes")));
+            print_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&schema).expect("schema serializes")
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -102,11 +109,24 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
             );
         }
     } else {
-        let in_registry = |f: &Path| registry.specs.values().map(|s| s.path.as_path()).chain(registry.broken.values().map(PathBuf::as_path)).any(|p| same_file(p, f));
+        let in_registry = |f: &Path| {
+            registry
+                .specs
+                .values()
+                .map(|s| s.path.as_path())
+                .chain(registry.broken.values().map(PathBuf::as_path))
+                .any(|p| same_file(p, f))
+        };
         for file in files {
             if in_registry(file) {
                 // Checked with its neighbours, so supersession problems show up too.
-                shown.0.extend(problems.0.iter().filter(|d| d.file.as_deref().is_some_and(|p| same_file(p, file))).cloned());
+                shown.0.extend(
+                    problems
+                        .0
+                        .iter()
+                        .filter(|d| d.file.as_deref().is_some_and(|p| same_file(p, file)))
+                        .cloned(),
+                );
                 if let Some(s) = registry.specs.values().find(|s| same_file(&s.path, file)) {
                     checked.push(s.spec.id.clone());
                 }
@@ -119,7 +139,8 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
         }
     }
     if !shown.is_empty() {
-        let files_with_errors: std::collections::BTreeSet<_> = shown.0.iter().filter_map(|d| d.file.clone()).collect();
+        let files_with_errors: std::collections::BTreeSet<_> =
+            shown.0.iter().filter_map(|d| d.file.clone()).collect();
         shown.push(Diagnostic::new(format!(
             "{} problem(s) in {} file(s); nothing was run or written",
             shown.0.len(),
@@ -132,8 +153,15 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
         let line = match registry.specs.get(id) {
             Some(s) => {
                 let p = plan::build(s);
-                let status = registry.effective_status(id).map(|st| st.label()).unwrap_or_default();
-                format!("ok  {id:<20} {status:<24} {} cells, {} runs\n", p.cells.len(), p.measured_runs())
+                let status = registry
+                    .effective_status(id)
+                    .map(|st| st.label())
+                    .unwrap_or_default();
+                format!(
+                    "ok  {id:<20} {status:<24} {} cells, {} runs\n",
+                    p.cells.len(),
+                    p.measured_runs()
+                )
             }
             None => format!("ok  {id}\n"),
         };
@@ -150,17 +178,32 @@ fn show_plan(root: &Path, tr: &str, format: Format) -> Result<ExitCode, Diagnost
         Ok(s) => s,
         Err(not_found) => {
             // A broken spec: show its own errors rather than a bare "has errors".
-            let own: Vec<Diagnostic> = problems.0.into_iter().filter(|d| not_found.file.is_some() && d.file == not_found.file).collect();
-            return Err(Diagnostics(if own.is_empty() { vec![not_found] } else { own }));
+            let own: Vec<Diagnostic> = problems
+                .0
+                .into_iter()
+                .filter(|d| not_found.file.is_some() && d.file == not_found.file)
+                .collect();
+            return Err(Diagnostics(if own.is_empty() {
+                vec![not_found]
+            } else {
+                own
+            }));
         }
     };
-    let own: Vec<Diagnostic> = problems.0.into_iter().filter(|d| d.file.as_deref() == Some(loaded.path.as_path())).collect();
+    let own: Vec<Diagnostic> = problems
+        .0
+        .into_iter()
+        .filter(|d| d.file.as_deref() == Some(loaded.path.as_path()))
+        .collect();
     if !own.is_empty() {
         return Err(Diagnostics(own));
     }
     let plan = plan::build(loaded);
     match format {
-        Format::Json => print_out(&format!("{}\n", serde_json::to_string_pretty(&plan).expect("plan serializes"))),
+        Format::Json => print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&plan).expect("plan serializes")
+        )),
         Format::Table => print_out(&plan_table(&loaded.spec, &plan)),
     }
     Ok(ExitCode::SUCCESS)
@@ -174,7 +217,11 @@ fn plan_table(spec: &Spec, plan: &plan::Plan) -> String {
     header.push("runs".into());
     table.set_header(header);
     for cell in &plan.cells {
-        let runs = plan.runs.iter().filter(|r| r.cell == cell.index && !r.warmup).count();
+        let runs = plan
+            .runs
+            .iter()
+            .filter(|r| r.cell == cell.index && !r.warmup)
+            .count();
         let mut row = vec![(cell.index + 1).to_string(), cell.id.clone()];
         row.extend(cell.params.values().map(display_value));
         row.push(runs.to_string());

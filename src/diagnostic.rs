@@ -60,7 +60,10 @@ impl Diagnostic {
     /// Attaches a location and the source line it points into.
     pub fn at(mut self, location: Option<Location>, source: &str) -> Self {
         if let Some(loc) = location {
-            self.snippet = source.lines().nth(loc.line.saturating_sub(1)).map(str::to_owned);
+            self.snippet = source
+                .lines()
+                .nth(loc.line.saturating_sub(1))
+                .map(str::to_owned);
             self.location = Some(loc);
         }
         self
@@ -127,7 +130,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// "did you mean `x`?" for a misspelled name, when one candidate is close enough.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -143,7 +149,10 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         let fields = ["title", "status", "question"];
-        assert_eq!(did_you_mean("titel", fields).as_deref(), Some("did you mean `title`?"));
+        assert_eq!(
+            did_you_mean("titel", fields).as_deref(),
+            Some("did you mean `title`?")
+        );
         assert_eq!(did_you_mean("zzz", fields), None);
     }
 

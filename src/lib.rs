@@ -3,6 +3,9 @@
 //! Data flow: spec (YAML) -> plan (cells x repetitions) -> run -> artifacts -> analysis ->
 //! report / index / audit. Each stage is a module; `cli` only parses arguments and calls them.
 
+// A Diagnostic is built once per failed command, so its size on the error path does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod diagnostic;
 pub mod plan;

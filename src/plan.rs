@@ -60,7 +60,10 @@ pub fn cell_id(cell: &Cell) -> String {
 /// repetition, so editing a title, reordering axes or adding cells keeps existing ids.
 pub fn run_id(tr: &str, cell: &Cell, warmup: bool, repetition: u32) -> String {
     let kind = if warmup { "warmup" } else { "measured" };
-    let text = format!("banterhearts-run-v1\n{tr}\n{}\n{kind}\n{repetition}", cell.key());
+    let text = format!(
+        "banterhearts-run-v1\n{tr}\n{}\n{kind}\n{repetition}",
+        cell.key()
+    );
     hex_prefix(&Sha256::digest(text.as_bytes()), 16)
 }
 
@@ -77,20 +80,31 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         repetition: rep,
         warmup: warm,
     };
-    let warmups: Vec<PlannedRun> = (0..warmup).flat_map(|w| (0..cells.len()).map(move |c| (c, w))).map(|(c, w)| run(c, true, w)).collect();
+    let warmups: Vec<PlannedRun> = (0..warmup)
+        .flat_map(|w| (0..cells.len()).map(move |c| (c, w)))
+        .map(|(c, w)| run(c, true, w))
+        .collect();
     let runs = match spec.order {
         // Warm-ups of a cell directly precede its measured runs.
         RunOrder::Sequential => (0..cells.len())
-            .flat_map(|c| (0..warmup).map(move |w| (c, true, w)).chain((0..reps).map(move |r| (c, false, r))))
+            .flat_map(|c| {
+                (0..warmup)
+                    .map(move |w| (c, true, w))
+                    .chain((0..reps).map(move |r| (c, false, r)))
+            })
             .map(|(c, warm, r)| run(c, warm, r))
             .collect(),
         RunOrder::Interleaved => {
-            let measured = (0..reps).flat_map(|r| (0..cells.len()).map(move |c| (c, r))).map(|(c, r)| run(c, false, r));
+            let measured = (0..reps)
+                .flat_map(|r| (0..cells.len()).map(move |c| (c, r)))
+                .map(|(c, r)| run(c, false, r));
             warmups.into_iter().chain(measured).collect()
         }
         RunOrder::Randomized(seed) => {
-            let mut measured: Vec<PlannedRun> =
-                (0..cells.len()).flat_map(|c| (0..reps).map(move |r| (c, r))).map(|(c, r)| run(c, false, r)).collect();
+            let mut measured: Vec<PlannedRun> = (0..cells.len())
+                .flat_map(|c| (0..reps).map(move |r| (c, r)))
+                .map(|(c, r)| run(c, false, r))
+                .collect();
             // ChaCha8 is a portable, documented stream: the same seed shuffles the same way everywhere.
             measured.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
             warmups.into_iter().chain(measured).collect()
@@ -105,7 +119,12 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         cells: cells
             .iter()
             .enumerate()
-            .map(|(index, cell)| PlannedCell { index, id: cell_id(cell), label: cell.label(), params: cell.params.clone() })
+            .map(|(index, cell)| PlannedCell {
+                index,
+                id: cell_id(cell),
+                label: cell.label(),
+                params: cell.params.clone(),
+            })
             .collect(),
         runs,
     }
@@ -136,8 +155,20 @@ mod tests {
     #[test]
     fn sequential_is_cell_major() {
         let p = plan_of(&format!("{BASE}order: sequential\n"));
-        let head: Vec<(usize, bool, u32)> = p.runs[..5].iter().map(|r| (r.cell, r.warmup, r.repetition)).collect();
-        assert_eq!(head, vec![(0, true, 0), (0, false, 0), (0, false, 1), (0, false, 2), (1, true, 0)]);
+        let head: Vec<(usize, bool, u32)> = p.runs[..5]
+            .iter()
+            .map(|r| (r.cell, r.warmup, r.repetition))
+            .collect();
+        assert_eq!(
+            head,
+            vec![
+                (0, true, 0),
+                (0, false, 0),
+                (0, false, 1),
+                (0, false, 2),
+                (1, true, 0)
+            ]
+        );
     }
 
     #[test]
@@ -148,7 +179,11 @@ mod tests {
         assert_eq!(a.runs, b.runs);
         assert_ne!(a.runs, c.runs);
         let mut ids_a: Vec<_> = a.runs.iter().map(|r| r.run_id.clone()).collect();
-        let mut ids_i: Vec<_> = plan_of(BASE).runs.iter().map(|r| r.run_id.clone()).collect();
+        let mut ids_i: Vec<_> = plan_of(BASE)
+            .runs
+            .iter()
+            .map(|r| r.run_id.clone())
+            .collect();
         ids_a.sort();
         ids_i.sort();
         assert_eq!(ids_a, ids_i, "order changes the sequence, never the ids");
@@ -161,7 +196,11 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), p.runs.len());
-        let edited = plan_of(&BASE.replace("title: t", "title: another title").replace("a: [1, 2]\n  b: [x, y, z]", "b: [x, y, z]\n  a: [1, 2]"));
+        let edited = plan_of(
+            &BASE
+                .replace("title: t", "title: another title")
+                .replace("a: [1, 2]\n  b: [x, y, z]", "b: [x, y, z]\n  a: [1, 2]"),
+        );
         let set = |p: &Plan| {
             let mut v: Vec<String> = p.runs.iter().map(|r| r.run_id.clone()).collect();
             v.sort();

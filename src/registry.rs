@@ -36,7 +36,11 @@ impl EffectiveStatus {
 
 pub fn experiments_dir(root: &Path) -> PathBuf {
     // `experiments/x.yaml` reads better in messages than `./experiments/x.yaml`.
-    if root == Path::new(".") { PathBuf::from("experiments") } else { root.join("experiments") }
+    if root == Path::new(".") {
+        PathBuf::from("experiments")
+    } else {
+        root.join("experiments")
+    }
 }
 
 /// Spec files directly under `dir` (subfolders such as `prompts/` hold other YAML), sorted.
@@ -48,7 +52,9 @@ pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -59,28 +65,35 @@ impl Registry {
     /// found; callers decide whether a problem elsewhere blocks what they are doing.
     pub fn load(root: &Path) -> (Registry, Diagnostics) {
         let mut problems = Diagnostics::default();
-        let mut reg = Registry { root: root.to_path_buf(), ..Registry::default() };
+        let mut reg = Registry {
+            root: root.to_path_buf(),
+            ..Registry::default()
+        };
         let files = match spec_files(&experiments_dir(root)) {
             Ok(files) => files,
-            Err(d) => {
-                problems.push(d);
-                return (reg, problems);
-            }
+            Err(d) => return (reg, d.into()),
         };
         for file in files {
             match spec::load(&file) {
                 Ok(loaded) => {
                     if let Some(first) = reg.specs.get(&loaded.spec.id) {
-                        problems.push(loaded.error_at("id", format!("duplicate id `{}`", loaded.spec.id)).help(format!(
-                            "`{}` already defines it; give one of them a new id",
-                            first.path.display()
-                        )));
+                        problems.push(
+                            loaded
+                                .error_at("id", format!("duplicate id `{}`", loaded.spec.id))
+                                .help(format!(
+                                    "`{}` already defines it; give one of them a new id",
+                                    first.path.display()
+                                )),
+                        );
                     } else {
                         reg.specs.insert(loaded.spec.id.clone(), loaded);
                     }
                 }
                 Err(errors) => {
-                    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let stem = file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     reg.broken.insert(stem, file);
                     problems.0.extend(errors.0);
                 }
@@ -92,13 +105,30 @@ impl Registry {
 
     fn check_supersession(&mut self, problems: &mut Diagnostics) {
         for (id, loaded) in &self.specs {
-            let Some(sup) = &loaded.spec.supersedes else { continue };
+            let Some(sup) = &loaded.spec.supersedes else {
+                continue;
+            };
             if self.specs.contains_key(&sup.id) {
-                self.successors.entry(sup.id.clone()).or_default().push(id.clone());
+                self.successors
+                    .entry(sup.id.clone())
+                    .or_default()
+                    .push(id.clone());
             } else if !self.broken.contains_key(&sup.id) {
-                let help = did_you_mean(&sup.id, self.specs.keys().map(String::as_str))
+                let others = self
+                    .specs
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|other| other != id);
+                let help = did_you_mean(&sup.id, others)
                     .unwrap_or_else(|| format!("add experiments/{}.yaml or fix the id", sup.id));
-                problems.push(loaded.error_at("supersedes.id", format!("`{id}` supersedes `{}`, which does not exist", sup.id)).help(help));
+                problems.push(
+                    loaded
+                        .error_at(
+                            "supersedes.id",
+                            format!("`{id}` supersedes `{}`, which does not exist", sup.id),
+                        )
+                        .help(help),
+                );
             }
         }
         for (target, succ) in &self.successors {
@@ -115,7 +145,12 @@ impl Registry {
         for start in self.specs.keys() {
             let mut chain = vec![start.clone()];
             let mut current = start.clone();
-            while let Some(next) = self.specs.get(&current).and_then(|s| s.spec.supersedes.as_ref()).map(|s| s.id.clone()) {
+            while let Some(next) = self
+                .specs
+                .get(&current)
+                .and_then(|s| s.spec.supersedes.as_ref())
+                .map(|s| s.id.clone())
+            {
                 if let Some(pos) = chain.iter().position(|c| *c == next) {
                     let cycle: Vec<String> = chain[pos..].to_vec();
                     let first = cycle.iter().min().cloned().unwrap_or_default();
@@ -144,7 +179,9 @@ impl Registry {
             return Ok(s);
         }
         let as_path = Path::new(name);
-        if let Some(s) = as_path.file_stem().and_then(|stem| self.specs.get(stem.to_str()?))
+        if let Some(s) = as_path
+            .file_stem()
+            .and_then(|stem| self.specs.get(stem.to_str()?))
             && as_path.extension().is_some()
         {
             return Ok(s);
@@ -152,11 +189,22 @@ impl Registry {
         if let Some(file) = self.broken.get(name) {
             return Err(Diagnostic::new(format!("`{name}` has errors"))
                 .in_file(file)
-                .help(format!("run `banterhearts validate {}` to see them", file.display())));
+                .help(format!(
+                    "run `banterhearts validate {}` to see them",
+                    file.display()
+                )));
         }
-        let help = did_you_mean(name, self.specs.keys().map(String::as_str))
-            .unwrap_or_else(|| format!("known TRs: {}", self.specs.keys().cloned().collect::<Vec<_>>().join(", ")));
-        Err(Diagnostic::new(format!("no TR `{name}` in {}", experiments_dir(&self.root).display())).help(help))
+        let help = did_you_mean(name, self.specs.keys().map(String::as_str)).unwrap_or_else(|| {
+            format!(
+                "known TRs: {}",
+                self.specs.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        });
+        Err(Diagnostic::new(format!(
+            "no TR `{name}` in {}",
+            experiments_dir(&self.root).display()
+        ))
+        .help(help))
     }
 
     pub fn effective_status(&self, id: &str) -> Option<EffectiveStatus> {
@@ -164,7 +212,12 @@ impl Registry {
         Some(match self.successor(id) {
             Some(by) => EffectiveStatus::Superseded {
                 by: by.to_owned(),
-                reason: self.specs[by].spec.supersedes.as_ref().map(|s| s.reason.clone()).unwrap_or_default(),
+                reason: self.specs[by]
+                    .spec
+                    .supersedes
+                    .as_ref()
+                    .map(|s| s.reason.clone())
+                    .unwrap_or_default(),
             },
             None => EffectiveStatus::Declared(loaded.spec.status),
         })
@@ -172,6 +225,9 @@ impl Registry {
 
     /// The report that replaces `id`, if any (the first, when the graph is invalid).
     pub fn successor(&self, id: &str) -> Option<&str> {
-        self.successors.get(id).and_then(|s| s.first()).map(String::as_str)
+        self.successors
+            .get(id)
+            .and_then(|s| s.first())
+            .map(String::as_str)
     }
 }

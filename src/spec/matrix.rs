@@ -51,9 +51,11 @@ impl Cell {
     }
 
     fn matches(&self, selector: &IndexMap<String, Value>) -> bool {
-        selector
-            .iter()
-            .all(|(axis, want)| self.params.get(axis).is_some_and(|have| values_equal(have, want)))
+        selector.iter().all(|(axis, want)| {
+            self.params
+                .get(axis)
+                .is_some_and(|have| values_equal(have, want))
+        })
     }
 }
 
@@ -62,7 +64,10 @@ pub fn display_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Object(map) => {
-            let inner: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {}", display_value(v))).collect();
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", display_value(v)))
+                .collect();
             format!("{{{}}}", inner.join(", "))
         }
         Value::Array(items) => {
@@ -77,9 +82,13 @@ pub fn display_value(v: &Value) -> String {
 pub fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
         _ => a == b,
     }
@@ -91,7 +100,12 @@ fn canonical(v: &Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
         other => other.clone(),
@@ -102,7 +116,9 @@ impl Matrix {
     /// Expands to cells in a deterministic order: the product with the last axis varying
     /// fastest, then included cells in the order written.
     pub fn expand(&self) -> Result<Vec<Cell>, MatrixError> {
-        let mut cells = vec![Cell { params: IndexMap::new() }];
+        let mut cells = vec![Cell {
+            params: IndexMap::new(),
+        }];
         for (axis, values) in &self.axes {
             cells = cells
                 .into_iter()
@@ -127,14 +143,23 @@ impl Matrix {
         }
         for (index, extra) in self.include.iter().enumerate() {
             if let Some(axis) = self.axes.keys().find(|a| !extra.contains_key(*a)) {
-                return Err(MatrixError::IncludeMissingAxis { index, axis: axis.clone() });
+                return Err(MatrixError::IncludeMissingAxis {
+                    index,
+                    axis: axis.clone(),
+                });
             }
             // Keep axis order for the new cell, whatever order the include was written in.
-            let params: IndexMap<String, Value> =
-                self.axes.keys().map(|a| (a.clone(), extra[a].clone())).collect();
+            let params: IndexMap<String, Value> = self
+                .axes
+                .keys()
+                .map(|a| (a.clone(), extra[a].clone()))
+                .collect();
             let cell = Cell { params };
             if cells.iter().any(|c| c.matches(&cell.params)) {
-                return Err(MatrixError::IncludeDuplicate { index, cell: cell.label() });
+                return Err(MatrixError::IncludeDuplicate {
+                    index,
+                    cell: cell.label(),
+                });
             }
             cells.push(cell);
         }
@@ -153,16 +178,24 @@ mod tests {
 
     fn matrix_3x2x2() -> Matrix {
         Matrix {
-            axes: map(json!({
-                "temperature": [0.6, 0.8, 1.0],
-                "num_ctx": [512, 1024],
-                "scenario": [{"kind": "single"}, {"kind": "concurrent", "agents": 2}]
-            }))
+            // Built from pairs: a JSON object literal would sort the axes by name.
+            axes: [
+                ("temperature", json!([0.6, 0.8, 1.0])),
+                ("num_ctx", json!([512, 1024])),
+                (
+                    "scenario",
+                    json!([{"kind": "single"}, {"kind": "concurrent", "agents": 2}]),
+                ),
+            ]
             .into_iter()
-            .map(|(k, v)| (k, v.as_array().unwrap().clone()))
+            .map(|(k, v)| (k.to_owned(), v.as_array().unwrap().clone()))
             .collect(),
-            exclude: vec![map(json!({"temperature": 0.6, "num_ctx": 512, "scenario": {"kind": "single"}}))],
-            include: vec![map(json!({"temperature": 1.2, "num_ctx": 2048, "scenario": {"kind": "single"}}))],
+            exclude: vec![map(
+                json!({"temperature": 0.6, "num_ctx": 512, "scenario": {"kind": "single"}}),
+            )],
+            include: vec![map(
+                json!({"temperature": 1.2, "num_ctx": 2048, "scenario": {"kind": "single"}}),
+            )],
         }
     }
 
@@ -171,8 +204,14 @@ mod tests {
         let cells = matrix_3x2x2().expand().unwrap();
         assert_eq!(cells.len(), 12);
         // Last axis varies fastest; the excluded first cell is gone.
-        assert_eq!(cells[0].label(), "temperature=0.6 num_ctx=512 scenario={agents: 2, kind: concurrent}");
-        assert_eq!(cells[11].label(), "temperature=1.2 num_ctx=2048 scenario={kind: single}");
+        assert_eq!(
+            cells[0].label(),
+            "temperature=0.6 num_ctx=512 scenario={agents: 2, kind: concurrent}"
+        );
+        assert_eq!(
+            cells[11].label(),
+            "temperature=1.2 num_ctx=2048 scenario={kind: single}"
+        );
     }
 
     #[test]
@@ -196,10 +235,18 @@ mod tests {
         m.include = vec![map(json!({"temperature": 1.2}))];
         assert_eq!(
             m.expand(),
-            Err(MatrixError::IncludeMissingAxis { index: 0, axis: "num_ctx".into() })
+            Err(MatrixError::IncludeMissingAxis {
+                index: 0,
+                axis: "num_ctx".into()
+            })
         );
-        m.include = vec![map(json!({"temperature": 0.8, "num_ctx": 512, "scenario": {"kind": "single"}}))];
-        assert!(matches!(m.expand(), Err(MatrixError::IncludeDuplicate { index: 0, .. })));
+        m.include = vec![map(
+            json!({"temperature": 0.8, "num_ctx": 512, "scenario": {"kind": "single"}}),
+        )];
+        assert!(matches!(
+            m.expand(),
+            Err(MatrixError::IncludeDuplicate { index: 0, .. })
+        ));
     }
 
     #[test]
@@ -212,8 +259,12 @@ mod tests {
     #[test]
     fn numbers_compare_by_value_and_keys_are_canonical() {
         assert!(values_equal(&json!(1), &json!(1.0)));
-        let a = Cell { params: map(json!({"b": 1, "a": {"y": 1, "x": 2}})) };
-        let b = Cell { params: map(json!({"a": {"x": 2, "y": 1}, "b": 1})) };
+        let a = Cell {
+            params: map(json!({"b": 1, "a": {"y": 1, "x": 2}})),
+        };
+        let b = Cell {
+            params: map(json!({"a": {"x": 2, "y": 1}, "b": 1})),
+        };
         assert_eq!(a.key(), b.key());
         assert_eq!(a.key(), r#"{"a":{"x":2,"y":1},"b":1}"#);
     }

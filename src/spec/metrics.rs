@@ -22,7 +22,13 @@ pub const RUN_METRICS: &[&str] = &[
 ];
 
 /// Recorded once per concurrent group.
-pub const GROUP_METRICS: &[&str] = &["wall_ms", "speedup", "parallel_efficiency", "aggregate_tok_s", "contention_rate"];
+pub const GROUP_METRICS: &[&str] = &[
+    "wall_ms",
+    "speedup",
+    "parallel_efficiency",
+    "aggregate_tok_s",
+    "contention_rate",
+];
 
 /// Derived per cell by the analysis.
 pub const DERIVED_METRICS: &[&str] = &[
@@ -35,7 +41,11 @@ pub const DERIVED_METRICS: &[&str] = &[
 ];
 
 pub fn all() -> impl Iterator<Item = &'static str> {
-    RUN_METRICS.iter().chain(GROUP_METRICS).chain(DERIVED_METRICS).copied()
+    RUN_METRICS
+        .iter()
+        .chain(GROUP_METRICS)
+        .chain(DERIVED_METRICS)
+        .copied()
 }
 
 pub fn is_known(name: &str) -> bool {

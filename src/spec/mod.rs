@@ -50,12 +50,22 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedSpec, Diagnostics> {
     let spec: Spec = yaml_serde::from_str(&source).map_err(|e| yaml_error(path, &source, &e))?;
     let source_map = SourceMap::new(&source);
     let (matrix, cells) = validate::check(path, &source, &source_map, &spec)?;
-    Ok(LoadedSpec { path: path.to_path_buf(), source, spec, matrix, cells, source_map })
+    Ok(LoadedSpec {
+        path: path.to_path_buf(),
+        source,
+        spec,
+        matrix,
+        cells,
+        source_map,
+    })
 }
 
 /// Turns a serde/YAML error into a diagnostic with the field path and a suggestion.
 fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic {
-    let location = err.location().map(|l| Location { line: l.line(), column: l.column() });
+    let location = err.location().map(|l| Location {
+        line: l.line(),
+        column: l.column(),
+    });
     let mut text = err.to_string();
     if let Some(i) = text.find(" at line ") {
         text.truncate(i);
@@ -65,13 +75,20 @@ fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic 
         Some((p, rest)) if !p.contains(char::is_whitespace) => (p.to_owned(), rest.to_owned()),
         _ => (String::new(), text.clone()),
     };
+    let message = plain_type_names(&message);
     let expected = backticked_after(&message, "expected");
-    let help = if let Some(name) = first_backticked(&message).filter(|_| message.starts_with("unknown field")) {
+    let help = if let Some(name) =
+        first_backticked(&message).filter(|_| message.starts_with("unknown field"))
+    {
         field = source_map::child_path(&field, &name);
-        Some(did_you_mean(&name, expected.iter().map(String::as_str)).unwrap_or_else(|| {
-            format!("remove `{name}`; allowed here: {}", expected.join(", "))
-        }))
-    } else if let Some(name) = first_backticked(&message).filter(|_| message.starts_with("unknown variant")) {
+        Some(
+            did_you_mean(&name, expected.iter().map(String::as_str)).unwrap_or_else(|| {
+                format!("remove `{name}`; allowed here: {}", expected.join(", "))
+            }),
+        )
+    } else if let Some(name) =
+        first_backticked(&message).filter(|_| message.starts_with("unknown variant"))
+    {
         let hint = did_you_mean(&name, expected.iter().map(String::as_str))
             .unwrap_or_else(|| format!("use one of: {}", expected.join(", ")));
         Some(if name == "superseded" {
@@ -79,18 +96,50 @@ fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic 
         } else {
             hint
         })
-    } else if let Some(name) = first_backticked(&message).filter(|_| message.starts_with("missing field")) {
-        Some(format!("add `{name}:` {}", if field.is_empty() { "at the top level".into() } else { format!("under `{field}`") }))
+    } else if let Some(name) =
+        first_backticked(&message).filter(|_| message.starts_with("missing field"))
+    {
+        Some(format!(
+            "add `{name}:` {}",
+            if field.is_empty() {
+                "at the top level".into()
+            } else {
+                format!("under `{field}`")
+            }
+        ))
     } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        message.split_once("expected ").map(|(_, want)| format!("write {want} here"))
+        message
+            .split_once("expected ")
+            .map(|(_, want)| format!("write {want} here"))
+    } else if !expected.is_empty() {
+        Some(format!("use one of: {}", expected.join(", ")))
     } else if location.is_some() && field.is_empty() && !message.contains('`') {
         Some("fix the YAML syntax at this position (indentation, a missing `:` or an unclosed bracket)".into())
     } else {
         None
     };
-    let mut d = Diagnostic::new(message).in_file(path).at(location, source).field(field);
+    let mut d = Diagnostic::new(message)
+        .in_file(path)
+        .at(location, source)
+        .field(field);
     d.help = help;
     d
+}
+
+/// serde speaks Rust ("expected i64"); users write YAML.
+fn plain_type_names(message: &str) -> String {
+    let Some((head, want)) = message.rsplit_once("expected ") else {
+        return message.to_owned();
+    };
+    let want = match want {
+        "i64" | "i32" | "u64" | "u32" | "usize" => "a whole number",
+        "f64" | "f32" => "a number",
+        "a sequence" => "a list",
+        "a string" => "text",
+        w if w.starts_with("struct ") || w == "a map" => "a mapping (`key: value` lines)",
+        w => w,
+    };
+    format!("{head}expected {want}")
 }
 
 fn first_backticked(text: &str) -> Option<String> {
@@ -101,19 +150,30 @@ fn first_backticked(text: &str) -> Option<String> {
 
 /// All `quoted` names after `word`, e.g. the allowed fields in "expected one of `a`, `b`".
 fn backticked_after(text: &str, word: &str) -> Vec<String> {
-    let Some(i) = text.find(word) else { return Vec::new() };
-    text[i..].split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    let Some(i) = text.find(word) else {
+        return Vec::new();
+    };
+    text[i..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `TR<digits>` followed by an optional suffix of letters, digits, `_`, `-` or `.`;
 /// never a path (no `/`, no `..`).
 pub fn is_valid_tr_id(id: &str) -> bool {
-    let Some(rest) = id.strip_prefix("TR") else { return false };
+    let Some(rest) = id.strip_prefix("TR") else {
+        return false;
+    };
     let digits = rest.chars().take_while(char::is_ascii_digit).count();
     let suffix = &rest[digits..];
     digits > 0
         && !suffix.contains("..")
-        && suffix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !suffix.ends_with('.')
 }
 
@@ -123,10 +183,26 @@ mod tests {
 
     #[test]
     fn tr_ids() {
-        for ok in ["TR1", "TR124", "TR114_v2", "TR118_v2.2", "TR121v1", "TR117_multi_agent"] {
+        for ok in [
+            "TR1",
+            "TR124",
+            "TR114_v2",
+            "TR118_v2.2",
+            "TR121v1",
+            "TR117_multi_agent",
+        ] {
             assert!(is_valid_tr_id(ok), "{ok}");
         }
-        for bad in ["../x", "TR", "tr124", "TR124/../x", "TRx", "TR12..3", "TR12 ", "TR1."] {
+        for bad in [
+            "../x",
+            "TR",
+            "tr124",
+            "TR124/../x",
+            "TRx",
+            "TR12..3",
+            "TR12 ",
+            "TR1.",
+        ] {
             assert!(!is_valid_tr_id(bad), "{bad}");
         }
     }

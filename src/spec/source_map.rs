@@ -16,8 +16,14 @@ pub struct SourceMap {
 }
 
 enum Frame {
-    Mapping { path: String, key: Option<(String, Location)> },
-    Sequence { path: String, next_index: usize },
+    Mapping {
+        path: String,
+        key: Option<(String, Location)>,
+    },
+    Sequence {
+        path: String,
+        next_index: usize,
+    },
 }
 
 fn location(span: &Span) -> Location {
@@ -28,7 +34,11 @@ fn location(span: &Span) -> Location {
 }
 
 pub fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 pub fn index_path(parent: &str, index: usize) -> String {
@@ -49,7 +59,10 @@ impl SourceMap {
                     stack.pop();
                     continue;
                 }
-                Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::SequenceStart(..) => {}
+                Event::Scalar(..)
+                | Event::Alias(_)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..) => {}
                 _ => continue,
             }
             // A scalar in key position of a mapping is a key, not a value.
@@ -63,7 +76,10 @@ impl SourceMap {
                 *key = Some((name, here));
                 if matches!(event, Event::MappingStart(..) | Event::SequenceStart(..)) {
                     // Complex keys are not used by specs; skip their contents.
-                    stack.push(Frame::Sequence { path: "?".into(), next_index: 0 });
+                    stack.push(Frame::Sequence {
+                        path: "?".into(),
+                        next_index: 0,
+                    });
                 }
                 continue;
             }
@@ -81,7 +97,10 @@ impl SourceMap {
             map.entries.entry(path.clone()).or_insert((key_loc, here));
             match event {
                 Event::MappingStart(..) => stack.push(Frame::Mapping { path, key: None }),
-                Event::SequenceStart(..) => stack.push(Frame::Sequence { path, next_index: 0 }),
+                Event::SequenceStart(..) => stack.push(Frame::Sequence {
+                    path,
+                    next_index: 0,
+                }),
                 _ => {}
             }
         }
@@ -126,16 +145,37 @@ mod tests {
         let map = SourceMap::new(DOC);
         assert_eq!(map.key("id"), Some(Location { line: 1, column: 1 }));
         assert_eq!(map.value("id"), Some(Location { line: 1, column: 5 }));
-        assert_eq!(map.value("matrix.temperature[1]"), Some(Location { line: 3, column: 23 }));
-        assert_eq!(map.value("matrix.exclude[0].temperature"), Some(Location { line: 5, column: 20 }));
-        assert_eq!(map.key("matrix.exclude[1].temperature"), Some(Location { line: 6, column: 7 }));
+        assert_eq!(
+            map.value("matrix.temperature[1]"),
+            Some(Location {
+                line: 3,
+                column: 22
+            })
+        );
+        assert_eq!(
+            map.value("matrix.exclude[0].temperature"),
+            Some(Location {
+                line: 5,
+                column: 21
+            })
+        );
+        assert_eq!(
+            map.key("matrix.exclude[1].temperature"),
+            Some(Location { line: 6, column: 7 })
+        );
     }
 
     #[test]
     fn falls_back_to_nearest_ancestor() {
         let map = SourceMap::new(DOC);
-        assert_eq!(map.value("matrix.exclude[1].missing"), map.value("matrix.exclude[1]"));
+        assert_eq!(
+            map.value("matrix.exclude[1].missing"),
+            map.value("matrix.exclude[1]")
+        );
         // The document root is the last resort, so every path gets some location.
-        assert_eq!(map.value("nothing.here"), Some(Location { line: 1, column: 1 }));
+        assert_eq!(
+            map.value("nothing.here"),
+            Some(Location { line: 1, column: 1 })
+        );
     }
 }

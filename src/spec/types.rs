@@ -48,7 +48,10 @@ pub struct Spec {
     pub warmup: i64,
     /// interleaved (default) | sequential | randomized(<seed>)
     #[serde(default)]
-    #[schemars(with = "String", regex(pattern = r"^(interleaved|sequential|randomized\([0-9]+\))$"))]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^(interleaved|sequential|randomized\([0-9]+\))$")
+    )]
     pub order: RunOrder,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
@@ -266,8 +269,19 @@ impl Serialize for RunOrder {
 
 impl<'de> Deserialize<'de> for RunOrder {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        // A visitor (rather than parsing a String afterwards) lets the YAML deserializer attach
+        // the field path and position to the error.
+        struct OrderVisitor;
+        impl serde::de::Visitor<'_> for OrderVisitor {
+            type Value = RunOrder;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`interleaved`, `sequential` or `randomized(<seed>)`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RunOrder, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(OrderVisitor)
     }
 }
 

@@ -48,7 +48,12 @@ pub(super) fn check(
     map: &SourceMap,
     spec: &Spec,
 ) -> Result<(Matrix, Vec<Cell>), Diagnostics> {
-    let mut c = Checker { path, source, map, errors: Diagnostics::default() };
+    let mut c = Checker {
+        path,
+        source,
+        map,
+        errors: Diagnostics::default(),
+    };
     check_identity(&mut c, spec);
     check_counts(&mut c, spec);
     for (name, backend) in &spec.backends {
@@ -79,34 +84,60 @@ fn check_identity(c: &mut Checker, spec: &Spec) {
             "write `TR` and a number, optionally followed by a suffix of letters, digits, `_`, `-` or `.` (TR124, TR114_v2)",
         );
     } else {
-        let stem = c.path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = c
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         if stem != spec.id {
             c.error(
                 "id",
-                format!("id `{}` does not match the file name `{}`", spec.id, file_name(c.path)),
+                format!(
+                    "id `{}` does not match the file name `{}`",
+                    spec.id,
+                    file_name(c.path)
+                ),
                 format!("rename the file to `{}.yaml` or set `id: {stem}`", spec.id),
             );
         }
     }
     for (field, text) in [("title", &spec.title), ("question", &spec.question)] {
         if text.trim().is_empty() {
-            c.error(field, format!("`{field}` is empty"), format!("write the report's {field}"));
+            c.error(
+                field,
+                format!("`{field}` is empty"),
+                format!("write the report's {field}"),
+            );
         }
     }
     if let Some(sup) = &spec.supersedes {
         if !is_valid_tr_id(&sup.id) {
-            c.error("supersedes.id", format!("invalid TR id `{}`", sup.id), "name an existing TR, e.g. `TR114`");
+            c.error(
+                "supersedes.id",
+                format!("invalid TR id `{}`", sup.id),
+                "name an existing TR, e.g. `TR114`",
+            );
         } else if sup.id == spec.id {
-            c.error("supersedes.id", format!("`{}` supersedes itself", spec.id), "name the earlier report this one replaces");
+            c.error(
+                "supersedes.id",
+                format!("`{}` supersedes itself", spec.id),
+                "name the earlier report this one replaces",
+            );
         }
         if sup.reason.trim().is_empty() {
-            c.error("supersedes.reason", "supersession without a reason", "say why the earlier report is replaced");
+            c.error(
+                "supersedes.reason",
+                "supersession without a reason",
+                "say why the earlier report is replaced",
+            );
         }
     }
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn check_counts(c: &mut Checker, spec: &Spec) {
@@ -118,63 +149,121 @@ fn check_counts(c: &mut Checker, spec: &Spec) {
         );
     }
     if spec.warmup < 0 {
-        c.error("warmup", format!("warmup cannot be negative, got {}", spec.warmup), "use 0 for no warm-up runs");
+        c.error(
+            "warmup",
+            format!("warmup cannot be negative, got {}", spec.warmup),
+            "use 0 for no warm-up runs",
+        );
     }
 }
 
 fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
     match (&b.launch, b.endpoints.is_empty()) {
-        (Some(_), false) => c.error(at, "backend has both `launch` and `endpoints`", "keep one: `launch` starts servers, `endpoints` uses running ones"),
-        (None, true) => c.error(at, "backend has neither `launch` nor `endpoints`", "add `launch: {count: 1, args: [...]}` or `endpoints: [http://127.0.0.1:8080]`"),
+        (Some(_), false) => c.error(
+            at,
+            "backend has both `launch` and `endpoints`",
+            "keep one: `launch` starts servers, `endpoints` uses running ones",
+        ),
+        (None, true) => c.error(
+            at,
+            "backend has neither `launch` nor `endpoints`",
+            "add `launch: {count: 1, args: [...]}` or `endpoints: [http://127.0.0.1:8080]`",
+        ),
         _ => {}
     }
     if let Some(launch) = &b.launch {
         if b.kind != BackendKind::LlamaCpp {
-            c.error(&child_path(at, "launch"), "only llama-cpp servers can be launched by the runner", "start the server yourself and list it under `endpoints`");
+            c.error(
+                &child_path(at, "launch"),
+                "only llama-cpp servers can be launched by the runner",
+                "start the server yourself and list it under `endpoints`",
+            );
         }
         if launch.count < 1 {
-            c.error(&child_path(at, "launch.count"), format!("launch count must be at least 1, got {}", launch.count), "give the number of servers to start");
+            c.error(
+                &child_path(at, "launch.count"),
+                format!("launch count must be at least 1, got {}", launch.count),
+                "give the number of servers to start",
+            );
         }
     }
     for (i, url) in b.endpoints.iter().enumerate() {
-        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
         if rest.is_none_or(|r| r.is_empty()) {
-            c.error(&index_path(&child_path(at, "endpoints"), i), format!("`{url}` is not an http(s) URL"), "write it as http://host:port");
+            c.error(
+                &index_path(&child_path(at, "endpoints"), i),
+                format!("`{url}` is not an http(s) URL"),
+                "write it as http://host:port",
+            );
         }
     }
     if b.kind == BackendKind::Ollama && b.model.is_none() {
-        c.error(at, "an ollama backend needs `model`", "add `model: <name>` as listed by `ollama list`");
+        c.error(
+            at,
+            "an ollama backend needs `model`",
+            "add `model: <name>` as listed by `ollama list`",
+        );
     }
-    if b.timeout_s.is_some_and(|t| !(t > 0.0)) {
-        c.error(&child_path(at, "timeout_s"), "timeout must be positive", "give seconds, e.g. `timeout_s: 120`");
+    if b.timeout_s.is_some_and(|t| !t.is_finite() || t <= 0.0) {
+        c.error(
+            &child_path(at, "timeout_s"),
+            "timeout must be positive",
+            "give seconds, e.g. `timeout_s: 120`",
+        );
     }
 }
 
 fn check_workload(c: &mut Checker, spec: &Spec) {
     let Some(w) = &spec.workload else { return };
     match (&w.prompts_file, w.prompts.is_empty()) {
-        (Some(_), false) => c.error("workload", "workload has both `prompts` and `prompts_file`", "keep one of them"),
-        (None, true) => c.error("workload", "workload has no prompts", "add `prompts: [\"...\"]` or `prompts_file: prompts/<name>.yaml`"),
+        (Some(_), false) => c.error(
+            "workload",
+            "workload has both `prompts` and `prompts_file`",
+            "keep one of them",
+        ),
+        (None, true) => c.error(
+            "workload",
+            "workload has no prompts",
+            "add `prompts: [\"...\"]` or `prompts_file: prompts/<name>.yaml`",
+        ),
         (Some(file), true) => {
             let resolved = c.path.parent().unwrap_or(Path::new(".")).join(file);
             if !resolved.is_file() {
-                c.error("workload.prompts_file", format!("prompts file `{}` not found", resolved.display()), "paths are relative to the spec's directory");
+                c.error(
+                    "workload.prompts_file",
+                    format!("prompts file `{}` not found", resolved.display()),
+                    "paths are relative to the spec's directory",
+                );
             }
         }
         (None, false) => {}
     }
     if w.max_tokens < 1 {
-        c.error("workload.max_tokens", format!("max_tokens must be at least 1, got {}", w.max_tokens), "give the number of tokens to generate per request");
+        c.error(
+            "workload.max_tokens",
+            format!("max_tokens must be at least 1, got {}", w.max_tokens),
+            "give the number of tokens to generate per request",
+        );
     }
 }
 
 fn check_recorded_and_cost(c: &mut Checker, spec: &Spec) {
     for (name, r) in &spec.recorded {
         if r.source.trim().is_empty() {
-            c.error(&format!("recorded.{name}.source"), "recorded figure without a source", "say where the figure comes from (report, table, page)");
+            c.error(
+                &format!("recorded.{name}.source"),
+                "recorded figure without a source",
+                "say where the figure comes from (report, table, page)",
+            );
         }
         if !r.value.is_finite() {
-            c.error(&format!("recorded.{name}.value"), "recorded value is not a finite number", "write the figure as a plain number");
+            c.error(
+                &format!("recorded.{name}.value"),
+                "recorded value is not a finite number",
+                "write the figure as a plain number",
+            );
         }
     }
     let Some(cost) = &spec.cost else { return };
@@ -184,15 +273,21 @@ fn check_recorded_and_cost(c: &mut Checker, spec: &Spec) {
         ("power_w", cost.power_w),
         ("carbon_g_per_kwh", cost.carbon_g_per_kwh),
     ] {
-        if v.is_some_and(|v| !(v >= 0.0) || !v.is_finite()) {
-            c.error(&format!("cost.{field}"), format!("`{field}` must be a non-negative number"), "use the figure from your price list or meter");
+        if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            c.error(
+                &format!("cost.{field}"),
+                format!("`{field}` must be a non-negative number"),
+                "use the figure from your price list or meter",
+            );
         }
     }
 }
 
 /// Splits the raw matrix map into axes, exclude and include, checking their shapes.
 fn parse_matrix(c: &mut Checker, spec: &Spec) -> Option<Matrix> {
-    let Some(raw) = &spec.matrix else { return Some(Matrix::default()) };
+    let Some(raw) = &spec.matrix else {
+        return Some(Matrix::default());
+    };
     let errors_before = c.errors.0.len();
     let mut m = Matrix::default();
     for (key, value) in raw {
@@ -200,31 +295,55 @@ fn parse_matrix(c: &mut Checker, spec: &Spec) -> Option<Matrix> {
         match key.as_str() {
             "exclude" | "include" => {
                 let Some(items) = value.as_array() else {
-                    c.error(&at, format!("`{key}` must be a list of axis -> value maps"), format!("write `{key}: [{{axis: value}}]`"));
+                    c.error(
+                        &at,
+                        format!("`{key}` must be a list of axis -> value maps"),
+                        format!("write `{key}: [{{axis: value}}]`"),
+                    );
                     continue;
                 };
                 let mut selectors = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     match serde_json::from_value::<IndexMap<String, Value>>(item.clone()) {
                         Ok(sel) if !sel.is_empty() => selectors.push(sel),
-                        _ => c.error(&index_path(&at, i), format!("each `{key}` entry must be a non-empty map of axis -> value"), "write e.g. `{temperature: 0.6}`"),
+                        _ => c.error(
+                            &index_path(&at, i),
+                            format!("each `{key}` entry must be a non-empty map of axis -> value"),
+                            "write e.g. `{temperature: 0.6}`",
+                        ),
                     }
                 }
-                if key == "exclude" { m.exclude = selectors } else { m.include = selectors }
+                if key == "exclude" {
+                    m.exclude = selectors
+                } else {
+                    m.include = selectors
+                }
             }
             _ => match value.as_array() {
                 Some(values) if values.is_empty() => {
-                    c.error(&at, format!("axis `{key}` has no values"), "list at least one value, or remove the axis");
+                    c.error(
+                        &at,
+                        format!("axis `{key}` has no values"),
+                        "list at least one value, or remove the axis",
+                    );
                 }
                 Some(values) => {
                     for (i, v) in values.iter().enumerate() {
                         if values[..i].iter().any(|w| values_equal(v, w)) {
-                            c.error(&index_path(&at, i), format!("axis `{key}` lists a value twice"), "remove the duplicate; use `repetitions` to repeat runs");
+                            c.error(
+                                &index_path(&at, i),
+                                format!("axis `{key}` lists a value twice"),
+                                "remove the duplicate; use `repetitions` to repeat runs",
+                            );
                         }
                     }
                     m.axes.insert(key.clone(), values.clone());
                 }
-                None => c.error(&at, format!("axis `{key}` must be a list of values"), format!("write `{key}: [{}]`", compact(value))),
+                None => c.error(
+                    &at,
+                    format!("axis `{key}` must be a list of values"),
+                    format!("write `{key}: [{}]`", compact(value)),
+                ),
             },
         }
     }
@@ -236,8 +355,13 @@ fn parse_matrix(c: &mut Checker, spec: &Spec) -> Option<Matrix> {
             for key in sel.keys() {
                 if !m.axes.contains_key(key) {
                     let at = child_path(&index_path(&format!("matrix.{list}"), i), key);
-                    let help = did_you_mean(key, m.axes.keys().map(String::as_str))
-                        .unwrap_or_else(|| format!("the axes are: {}", m.axes.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    let help =
+                        did_you_mean(key, m.axes.keys().map(String::as_str)).unwrap_or_else(|| {
+                            format!(
+                                "the axes are: {}",
+                                m.axes.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        });
                     c.error_at_key(&at, format!("{list} names unknown axis `{key}`"), help);
                 }
             }
@@ -286,14 +410,26 @@ fn expand(c: &mut Checker, m: &Matrix) -> Option<Vec<Cell>> {
 fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
     let names: Vec<&str> = spec.backends.keys().map(String::as_str).collect();
     if spec.backends.len() > 1 && !m.axes.contains_key("backend") {
-        c.error("backends", "several backends but no `backend` axis says which cell uses which", format!("add `backend: [{}]` to the matrix", names.join(", ")));
+        c.error(
+            "backends",
+            "several backends but no `backend` axis says which cell uses which",
+            format!("add `backend: [{}]` to the matrix", names.join(", ")),
+        );
     }
     for (at, value) in axis_values(m, "backend") {
         let name = value.as_str().unwrap_or_default();
         if !spec.backends.contains_key(name) {
-            let help = did_you_mean(name, names.iter().copied())
-                .unwrap_or_else(|| format!("define it under `backends:` (defined: {})", names.join(", ")));
-            c.error(&at, format!("backend `{}` is not defined", compact(value)), help);
+            let help = did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "define it under `backends:` (defined: {})",
+                    names.join(", ")
+                )
+            });
+            c.error(
+                &at,
+                format!("backend `{}` is not defined", compact(value)),
+                help,
+            );
         }
     }
     let mut scenario_ok = true;
@@ -307,13 +443,19 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
         return;
     }
     for cell in cells {
-        let Some(Ok(Scenario::Concurrent { agents, placement })) =
-            cell.params.get("scenario").map(|v| serde_json::from_value::<Scenario>(v.clone()))
+        let Some(Ok(Scenario::Concurrent { agents, placement })) = cell
+            .params
+            .get("scenario")
+            .map(|v| serde_json::from_value::<Scenario>(v.clone()))
         else {
             continue;
         };
         if agents < 2 {
-            c.error("matrix.scenario", format!("a concurrent scenario needs at least 2 agents, got {agents}"), "use `kind: single` for one agent");
+            c.error(
+                "matrix.scenario",
+                format!("a concurrent scenario needs at least 2 agents, got {agents}"),
+                "use `kind: single` for one agent",
+            );
             return;
         }
         let backend = match cell.params.get("backend").and_then(Value::as_str) {
@@ -321,7 +463,10 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
             None => spec.backends.iter().next().map(|(n, b)| (n.as_str(), b)),
         };
         if let (Placement::ServerPerAgent, Some((name, b))) = (placement, backend) {
-            let servers = b.launch.as_ref().map_or(b.endpoints.len(), |l| l.count.max(0) as usize);
+            let servers = b
+                .launch
+                .as_ref()
+                .map_or(b.endpoints.len(), |l| l.count.max(0) as usize);
             if servers < agents as usize {
                 c.error(
                     &format!("backends.{name}"),
@@ -336,8 +481,17 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
 
 /// Every written value of an axis, from the axis list and from include entries, with its path.
 fn axis_values<'m>(m: &'m Matrix, axis: &str) -> Vec<(String, &'m Value)> {
-    let listed = m.axes.get(axis).into_iter().flatten().enumerate().map(|(i, v)| (index_path(&format!("matrix.{axis}"), i), v));
-    let included = m.include.iter().enumerate().filter_map(|(i, sel)| sel.get(axis).map(|v| (format!("matrix.include[{i}].{axis}"), v)));
+    let listed = m
+        .axes
+        .get(axis)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, v)| (index_path(&format!("matrix.{axis}"), i), v));
+    let included = m.include.iter().enumerate().filter_map(|(i, sel)| {
+        sel.get(axis)
+            .map(|v| (format!("matrix.include[{i}].{axis}"), v))
+    });
     listed.chain(included).collect()
 }
 
@@ -345,7 +499,11 @@ fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
     for (i, claim) in spec.claims.iter().enumerate() {
         let at = index_path("claims", i);
         if spec.claims[..i].iter().any(|other| other.id == claim.id) {
-            c.error(&format!("{at}.id"), format!("claim id `{}` is used twice", claim.id), "give each claim its own id");
+            c.error(
+                &format!("{at}.id"),
+                format!("claim id `{}` is used twice", claim.id),
+                "give each claim its own id",
+            );
         }
         if claim.assert.is_none() && claim.stated.is_none() {
             c.error(&at, format!("claim `{}` has neither `assert` nor `stated`", claim.id), "add `assert: \"ci_low >= 0.95\"` or `stated: \"+15.2%\"` so the audit can check it");
@@ -353,8 +511,13 @@ fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
         if let Some(metric) = &claim.metric
             && !metrics::is_known(metric)
         {
-            let help = did_you_mean(metric, metrics::all()).unwrap_or_else(|| "see docs/metrics.md for the metric names".into());
-            c.error(&format!("{at}.metric"), format!("unknown metric `{metric}`"), help);
+            let help = did_you_mean(metric, metrics::all())
+                .unwrap_or_else(|| "see docs/metrics.md for the metric names".into());
+            c.error(
+                &format!("{at}.metric"),
+                format!("unknown metric `{metric}`"),
+                help,
+            );
         }
         let mut selections = vec![(format!("{at}.where"), &claim.selection)];
         if let Some(cmp) = &claim.compare {
@@ -368,15 +531,31 @@ fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
 }
 
 /// A claim's selection must name real axes (or a recorded figure) and match at least one cell.
-fn check_selection(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell], at: &str, sel: &IndexMap<String, Value>) {
+fn check_selection(
+    c: &mut Checker,
+    spec: &Spec,
+    m: &Matrix,
+    cells: &[Cell],
+    at: &str,
+    sel: &IndexMap<String, Value>,
+) {
     if let Some(name) = sel.get("recorded") {
         let name = name.as_str().unwrap_or_default();
         if !spec.recorded.contains_key(name) {
-            let help = did_you_mean(name, spec.recorded.keys().map(String::as_str)).unwrap_or_else(|| "add the figure under `recorded:`".into());
-            c.error(&format!("{at}.recorded"), format!("recorded figure `{name}` is not defined"), help);
+            let help = did_you_mean(name, spec.recorded.keys().map(String::as_str))
+                .unwrap_or_else(|| "add the figure under `recorded:`".into());
+            c.error(
+                &format!("{at}.recorded"),
+                format!("recorded figure `{name}` is not defined"),
+                help,
+            );
         }
         if sel.len() > 1 {
-            c.error(at, "a `recorded` selection cannot also name axes", "keep only `recorded: <name>`");
+            c.error(
+                at,
+                "a `recorded` selection cannot also name axes",
+                "keep only `recorded: <name>`",
+            );
         }
         return;
     }
@@ -384,12 +563,20 @@ fn check_selection(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell], at:
     for key in sel.keys() {
         if !m.axes.contains_key(key) {
             known = false;
-            let help = did_you_mean(key, m.axes.keys().map(String::as_str)).unwrap_or_else(|| "select by matrix axes, or use `recorded: <name>`".into());
+            let help = did_you_mean(key, m.axes.keys().map(String::as_str))
+                .unwrap_or_else(|| "select by matrix axes, or use `recorded: <name>`".into());
             c.error_at_key(&child_path(at, key), format!("unknown axis `{key}`"), help);
         }
     }
-    let matches = |cell: &Cell| sel.iter().all(|(k, v)| cell.params.get(k).is_some_and(|w| values_equal(v, w)));
+    let matches = |cell: &Cell| {
+        sel.iter()
+            .all(|(k, v)| cell.params.get(k).is_some_and(|w| values_equal(v, w)))
+    };
     if known && !sel.is_empty() && !cells.iter().any(matches) {
-        c.error(at, "selection matches no cell of the matrix", "check the values against the matrix axes");
+        c.error(
+            at,
+            "selection matches no cell of the matrix",
+            "check the values against the matrix axes",
+        );
     }
 }
