@@ -11,6 +11,7 @@ use comfy_table::{Table, presets};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan;
 use crate::registry::{Registry, experiments_dir};
+use crate::runner;
 use crate::spec::{self, Spec, matrix::display_value};
 
 /// Exit code for a usage or input error (bad spec, unknown TR).
@@ -44,6 +45,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run a TR's plan against its servers; resumes where an earlier run stopped.
+    Run {
+        /// TR id (TR124) or spec file.
+        tr: String,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Print the JSON Schema of the spec format (for editor autocompletion).
     Schema,
 }
@@ -70,6 +79,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
     match &cli.command {
         Command::Validate { specs } => validate(&cli.root, specs),
         Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
+        Command::Run { tr, quiet } => run_tr(&cli.root, tr, *quiet),
         Command::Schema => {
             let schema = schemars::schema_for!(Spec);
             print_out(&format!(
@@ -172,32 +182,79 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_plan(root: &Path, tr: &str, format: Format) -> Result<ExitCode, Diagnostics> {
-    let (registry, problems) = Registry::load(root);
-    let loaded = match registry.resolve(tr) {
+fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
+    let registry = load_one(root, tr)?;
+    let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
+    // Only the ring provider is compiled in; install it for HTTPS endpoints.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Diagnostics::from(Diagnostic::new(format!(
+                "cannot start the async runtime: {e}"
+            )))
+        })?;
+    let options = runner::RunOptions { quiet };
+    let summary = match runtime.block_on(runner::run(root, loaded, &options)) {
         Ok(s) => s,
-        Err(not_found) => {
-            // A broken spec: show its own errors rather than a bare "has errors".
-            let own: Vec<Diagnostic> = problems
-                .0
-                .into_iter()
-                .filter(|d| not_found.file.is_some() && d.file == not_found.file)
-                .collect();
-            return Err(Diagnostics(if own.is_empty() {
-                vec![not_found]
-            } else {
-                own
-            }));
+        Err(runner::RunError::Input(d)) => return Err(d),
+        Err(e) => {
+            return Err(Diagnostic::new(e.to_string())
+                .help("nothing recorded so far was lost; fix the cause and run again to resume")
+                .into());
         }
+    };
+    let id = &loaded.spec.id;
+    if summary.interrupted {
+        eprintln!(
+            "interrupted: {} run(s) recorded in this session, {} of {} in total; the run in flight was dropped.\nrun `banterhearts run {id}` again to resume.",
+            summary.recorded,
+            summary.already_recorded + summary.recorded,
+            summary.planned
+        );
+        return Ok(ExitCode::from(130));
+    }
+    if summary.recorded > 0 && !quiet {
+        eprintln!(
+            "{id}: recorded {} run(s) ({} degraded) in {}",
+            summary.recorded,
+            summary.degraded,
+            crate::store::TrPaths::new(root, id).runs().display()
+        );
+    }
+    Ok(if summary.degraded > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Loads the registry and fails with the TR's own problems (not other files') if it has any.
+fn load_one(root: &Path, tr: &str) -> Result<Registry, Diagnostics> {
+    let (registry, problems) = Registry::load(root);
+    let file = match registry.resolve(tr) {
+        Ok(s) => Some(s.path.clone()),
+        Err(not_found) => match not_found.file.clone() {
+            Some(f) => Some(f),
+            None => return Err(not_found.into()),
+        },
     };
     let own: Vec<Diagnostic> = problems
         .0
         .into_iter()
-        .filter(|d| d.file.as_deref() == Some(loaded.path.as_path()))
+        .filter(|d| d.file.is_some() && d.file == file)
         .collect();
-    if !own.is_empty() {
-        return Err(Diagnostics(own));
+    if own.is_empty() {
+        Ok(registry)
+    } else {
+        Err(Diagnostics(own))
     }
+}
+
+fn show_plan(root: &Path, tr: &str, format: Format) -> Result<ExitCode, Diagnostics> {
+    let registry = load_one(root, tr)?;
+    let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
     let plan = plan::build(loaded);
     match format {
         Format::Json => print_out(&format!(

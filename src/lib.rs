@@ -6,8 +6,12 @@
 // A Diagnostic is built once per failed command, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod backend;
 pub mod cli;
 pub mod diagnostic;
 pub mod plan;
 pub mod registry;
+pub mod runner;
 pub mod spec;
+pub mod stats;
+pub mod store;

@@ -5,9 +5,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::spec::{Cell, LoadedSpec, RunOrder};
+use crate::store::sha256_hex;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -48,12 +48,8 @@ impl Plan {
     }
 }
 
-fn hex_prefix(bytes: &[u8], chars: usize) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()[..chars].to_owned()
-}
-
 pub fn cell_id(cell: &Cell) -> String {
-    hex_prefix(&Sha256::digest(cell.key().as_bytes()), 12)
+    sha256_hex(cell.key().as_bytes())[..12].to_owned()
 }
 
 /// Stable run id: depends only on the TR id, the cell's parameters, warm-up or not, and the
@@ -64,7 +60,7 @@ pub fn run_id(tr: &str, cell: &Cell, warmup: bool, repetition: u32) -> String {
         "banterhearts-run-v1\n{tr}\n{}\n{kind}\n{repetition}",
         cell.key()
     );
-    hex_prefix(&Sha256::digest(text.as_bytes()), 16)
+    sha256_hex(text.as_bytes())[..16].to_owned()
 }
 
 /// Expands a validated spec into its plan.

@@ -147,6 +147,10 @@ pub struct Workload {
     pub max_tokens: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Keep generating past the end-of-sequence token, so every request produces exactly
+    /// `max_tokens` (llama.cpp and vLLM honour it). Makes throughput comparable across runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

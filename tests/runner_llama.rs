@@ -1,0 +1,325 @@
+//! The runner against a real llama-server with SmolLM2-135M (installed by
+//! scripts/setup-llama-server): end-to-end runs, timing reconciliation, concurrency,
+//! crash-and-resume, and a server dying mid-stream.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{banterhearts_with_model, journal, llama_server_and_model, project};
+use serde_json::Value;
+
+/// Real-server tests run one at a time: parallel servers on 2 cores would disturb each other's
+/// timings, which these tests check.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+const TWO_CELLS: &str = r#"id: TR950
+title: Two temperatures, three repetitions
+status: running
+question: Does the runner measure a real server end to end?
+backends:
+  llama:
+    kind: llama-cpp
+    launch: {count: 1, args: ["-m", "${BANTERHEARTS_MODEL}", "-c", "1024", "-t", "2"]}
+workload: {prompts: ["Write one sentence about the sea.", "Name three colours."], max_tokens: 24, seed: 42, ignore_eos: true}
+matrix:
+  temperature: [0.2, 0.8]
+repetitions: 3
+"#;
+
+#[test]
+fn two_cells_three_reps_end_to_end_with_reconciled_timings() {
+    let _serial = serial();
+    let dir = project(&[("TR950.yaml", TWO_CELLS)]);
+    let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR950");
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        let a = &r["agents"][0];
+        assert_eq!(
+            a["output_tokens"], 24,
+            "ignore_eos gives exactly max_tokens"
+        );
+        let (ttft, e2e) = (f(a, "ttft_ms"), f(a, "e2e_ms"));
+        let (prompt_ms, decode_ms) = (f(a, "server_prompt_ms"), f(a, "server_decode_ms"));
+        // The client's first chunk cannot arrive before the server finished the prompt, and its
+        // whole request spans the server's prompt and decode work.
+        assert!(ttft >= prompt_ms, "ttft {ttft} < server prompt {prompt_ms}");
+        assert!(
+            e2e >= prompt_ms + decode_ms,
+            "e2e {e2e} < server total {}",
+            prompt_ms + decode_ms
+        );
+        // Client decode window vs server decode time: equal up to first/last chunk delivery jitter.
+        let decode_gap = f(a, "decode_overhead_ms");
+        assert!(
+            (e2e - ttft - decode_ms - decode_gap).abs() < 1e-6,
+            "gap recorded as client overhead"
+        );
+        assert!(
+            decode_gap > -(0.1 * decode_ms + 5.0) && decode_gap < 0.25 * decode_ms + 20.0,
+            "decode gap {decode_gap} ms vs server {decode_ms} ms"
+        );
+        assert_eq!(f(a, "prefill_overhead_ms"), ttft - prompt_ms);
+        let client_rate = f(a, "decode_tok_s");
+        let server_rate = f(a, "server_decode_tok_s");
+        assert!(
+            (client_rate / server_rate - 1.0).abs() < 0.25,
+            "client {client_rate} vs server {server_rate} tok/s"
+        );
+        assert!(f(&r["harness_lag"], "samples") > 0.0);
+        assert!(
+            r["servers"][0]["rss_mb"].as_f64().unwrap() > 50.0,
+            "server RSS sampled"
+        );
+    }
+    let ids: std::collections::HashSet<_> = records
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6);
+
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data/TR950/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let session = &manifest["sessions"][0];
+    assert_eq!(session["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(session["spec_sha256"].as_str().unwrap().len(), 64);
+    assert!(session["host"]["logical_cpus"].as_u64().unwrap() >= 1);
+    let server = &session["servers"][0];
+    assert!(
+        server["build"].as_str().is_some_and(|b| !b.is_empty()),
+        "server build recorded: {server}"
+    );
+    let (_, model) = llama_server_and_model();
+    let expected_sha = banterhearts::store::sha256_file(&model).unwrap();
+    assert_eq!(server["model_sha256"], expected_sha.as_str());
+
+    // A second run has nothing left to do and changes nothing.
+    let again = banterhearts_with_model(dir.path(), &["run", "TR950"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("all 6 planned runs are recorded"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(journal(dir.path(), "TR950").len(), 6);
+}
+
+#[test]
+fn two_agents_on_two_launched_servers_record_group_efficiency() {
+    let _serial = serial();
+    let spec = TWO_CELLS
+        .replace(
+            "count: 1, args: [\"-m\", \"${BANTERHEARTS_MODEL}\", \"-c\", \"1024\", \"-t\", \"2\"]",
+            "count: 2, args: [\"-m\", \"${BANTERHEARTS_MODEL}\", \"-c\", \"1024\", \"-t\", \"1\"]",
+        )
+        .replace(
+            "temperature: [0.2, 0.8]",
+            "scenario: [{kind: concurrent, agents: 2, placement: server-per-agent}]",
+        )
+        .replace("repetitions: 3", "repetitions: 2");
+    let dir = project(&[("TR950.yaml", &spec)]);
+    let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR950");
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let agents = r["agents"].as_array().unwrap();
+        assert_eq!(agents.len(), 2);
+        assert_ne!(
+            agents[0]["server"], agents[1]["server"],
+            "one server per agent"
+        );
+        let g = &r["group"];
+        let wall = f(g, "wall_ms");
+        let sum: f64 = agents.iter().map(|a| f(a, "e2e_ms")).sum();
+        assert!((f(g, "speedup") - sum / wall).abs() < 1e-9);
+        let eff = f(g, "parallel_efficiency");
+        assert!(eff > 0.3 && eff <= 1.0 + 1e-9, "efficiency {eff}");
+        assert!(
+            agents.iter().all(|a| f(a, "sent_offset_ms") < 50.0),
+            "agents released together"
+        );
+    }
+}
+
+#[test]
+fn kill_nine_mid_experiment_then_resume_gives_exactly_the_plan() {
+    let _serial = serial();
+    let spec = TWO_CELLS
+        .replace("repetitions: 3", "repetitions: 8")
+        .replace("max_tokens: 24", "max_tokens: 32");
+    let dir = project(&[("TR950.yaml", &spec)]);
+    let (server, model) = llama_server_and_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+        .env("BANTERHEARTS_LLAMA_SERVER", &server)
+        .env("BANTERHEARTS_MODEL", &model)
+        .arg("-C")
+        .arg(dir.path())
+        .args(["run", "TR950", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = dir.path().join("data/TR950/runs.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "runner recorded nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = journal(dir.path(), "TR950").len();
+    assert!((3..16).contains(&partial), "{partial} runs before the kill");
+
+    // A crash in the middle of an append leaves a torn line; the next run must cut it off.
+    let mut text = std::fs::read(&runs).unwrap();
+    text.extend_from_slice(br#"{"tr":"TR950","run_id":"torn"#);
+    std::fs::write(&runs, text).unwrap();
+
+    let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("resuming; {partial} of 16 runs already recorded")),
+        "{}",
+        out.stderr
+    );
+    let records = journal(dir.path(), "TR950");
+    assert_eq!(records.len(), 16, "exactly the planned runs");
+    let mut ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 16, "no duplicates");
+    let plan = banterhearts_with_model(dir.path(), &["plan", "TR950", "--format", "json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let mut planned: Vec<&str> = plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    planned.sort();
+    assert_eq!(ids, planned);
+    let sessions: std::collections::BTreeSet<u64> = records
+        .iter()
+        .map(|r| r["session"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 2, "two runner sessions");
+}
+
+#[test]
+fn a_server_killed_mid_stream_gives_a_degraded_run_and_the_experiment_continues() {
+    let _serial = serial();
+    let (server, model) = llama_server_and_model();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut llama = Command::new(&server)
+        .args([
+            "-m",
+            model.to_str().unwrap(),
+            "-c",
+            "2048",
+            "-t",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let started = Instant::now();
+    while !Command::new("curl")
+        .args(["-sf", &health])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "llama-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let spec = format!(
+        "id: TR951\ntitle: t\nstatus: running\nquestion: q\nbackends:\n  ext: {{kind: llama-cpp, endpoints: ['http://127.0.0.1:{port}'], timeout_s: 30}}\n\
+         workload: {{prompts: ['Tell a long story.'], max_tokens: 1500, ignore_eos: true}}\nrepetitions: 3\n"
+    );
+    let dir = project(&[("TR951.yaml", &spec)]);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2500));
+        llama.kill().unwrap();
+        llama.wait().unwrap();
+    });
+    let out = banterhearts_with_model(dir.path(), &["run", "TR951"]);
+    killer.join().unwrap();
+    assert_eq!(
+        out.code, 1,
+        "degraded runs give exit code 1\n{}",
+        out.stderr
+    );
+    let records = journal(dir.path(), "TR951");
+    assert_eq!(
+        records.len(),
+        3,
+        "every planned run is recorded, none dropped"
+    );
+    assert!(
+        records.iter().all(|r| r["status"] == "degraded"),
+        "{records:?}"
+    );
+    let first = records[0]["reason"].as_str().unwrap();
+    assert!(first.contains("truncated stream"), "{first}");
+    assert!(
+        records[0]["agents"][0]["chunks"].as_u64().unwrap() > 0,
+        "it was mid-stream"
+    );
+    for later in &records[1..] {
+        assert!(
+            later["reason"].as_str().unwrap().contains("connect failed"),
+            "{later}"
+        );
+    }
+}
+
+#[test]
+fn a_second_runner_on_the_same_tr_is_refused() {
+    let _serial = serial();
+    let dir = project(&[("TR950.yaml", TWO_CELLS)]);
+    let paths = banterhearts::store::TrPaths::new(dir.path(), "TR950");
+    let (_held, _) = banterhearts::runner::journal::Journal::open(&paths).unwrap();
+    let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("another runner holds"),
+        "{}",
+        out.stderr
+    );
+}
