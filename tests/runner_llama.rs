@@ -323,3 +323,26 @@ fn a_second_runner_on_the_same_tr_is_refused() {
         out.stderr
     );
 }
+
+#[test]
+fn openai_protocol_against_llama_server_reads_usage_and_timings() {
+    let _serial = serial();
+    let spec = TWO_CELLS
+        .replace("kind: llama-cpp", "kind: openai")
+        .replace("temperature: [0.2, 0.8]", "temperature: [0.5]")
+        .replace("repetitions: 3", "repetitions: 2");
+    let dir = project(&[("TR950.yaml", &spec)]);
+    let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for r in journal(dir.path(), "TR950") {
+        let a = &r["agents"][0];
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(a["output_tokens"], 24, "usage.completion_tokens");
+        assert!(
+            a["prompt_tokens"].as_u64().unwrap() > 5,
+            "chat template adds tokens: {a}"
+        );
+        assert!(f(a, "ttft_ms") >= f(a, "server_prompt_ms"));
+        assert!(!a["text"].as_str().unwrap().is_empty());
+    }
+}

@@ -13,7 +13,7 @@ pub use llamacpp::LlamaCpp;
 pub use ollama::{Ollama, OllamaEndpoint};
 pub use openai::OpenAi;
 
-use crate::spec::BackendKind;
+use crate::spec::{BackendKind, OllamaApi};
 
 /// One generation request, as the runner builds it from a cell.
 #[derive(Debug, Clone, Default)]
@@ -93,13 +93,16 @@ pub trait Protocol: Send + Sync {
     fn info_path(&self) -> &'static str;
 }
 
-/// The protocol for a spec backend kind.
-pub fn protocol(kind: BackendKind) -> Box<dyn Protocol> {
-    match kind {
+/// The protocol a spec backend speaks.
+pub fn protocol(backend: &crate::spec::Backend) -> Box<dyn Protocol> {
+    match backend.kind {
         BackendKind::LlamaCpp => Box::new(LlamaCpp),
         BackendKind::Openai => Box::new(OpenAi),
         BackendKind::Ollama => Box::new(Ollama {
-            endpoint: OllamaEndpoint::Generate,
+            endpoint: match backend.endpoint {
+                Some(OllamaApi::Chat) => OllamaEndpoint::Chat,
+                _ => OllamaEndpoint::Generate,
+            },
         }),
     }
 }

@@ -263,8 +263,8 @@ async fn stop_servers(all: Vec<Servers>) {
     }
 }
 
-async fn describe(client: &reqwest::Client, kind: BackendKind, url: &str) -> Value {
-    let path = backend::protocol(kind).info_path();
+async fn describe(client: &reqwest::Client, backend: &Backend, url: &str) -> Value {
+    let path = backend::protocol(backend).info_path();
     let fetched = client
         .get(format!("{url}{path}"))
         .timeout(Duration::from_secs(10))
@@ -294,7 +294,7 @@ async fn provenance(
             .as_deref()
             .and_then(|p| store::sha256_file(p).ok());
         for url in &s.urls {
-            let raw = describe(client, b.kind, url).await;
+            let raw = describe(client, b, url).await;
             let pick = |ptr: &str| raw.pointer(ptr).cloned().unwrap_or(Value::Null);
             let (build, model, info) = match b.kind {
                 BackendKind::LlamaCpp => (
@@ -410,7 +410,7 @@ fn targets(
             },
         })
         .collect();
-    Ok((targets, Arc::from(backend::protocol(b.kind))))
+    Ok((targets, Arc::from(backend::protocol(b))))
 }
 
 fn summary_line(record: &RunRecord, label: &str) -> (String, String) {

@@ -106,7 +106,7 @@ pub enum BackendKind {
 pub struct Backend {
     /// llama-cpp | openai | ollama
     pub kind: BackendKind,
-    /// Start `count` llama-server processes on free loopback ports (llama-cpp only).
+    /// Start `count` llama-server processes on free loopback ports (kinds llama-cpp and openai).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<Launch>,
     /// Base URLs of servers that are already running.
@@ -121,6 +121,16 @@ pub struct Backend {
     /// Per-request timeout in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// Ollama only: `generate` (/api/generate, the default) or `chat` (/api/chat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<OllamaApi>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OllamaApi {
+    Generate,
+    Chat,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

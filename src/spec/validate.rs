@@ -172,11 +172,11 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
         _ => {}
     }
     if let Some(launch) = &b.launch {
-        if b.kind != BackendKind::LlamaCpp {
+        if b.kind == BackendKind::Ollama {
             c.error(
                 &child_path(at, "launch"),
-                "only llama-cpp servers can be launched by the runner",
-                "start the server yourself and list it under `endpoints`",
+                "the runner launches llama-server only (kinds llama-cpp and openai)",
+                "start Ollama yourself and list it under `endpoints`",
             );
         }
         if launch.count < 1 {
@@ -198,6 +198,13 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
                 "write it as http://host:port",
             );
         }
+    }
+    if b.endpoint.is_some() && b.kind != BackendKind::Ollama {
+        c.error(
+            &child_path(at, "endpoint"),
+            "`endpoint` applies to ollama backends only",
+            "remove it; use kind `openai` for chat completions",
+        );
     }
     if b.kind == BackendKind::Ollama && b.model.is_none() {
         c.error(

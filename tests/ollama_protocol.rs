@@ -1,0 +1,210 @@
+//! The Ollama adapter, tested against transcripts that follow Ollama's documented API
+//! (docs/api.md of the Ollama project: NDJSON streaming, `options`, top-level `keep_alive`,
+//! durations in nanoseconds, `{"error": ...}` objects). Ollama itself cannot be installed on
+//! our machines, so a local axum server replays these transcripts with real network timing.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use common::{banterhearts, journal, project};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A documented /api/generate or /api/chat stream: three content objects 30 ms apart, then the
+/// final object with counts and nanosecond durations.
+fn transcript(chat: bool) -> Vec<String> {
+    let piece = |text: &str| {
+        if chat {
+            json!({"model": "smollm2:135m", "created_at": "2025-10-17T23:14:07.414671Z", "message": {"role": "assistant", "content": text}, "done": false})
+        } else {
+            json!({"model": "smollm2:135m", "created_at": "2025-10-17T23:14:07.414671Z", "response": text, "done": false})
+        }
+    };
+    let mut last = json!({
+        "model": "smollm2:135m", "created_at": "2025-10-17T23:14:07.514671Z", "done": true, "done_reason": "length",
+        "total_duration": 174560334u64, "load_duration": 101397084u64, "prompt_eval_count": 11,
+        "prompt_eval_duration": 13074791u64, "eval_count": 3, "eval_duration": 52479709u64
+    });
+    last[if chat { "message" } else { "response" }] = if chat {
+        json!({"role": "assistant", "content": ""})
+    } else {
+        json!("")
+    };
+    [piece("Hello"), piece("!"), piece(" There"), last]
+        .iter()
+        .map(|v| format!("{v}\n"))
+        .collect()
+}
+
+fn ndjson(lines: Vec<String>, gap: Duration) -> Response {
+    let stream = futures_util::stream::iter(lines).then(move |line| async move {
+        tokio::time::sleep(gap).await;
+        Ok::<_, std::convert::Infallible>(line)
+    });
+    (
+        [("content-type", "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn generate(State(seen): State<Seen>, Json(body): Json<Value>) -> Response {
+    seen.lock()
+        .unwrap()
+        .push(("/api/generate".into(), body.clone()));
+    match body["model"].as_str() {
+        Some("missing") => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "model 'missing' not found"})),
+        )
+            .into_response(),
+        Some("crashes") => {
+            let mut lines = transcript(false)[..1].to_vec();
+            lines.push("{\"error\":\"an error was encountered while running the model: unexpected EOF\"}\n".into());
+            ndjson(lines, Duration::from_millis(30))
+        }
+        _ => ndjson(transcript(false), Duration::from_millis(30)),
+    }
+}
+
+async fn chat(State(seen): State<Seen>, Json(body): Json<Value>) -> Response {
+    seen.lock().unwrap().push(("/api/chat".into(), body));
+    ndjson(transcript(true), Duration::from_millis(30))
+}
+
+/// Serves the transcripts on a loopback port from a background runtime.
+fn ollama_transcript_server() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let state = seen.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route("/api/generate", post(generate))
+                .route("/api/chat", post(chat))
+                .route(
+                    "/api/version",
+                    get(|| async { Json(json!({"version": "0.12.6"})) }),
+                )
+                .with_state(state);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
+fn spec(port: u16, model: &str, endpoint: &str) -> String {
+    format!(
+        "id: TR960\ntitle: Ollama transcript\nstatus: running\nquestion: q\n\
+         backends:\n  ollama: {{kind: ollama, model: {model}, endpoint: {endpoint}, endpoints: ['http://127.0.0.1:{port}']}}\n\
+         workload: {{prompts: ['Say hello.'], max_tokens: 3, seed: 7}}\n\
+         matrix:\n  num_ctx: [512, 1024]\n  temperature: [0.8]\n  keep_alive: [0]\n"
+    )
+}
+
+#[test]
+fn ollama_documented_generate_stream_is_measured_and_converted_from_nanoseconds() {
+    let (port, seen) = ollama_transcript_server();
+    let dir = project(&[("TR960.yaml", &spec(port, "smollm2:135m", "generate"))]);
+    let out = banterhearts(dir.path(), &["run", "TR960"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR960");
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let a = &r["agents"][0];
+        assert_eq!(a["text"], "Hello! There");
+        assert_eq!(a["chunks"], 3);
+        assert_eq!(a["output_tokens"], 3, "eval_count");
+        assert_eq!(a["prompt_tokens"], 11, "prompt_eval_count");
+        assert!(
+            (a["server_decode_ms"].as_f64().unwrap() - 52.479709).abs() < 1e-9,
+            "eval_duration ns -> ms"
+        );
+        assert!((a["server_prompt_ms"].as_f64().unwrap() - 13.074791).abs() < 1e-9);
+        assert!((a["load_ms"].as_f64().unwrap() - 101.397084).abs() < 1e-9);
+        // First object after 30 ms, then 30 ms gaps: the client sees the server's pacing.
+        assert!(a["ttft_ms"].as_f64().unwrap() >= 30.0, "{a}");
+        let itl = a["itl_p50_ms"].as_f64().unwrap();
+        assert!((25.0..60.0).contains(&itl), "itl {itl}");
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    let (path, body) = &seen[0];
+    assert_eq!(path, "/api/generate");
+    assert_eq!(body["model"], "smollm2:135m");
+    assert_eq!(body["prompt"], "Say hello.");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["keep_alive"], 0, "keep_alive is top-level");
+    assert_eq!(body["options"]["num_predict"], 3);
+    assert_eq!(body["options"]["temperature"], 0.8);
+    assert_eq!(body["options"]["seed"], 7);
+    assert!(body["options"].get("keep_alive").is_none());
+    let ctx: Vec<&Value> = seen.iter().map(|(_, b)| &b["options"]["num_ctx"]).collect();
+    assert_eq!(ctx, vec![&json!(512), &json!(1024)]);
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data/TR960/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["sessions"][0]["servers"][0]["build"], "ollama 0.12.6",
+        "from /api/version"
+    );
+}
+
+#[test]
+fn ollama_documented_chat_stream_reads_message_content() {
+    let (port, seen) = ollama_transcript_server();
+    let dir = project(&[("TR960.yaml", &spec(port, "smollm2:135m", "chat"))]);
+    let out = banterhearts(dir.path(), &["run", "TR960", "--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR960");
+    assert_eq!(records[0]["agents"][0]["text"], "Hello! There");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/api/chat");
+    assert_eq!(
+        seen[0].1["messages"],
+        json!([{"role": "user", "content": "Say hello."}])
+    );
+}
+
+#[test]
+fn ollama_documented_errors_become_degraded_runs_with_the_servers_words() {
+    let (port, _) = ollama_transcript_server();
+    let dir = project(&[("TR960.yaml", &spec(port, "missing", "generate"))]);
+    let out = banterhearts(dir.path(), &["run", "TR960", "--quiet"]);
+    assert_eq!(out.code, 1);
+    let records = journal(dir.path(), "TR960");
+    assert_eq!(records.len(), 2);
+    let reason = records[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HTTP 404") && reason.contains("model 'missing' not found"),
+        "{reason}"
+    );
+
+    let dir = project(&[("TR960.yaml", &spec(port, "crashes", "generate"))]);
+    let out = banterhearts(dir.path(), &["run", "TR960", "--quiet"]);
+    assert_eq!(out.code, 1);
+    let records = journal(dir.path(), "TR960");
+    let reason = records[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("server error") && reason.contains("unexpected EOF"),
+        "{reason}"
+    );
+    assert_eq!(
+        records[0]["agents"][0]["chunks"], 1,
+        "the chunk before the error is kept"
+    );
+}
