@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets};
@@ -55,6 +56,23 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec format (for editor autocompletion).
     Schema,
+    /// Serve tokens on an exact schedule (llama.cpp and OpenAI streaming formats), to measure
+    /// the harness itself: point a TR's endpoints at it.
+    Pacer {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// Delay before the first token, in ms.
+        #[arg(long, default_value_t = 20.0)]
+        ttft_ms: f64,
+        /// Gap between tokens, in ms.
+        #[arg(long, default_value_t = 10.0)]
+        itl_ms: f64,
+        /// Tokens per response when the request sets no limit.
+        #[arg(long, default_value_t = 64)]
+        tokens: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +98,34 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
         Command::Validate { specs } => validate(&cli.root, specs),
         Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
         Command::Run { tr, quiet } => run_tr(&cli.root, tr, *quiet),
+        Command::Pacer {
+            host,
+            port,
+            ttft_ms,
+            itl_ms,
+            tokens,
+        } => {
+            let bad = |name: &str| {
+                Diagnostics::from(Diagnostic::new(format!(
+                    "--{name} must be a non-negative number of milliseconds"
+                )))
+            };
+            let ttft = Duration::try_from_secs_f64(ttft_ms / 1000.0).map_err(|_| bad("ttft-ms"))?;
+            let itl = Duration::try_from_secs_f64(itl_ms / 1000.0).map_err(|_| bad("itl-ms"))?;
+            let runtime = runtime()?;
+            let schedule = crate::pacer::Schedule {
+                ttft,
+                itl,
+                tokens: *tokens,
+            };
+            runtime
+                .block_on(crate::pacer::serve(host, *port, schedule))
+                .map_err(|e| {
+                    Diagnostic::new(format!("pacer: cannot serve on {host}:{port}: {e}"))
+                        .help("pick another --port")
+                })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
             let schema = schemars::schema_for!(Spec);
             print_out(&format!(
@@ -228,6 +274,13 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Diagnostics> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Diagnostic::new(format!("cannot start the async runtime: {e}")).into())
 }
 
 /// Loads the registry and fails with the TR's own problems (not other files') if it has any.

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod cli;
 pub mod diagnostic;
+pub mod pacer;
 pub mod plan;
 pub mod registry;
 pub mod runner;

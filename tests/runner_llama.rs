@@ -187,6 +187,7 @@ fn kill_nine_mid_experiment_then_resume_gives_exactly_the_plan() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let partial = journal(dir.path(), "TR950").len();
+    assert_servers_gone(&journal(dir.path(), "TR950"));
     assert!((3..16).contains(&partial), "{partial} runs before the kill");
 
     // A crash in the middle of an append leaves a torn line; the next run must cut it off.
@@ -226,6 +227,78 @@ fn kill_nine_mid_experiment_then_resume_gives_exactly_the_plan() {
         .map(|r| r["session"].as_u64().unwrap())
         .collect();
     assert_eq!(sessions.len(), 2, "two runner sessions");
+}
+
+/// The llama-servers a runner launched must not outlive it (their pids are in the records).
+fn assert_servers_gone(records: &[Value]) {
+    let pids: std::collections::BTreeSet<u64> = records
+        .iter()
+        .flat_map(|r| {
+            r["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["pid"].as_u64().unwrap())
+        })
+        .collect();
+    assert!(!pids.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for pid in pids {
+        // A zombie still has /proc/<pid>; its state is Z. Anything else is a live orphan.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        };
+        while alive() {
+            assert!(
+                Instant::now() < deadline,
+                "llama-server {pid} outlived the runner"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_keeps_finished_runs_and_says_how_to_resume() {
+    let _serial = serial();
+    let spec = TWO_CELLS.replace("repetitions: 3", "repetitions: 20");
+    let dir = project(&[("TR950.yaml", &spec)]);
+    let (server, model) = llama_server_and_model();
+    let child = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+        .env("BANTERHEARTS_LLAMA_SERVER", &server)
+        .env("BANTERHEARTS_MODEL", &model)
+        .arg("-C")
+        .arg(dir.path())
+        .args(["run", "TR950"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = dir.path().join("data/TR950/runs.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "runner recorded nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("run `banterhearts run TR950` again to resume"),
+        "{stderr}"
+    );
+    let records = journal(dir.path(), "TR950");
+    assert!(records.len() >= 2 && records.len() < 40);
+    assert!(
+        records.iter().all(|r| r["status"] == "ok"),
+        "an interrupted run is dropped, not recorded as degraded"
+    );
+    assert_servers_gone(&records);
 }
 
 #[test]

@@ -552,6 +552,8 @@ pub async fn run(
         )
     };
 
+    let mut interrupt =
+        Interrupt::new().map_err(|e| RunError::Other(format!("cannot watch for Ctrl-C: {e}")))?;
     let outcome: Result<(), RunError> = async {
         for run in &pending {
             let cell = &plan.cells[run.cell];
@@ -562,7 +564,7 @@ pub async fn run(
             let lag = LagMonitor::start();
             let measured = tokio::select! {
                 m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
-                _ = tokio::signal::ctrl_c() => None,
+                _ = interrupt.recv() => None,
             };
             let harness_lag = lag.finish().await;
             let Some((agents, group)) = measured else {
@@ -605,6 +607,30 @@ pub async fn run(
     progress.finish();
     stop_servers(running).await;
     outcome.map(|_| summary)
+}
+
+/// Ctrl-C and SIGTERM, watched from before the first run so a signal that arrives between two
+/// runs is not lost: it stops the runner before the next run starts.
+struct Interrupt {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn new() -> std::io::Result<Interrupt> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 fn previous_sessions(paths: &TrPaths) -> u32 {

@@ -149,7 +149,10 @@ impl ManagedServer {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C in the terminal reaches the runner, which then
+            // stops the servers itself, instead of killing a server mid-request.
+            .process_group(0);
         #[cfg(target_os = "linux")]
         // SAFETY: prctl is async-signal-safe and touches only the child being set up.
         unsafe {

@@ -1,0 +1,114 @@
+//! The pacer: a streaming server that emits tokens on an exact schedule (first after
+//! `ttft_ms`, then one every `itl_ms`). It speaks llama.cpp's `/completion` and the OpenAI
+//! `/v1/chat/completions` SSE formats, so the runner can be pointed at it to measure the
+//! harness itself: any difference between what the runner records and the schedule is
+//! the harness's own error. A calibrated signal source, not a stand-in for a real server.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub ttft: Duration,
+    pub itl: Duration,
+    /// Tokens per response when the request does not set a limit.
+    pub tokens: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    LlamaCpp,
+    OpenAi,
+}
+
+fn sse(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+/// The response body: one SSE event per token at its scheduled time, then the final events
+/// with server-side counts and the schedule's own timings.
+fn paced(schedule: Schedule, tokens: u32, format: Format) -> Response {
+    let start = tokio::time::Instant::now();
+    let token_ms = schedule.itl.as_secs_f64() * 1000.0;
+    let events = (0..tokens).map(move |i| (start + schedule.ttft + schedule.itl * i, i));
+    let stream = futures_util::stream::iter(events).then(move |(at, i)| async move {
+        tokio::time::sleep_until(at).await;
+        let text = format!(" t{i}");
+        let body = match format {
+            Format::LlamaCpp => sse(&json!({"content": text, "stop": false, "tokens_predicted": i + 1})),
+            Format::OpenAi => sse(&json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]})),
+        };
+        Ok::<_, Infallible>(body)
+    });
+    let timings = json!({
+        "prompt_n": 1, "prompt_ms": schedule.ttft.as_secs_f64() * 1000.0, "cache_n": 0,
+        "predicted_n": tokens, "predicted_ms": token_ms * tokens.saturating_sub(1) as f64,
+    });
+    let tail = match format {
+        Format::LlamaCpp => sse(&json!({"content": "", "stop": true, "timings": timings})),
+        Format::OpenAi => format!(
+            "{}{}data: [DONE]\n\n",
+            sse(
+                &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+            ),
+            sse(
+                &json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": tokens}, "timings": timings})
+            ),
+        ),
+    };
+    let stream = stream.chain(futures_util::stream::once(async move { Ok(tail) }));
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn requested_tokens(body: &Value, key: &str, default: u32) -> u32 {
+    body.get(key)
+        .and_then(Value::as_u64)
+        .map_or(default, |n| n as u32)
+}
+
+async fn completion(State(s): State<Schedule>, Json(body): Json<Value>) -> Response {
+    paced(
+        s,
+        requested_tokens(&body, "n_predict", s.tokens),
+        Format::LlamaCpp,
+    )
+}
+
+async fn chat(State(s): State<Schedule>, Json(body): Json<Value>) -> Response {
+    paced(
+        s,
+        requested_tokens(&body, "max_tokens", s.tokens),
+        Format::OpenAi,
+    )
+}
+
+/// Serves until the process is stopped. Prints the URL once listening.
+pub async fn serve(host: &str, port: u16, schedule: Schedule) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/completion", post(completion))
+        .route("/v1/chat/completions", post(chat))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/props", get(|| async { Json(json!({"build_info": concat!("banterhearts-pacer ", env!("CARGO_PKG_VERSION")), "total_slots": 4096})) }))
+        .with_state(schedule);
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
+    println!("pacer listening on http://{}", listener.local_addr()?);
+    // Without TCP_NODELAY a token written while the headers are still unacknowledged waits for
+    // the client's delayed ACK (up to 40 ms), which would be charged to the harness.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await
+}
