@@ -269,6 +269,23 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
             crate::store::TrPaths::new(root, id).runs().display()
         );
     }
+    let c = &summary.contention;
+    if !quiet && (!c.agents.is_empty() || c.without_baseline > 0) {
+        let t = loaded.spec.contention.unwrap_or_default();
+        eprintln!(
+            "contention: {} of {} concurrent agents flagged (decode more than {:.0}% below, or TTFT more than {}x, the single-agent median of the same configuration)",
+            c.contended(),
+            c.agents.len(),
+            t.decode_drop * 100.0,
+            t.ttft_factor
+        );
+        if c.without_baseline > 0 {
+            eprintln!(
+                "contention: {} concurrent agents have no single-agent runs of the same configuration to compare with",
+                c.without_baseline
+            );
+        }
+    }
     Ok(if summary.degraded > 0 {
         ExitCode::from(1)
     } else {

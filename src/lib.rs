@@ -6,6 +6,7 @@
 // A Diagnostic is built once per failed command, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod analysis;
 pub mod backend;
 pub mod cli;
 pub mod diagnostic;

@@ -129,15 +129,18 @@ fn two_agents_on_two_launched_servers_record_group_efficiency() {
         )
         .replace(
             "temperature: [0.2, 0.8]",
-            "scenario: [{kind: concurrent, agents: 2, placement: server-per-agent}]",
+            "scenario: [{kind: single}, {kind: concurrent, agents: 2, placement: server-per-agent}]",
         )
         .replace("repetitions: 3", "repetitions: 2");
     let dir = project(&[("TR950.yaml", &spec)]);
     let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR950");
-    assert_eq!(records.len(), 2);
-    for r in &records {
+    assert_eq!(records.len(), 4);
+    for r in records
+        .iter()
+        .filter(|r| r["agents"].as_array().unwrap().len() > 1)
+    {
         let agents = r["agents"].as_array().unwrap();
         assert_eq!(agents.len(), 2);
         assert_ne!(
@@ -155,6 +158,13 @@ fn two_agents_on_two_launched_servers_record_group_efficiency() {
             "agents released together"
         );
     }
+    // The single-agent runs of the same configuration are the contention baseline.
+    assert!(
+        out.stderr.contains("contention: ")
+            && out.stderr.contains(" of 4 concurrent agents flagged"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub struct RunSummary {
     pub recorded: usize,
     pub degraded: usize,
     pub interrupted: bool,
+    /// Contention flags over every recorded run of the TR, this session's and earlier ones.
+    pub contention: crate::analysis::contention::ContentionReport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -464,7 +466,7 @@ pub async fn run(
     let prompts = prompts(loaded)?;
     let plan = plan::build(loaded);
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let (mut journal, existing) = Journal::open(&paths)?;
+    let (mut journal, mut records) = Journal::open(&paths)?;
     let pending: Vec<&PlannedRun> = plan
         .runs
         .iter()
@@ -513,7 +515,7 @@ pub async fn run(
         .tcp_nodelay(true)
         .build()
         .map_err(|e| RunError::Other(format!("HTTP client: {e}")))?;
-    let session_id = existing
+    let session_id = records
         .iter()
         .map(|r| r.session)
         .max()
@@ -600,12 +602,15 @@ pub async fn run(
             let label: Vec<String> = cell.params.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect();
             let (line, short) = summary_line(&record, &label.join(" "));
             progress.finished(&line, &short);
+            records.push(record);
         }
         Ok(())
     }
     .await;
     progress.finish();
     stop_servers(running).await;
+    summary.contention =
+        crate::analysis::contention::flag(&records, loaded.spec.contention.unwrap_or_default());
     outcome.map(|_| summary)
 }
 

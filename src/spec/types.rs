@@ -55,6 +55,9 @@ pub struct Spec {
     pub order: RunOrder,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// When a concurrent agent counts as slowed by contention (defaults: 10% decode drop, 2x TTFT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contention: Option<ContentionThresholds>,
     /// Figures imported from elsewhere, with no raw data in this repository.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub recorded: IndexMap<String, Recorded>,
@@ -177,6 +180,34 @@ pub struct Cost {
     pub power_w: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carbon_g_per_kwh: Option<f64>,
+}
+
+/// An agent is contended when its decode_tok_s is more than `decode_drop` below, or its TTFT
+/// more than `ttft_factor` times, the same configuration's single-agent median.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContentionThresholds {
+    #[serde(default = "default_decode_drop")]
+    pub decode_drop: f64,
+    #[serde(default = "default_ttft_factor")]
+    pub ttft_factor: f64,
+}
+
+fn default_decode_drop() -> f64 {
+    0.10
+}
+
+fn default_ttft_factor() -> f64 {
+    2.0
+}
+
+impl Default for ContentionThresholds {
+    fn default() -> Self {
+        ContentionThresholds {
+            decode_drop: default_decode_drop(),
+            ttft_factor: default_ttft_factor(),
+        }
+    }
 }
 
 /// A figure imported from elsewhere (e.g. an older report whose raw data is gone).

@@ -273,6 +273,22 @@ fn check_recorded_and_cost(c: &mut Checker, spec: &Spec) {
             );
         }
     }
+    if let Some(t) = &spec.contention {
+        if !(t.decode_drop > 0.0 && t.decode_drop < 1.0) {
+            c.error(
+                "contention.decode_drop",
+                format!("decode_drop must be between 0 and 1, got {}", t.decode_drop),
+                "write a fraction, e.g. 0.10 for 10%",
+            );
+        }
+        if !(t.ttft_factor > 1.0 && t.ttft_factor.is_finite()) {
+            c.error(
+                "contention.ttft_factor",
+                format!("ttft_factor must be above 1, got {}", t.ttft_factor),
+                "write a factor, e.g. 2.0",
+            );
+        }
+    }
     let Some(cost) = &spec.cost else { return };
     for (field, v) in [
         ("hourly_usd", cost.hourly_usd),
