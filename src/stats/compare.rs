@@ -1,0 +1,212 @@
+//! Comparing two samples: Welch's t-test, the ratio of means with a confidence interval from
+//! Welch's t on log values, Hedges' g, Mann-Whitney U, Holm's correction, and the verdict rules.
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}
+
+fn var(x: &[f64]) -> f64 {
+    let m = mean(x);
+    x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64
+}
+
+/// Welch's unequal-variance t-test: (t, degrees of freedom, two-sided p). Needs n >= 2 per side.
+pub fn welch_t(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (va, vb) = (var(a) / a.len() as f64, var(b) / b.len() as f64);
+    let se2 = va + vb;
+    if se2 == 0.0 {
+        return None;
+    }
+    let t = (mean(a) - mean(b)) / se2.sqrt();
+    let df = se2.powi(2) / (va.powi(2) / (a.len() - 1) as f64 + vb.powi(2) / (b.len() - 1) as f64);
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    Some((t, df, 2.0 * dist.cdf(-t.abs())))
+}
+
+/// Hedges' g: Cohen's d with the pooled standard deviation, times the small-sample correction
+/// J = 1 - 3 / (4 (na + nb) - 9).
+pub fn hedges_g(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let pooled = (((na - 1.0) * var(a) + (nb - 1.0) * var(b)) / (na + nb - 2.0)).sqrt();
+    if pooled == 0.0 {
+        return None;
+    }
+    Some((1.0 - 3.0 / (4.0 * (na + nb) - 9.0)) * (mean(a) - mean(b)) / pooled)
+}
+
+/// Mann-Whitney U of `a` and the two-sided p-value from the normal approximation with tie and
+/// continuity corrections (scipy's `method="asymptotic"`). statrs' exact p-value is wrong when
+/// the first sample is the lower one, so it is not used.
+pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    let (na, nb) = (a.len(), b.len());
+    if na == 0 || nb == 0 {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|x| (*x, true))
+        .chain(b.iter().map(|x| (*x, false)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut rank_sum_a = 0.0;
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        let tied = (j - i + 1) as f64;
+        tie_term += tied.powi(3) - tied;
+        rank_sum_a += all[i..=j].iter().filter(|(_, in_a)| *in_a).count() as f64 * rank;
+        i = j + 1;
+    }
+    let (na, nb) = (na as f64, nb as f64);
+    let u = rank_sum_a - na * (na + 1.0) / 2.0;
+    let n = na + nb;
+    let mu = na * nb / 2.0;
+    let sigma = (na * nb / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))).sqrt();
+    if sigma == 0.0 {
+        return Some((u, 1.0));
+    }
+    let z = ((u - mu).abs() - 0.5) / sigma;
+    let normal = Normal::new(0.0, 1.0).ok()?;
+    Some((u, (2.0 * (1.0 - normal.cdf(z.max(0.0)))).min(1.0)))
+}
+
+/// Holm's step-down adjustment of a family of p-values, returned in the input order.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let mut adjusted = vec![0.0; m];
+    let mut running = 0.0_f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
+/// What a comparison lets a report say.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The 95% CI of the ratio excludes 1.
+    Higher,
+    Lower,
+    /// The CI includes 1: "not detectable at n=k".
+    NotDetectable {
+        n: usize,
+    },
+    /// Too few runs for an interval.
+    Insufficient,
+}
+
+/// A vs B.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub n_a: usize,
+    pub n_b: usize,
+    pub mean_a: f64,
+    pub mean_b: f64,
+    /// mean(a) / mean(b).
+    pub ratio_of_means: f64,
+    /// exp(mean(log a) - mean(log b)): the ratio the interval below belongs to.
+    pub ratio: Option<f64>,
+    pub ratio_ci_low: Option<f64>,
+    pub ratio_ci_high: Option<f64>,
+    pub welch_t: Option<f64>,
+    pub welch_df: Option<f64>,
+    pub p_value: Option<f64>,
+    pub hedges_g: Option<f64>,
+    /// Mann-Whitney (U, p), only with at least 4 runs per arm.
+    pub mann_whitney: Option<(f64, f64)>,
+    pub verdict: Verdict,
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    /// Signed percent change of A relative to B, from the ratio of means.
+    pub fn percent_change(&self) -> f64 {
+        (self.ratio_of_means - 1.0) * 100.0
+    }
+
+    /// One line for a report: "+15.2% [+11.0%, +19.6%]" or "not detectable at n=3".
+    pub fn sentence(&self) -> String {
+        let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
+        match (&self.verdict, self.ratio_ci_low, self.ratio_ci_high) {
+            (Verdict::Higher | Verdict::Lower, Some(lo), Some(hi)) => format!(
+                "{} [95% CI {}, {}]",
+                pct(self.ratio_of_means),
+                pct(lo),
+                pct(hi)
+            ),
+            (Verdict::NotDetectable { n }, ..) => format!("not detectable at n={n}"),
+            _ => "too few runs to compare".into(),
+        }
+    }
+}
+
+/// Compares two samples of a positive metric (throughput, latency).
+pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
+    let (n_a, n_b) = (a.len(), b.len());
+    let mut warnings = Vec::new();
+    if n_a < 3 || n_b < 3 {
+        warnings.push(format!(
+            "low n: {n_a} vs {n_b} runs (at least 3 per arm recommended)"
+        ));
+    }
+    let positive = a.iter().chain(b).all(|x| *x > 0.0);
+    let (ratio, lo, hi) = match positive.then(|| {
+        let la: Vec<f64> = a.iter().map(|x| x.ln()).collect();
+        let lb: Vec<f64> = b.iter().map(|x| x.ln()).collect();
+        let (t, df, _) = welch_t(&la, &lb)?;
+        let d = mean(&la) - mean(&lb);
+        let se = d / t;
+        let q = StudentsT::new(0.0, 1.0, df).ok()?.inverse_cdf(0.975);
+        Some((d.exp(), (d - q * se.abs()).exp(), (d + q * se.abs()).exp()))
+    }) {
+        Some(Some((r, l, h))) => (Some(r), Some(l), Some(h)),
+        _ => (None, None, None),
+    };
+    if !positive {
+        warnings.push("values are not all positive: no ratio interval".into());
+    }
+    let welch = welch_t(a, b);
+    let verdict = match (lo, hi) {
+        (Some(l), _) if l > 1.0 => Verdict::Higher,
+        (_, Some(h)) if h < 1.0 => Verdict::Lower,
+        (Some(_), Some(_)) => Verdict::NotDetectable { n: n_a.min(n_b) },
+        _ => Verdict::Insufficient,
+    };
+    Comparison {
+        n_a,
+        n_b,
+        mean_a: if n_a > 0 { mean(a) } else { f64::NAN },
+        mean_b: if n_b > 0 { mean(b) } else { f64::NAN },
+        ratio_of_means: mean(a) / mean(b),
+        ratio,
+        ratio_ci_low: lo,
+        ratio_ci_high: hi,
+        welch_t: welch.map(|w| w.0),
+        welch_df: welch.map(|w| w.1),
+        p_value: welch.map(|w| w.2),
+        hedges_g: hedges_g(a, b),
+        mann_whitney: (n_a >= 4 && n_b >= 4)
+            .then(|| mann_whitney_u(a, b))
+            .flatten(),
+        verdict,
+        warnings,
+    }
+}
