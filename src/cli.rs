@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets};
 
+use crate::analysis;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan;
 use crate::registry::{Registry, experiments_dir};
@@ -54,6 +55,27 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Statistics per cell, contention, claim comparisons, cost and energy: writes
+    /// data/TR/summary.{csv,parquet} (and cost.csv, comparisons.json when the spec has them).
+    Analyze {
+        /// TR id (TR124) or spec file.
+        tr: String,
+    },
+    /// Compare a metric between two selections of a TR's runs (ratio with 95% CI, Welch p,
+    /// Hedges' g, Mann-Whitney from 4 runs per arm).
+    Compare {
+        /// TR id (TR124) or spec file.
+        tr: String,
+        /// Metric to compare (see docs/metrics.md), e.g. decode_tok_s.
+        #[arg(long)]
+        metric: String,
+        /// Selection A as axis=value (repeatable); values are YAML: `scenario={kind: single}`.
+        #[arg(long = "a", required = true)]
+        a: Vec<String>,
+        /// Selection B, same form.
+        #[arg(long = "b", required = true)]
+        b: Vec<String>,
+    },
     /// Print the JSON Schema of the spec format (for editor autocompletion).
     Schema,
     /// Serve tokens on an exact schedule (llama.cpp and OpenAI streaming formats), to measure
@@ -98,6 +120,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
         Command::Validate { specs } => validate(&cli.root, specs),
         Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
         Command::Run { tr, quiet } => run_tr(&cli.root, tr, *quiet),
+        Command::Analyze { tr } => analyze_tr(&cli.root, tr),
+        Command::Compare { tr, metric, a, b } => compare_tr(&cli.root, tr, metric, a, b),
         Command::Pacer {
             host,
             port,
@@ -269,13 +293,16 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
             crate::store::TrPaths::new(root, id).runs().display()
         );
     }
-    let c = &summary.contention;
-    if !quiet && (!c.agents.is_empty() || c.without_baseline > 0) {
+    if let Some(c) = summary
+        .contention
+        .as_ref()
+        .filter(|c| !quiet && (c.agents() > 0 || c.without_baseline > 0))
+    {
         let t = loaded.spec.contention.unwrap_or_default();
         eprintln!(
             "contention: {} of {} concurrent agents flagged (decode more than {:.0}% below, or TTFT more than {}x, the single-agent median of the same configuration)",
             c.contended(),
-            c.agents.len(),
+            c.agents(),
             t.decode_drop * 100.0,
             t.ttft_factor
         );
@@ -291,6 +318,206 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn analysis_error(e: analysis::AnalysisError) -> Diagnostics {
+    match e {
+        analysis::AnalysisError::Input(d) => d.into(),
+        other => Diagnostic::new(other.to_string()).into(),
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
+    let registry = load_one(root, tr)?;
+    let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
+    let a = analysis::analyze(root, loaded).map_err(analysis_error)?;
+    let written = analysis::write(root, &a).map_err(analysis_error)?;
+    let mut table = Table::new();
+    table.load_style(presets::ASCII_MARKDOWN);
+    table.set_header(vec![
+        "cell",
+        "runs",
+        "degraded",
+        "decode tok/s (95% CI)",
+        "TTFT p50 ms",
+        "e2e mean ms",
+        "efficiency",
+        "contended",
+        "$/1M tok",
+    ]);
+    for i in a.cells_in_order() {
+        let runs = a.runs.iter().find(|r| r.cell == i);
+        let m = |name: &str| a.metric(i, name);
+        let decode = m("decode_tok_s").map_or("-".into(), |s| {
+            format!(
+                "{} [{}, {}]",
+                fmt_num(s.mean),
+                fmt_num(s.ci_low),
+                fmt_num(s.ci_high)
+            )
+        });
+        let eff =
+            m("parallel_efficiency").map_or("-".into(), |s| format!("{:.1}%", s.mean * 100.0));
+        let contended = a
+            .contention
+            .cells
+            .iter()
+            .find(|c| c.cell == i)
+            .map_or("-".into(), |c| format!("{}/{}", c.contended, c.agents));
+        let usd = a
+            .cost
+            .iter()
+            .find(|c| c.cell == i)
+            .and_then(|c| c.usd_per_1m)
+            .map_or("-".into(), |u| format!("{u:.4}"));
+        table.add_row(vec![
+            a.labels[i].clone(),
+            runs.map_or(0, |r| r.runs).to_string(),
+            runs.map_or(0, |r| r.degraded).to_string(),
+            decode,
+            m("ttft_ms").map_or("-".into(), |s| fmt_num(s.median)),
+            m("e2e_ms").map_or("-".into(), |s| fmt_num(s.mean)),
+            eff,
+            contended,
+            usd,
+        ]);
+    }
+    let mut out = format!("{}: {}\n\n{table}\n", loaded.spec.id, loaded.spec.title);
+    for c in &a.comparisons {
+        let holm = c
+            .p_holm
+            .map_or(String::new(), |p| format!(", Holm p = {p:.4}"));
+        out.push_str(&format!(
+            "\nclaim `{}` ({}): A vs B {}{holm}",
+            c.claim,
+            c.metric,
+            c.comparison.sentence()
+        ));
+        if let Some(pp) = c.delta_pp {
+            out.push_str(&format!(", {pp:+.2} pp"));
+        }
+    }
+    if !a.comparisons.is_empty() {
+        out.push('\n');
+    }
+    for w in &a.warnings {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
+    out.push_str("\n\nwrote:");
+    for p in written {
+        out.push_str(&format!(" {}", p.display()));
+    }
+    out.push('\n');
+    print_out(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `axis=value` selections; values are YAML so maps can be given inline.
+fn parse_selection(
+    items: &[String],
+    which: &str,
+) -> Result<indexmap::IndexMap<String, serde_json::Value>, Diagnostics> {
+    items
+        .iter()
+        .map(|item| {
+            let (k, v) = item.split_once('=').ok_or_else(|| {
+                Diagnostics::from(
+                    Diagnostic::new(format!("--{which} `{item}` is not axis=value"))
+                        .help("write e.g. --a max_tokens=32 or --a 'scenario={kind: single}'"),
+                )
+            })?;
+            let value: serde_json::Value = yaml_serde::from_str(v).map_err(|e| {
+                Diagnostics::from(Diagnostic::new(format!(
+                    "--{which} `{item}`: the value is not valid YAML: {e}"
+                )))
+            })?;
+            Ok((k.trim().to_owned(), value))
+        })
+        .collect()
+}
+
+fn compare_tr(
+    root: &Path,
+    tr: &str,
+    metric: &str,
+    a: &[String],
+    b: &[String],
+) -> Result<ExitCode, Diagnostics> {
+    let registry = load_one(root, tr)?;
+    let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
+    let known: Vec<&str> = analysis::frame::AGENT_METRICS
+        .iter()
+        .chain(analysis::frame::RUN_METRICS)
+        .copied()
+        .collect();
+    if !known.contains(&metric) {
+        let help = crate::diagnostic::did_you_mean(metric, known.iter().copied())
+            .unwrap_or_else(|| format!("comparable metrics: {}", known.join(", ")));
+        return Err(
+            Diagnostic::new(format!("`{metric}` is not a per-run metric"))
+                .help(help)
+                .into(),
+        );
+    }
+    let (sel_a, sel_b) = (parse_selection(a, "a")?, parse_selection(b, "b")?);
+    for key in sel_a.keys().chain(sel_b.keys()) {
+        if !loaded.matrix.axes.contains_key(key) {
+            let help =
+                crate::diagnostic::did_you_mean(key, loaded.matrix.axes.keys().map(String::as_str))
+                    .unwrap_or_else(|| "select by the TR's matrix axes".into());
+            return Err(
+                Diagnostic::new(format!("`{key}` is not an axis of {}", loaded.spec.id))
+                    .help(help)
+                    .into(),
+            );
+        }
+    }
+    let journal = crate::store::TrPaths::new(root, &loaded.spec.id).runs();
+    let frames = analysis::frame::load(&journal)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string()).help("run the TR first")))?;
+    let (c, pp) = analysis::compare::compare_selections(&frames, metric, &sel_a, &sel_b)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string())))?;
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
+    let mut out = format!("{} {metric}: A vs B {}\n", loaded.spec.id, c.sentence());
+    out.push_str(&format!(
+        "  A: n={} mean={}   B: n={} mean={}\n",
+        c.n_a,
+        fmt_num(c.mean_a),
+        c.n_b,
+        fmt_num(c.mean_b)
+    ));
+    out.push_str(&format!(
+        "  ratio of means {:.4}; geometric ratio {} [95% CI {}, {}]; Welch t={} df={} p={}; Hedges' g={}\n",
+        c.ratio_of_means,
+        opt(c.ratio, 4),
+        opt(c.ratio_ci_low, 4),
+        opt(c.ratio_ci_high, 4),
+        opt(c.welch_t, 3),
+        opt(c.welch_df, 2),
+        opt(c.p_value, 5),
+        opt(c.hedges_g, 3)
+    ));
+    if let Some((u, p)) = c.mann_whitney {
+        out.push_str(&format!("  Mann-Whitney U={u} p={p:.5}\n"));
+    }
+    if let Some(pp) = pp {
+        out.push_str(&format!("  difference: {pp:+.2} percentage points\n"));
+    }
+    for w in &c.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    print_out(&out);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Diagnostics> {

@@ -1,43 +1,45 @@
-//! Contention flags: a concurrent agent is contended when its decode throughput is more than
+//! Contention: a concurrent agent is contended when its decode throughput is more than
 //! `decode_drop` below, or its TTFT more than `ttft_factor` times, the single-agent median of
-//! the same configuration (same cell parameters apart from `scenario`). They need every
-//! single-agent run of the TR, so they are derived from the journal rather than stored in it.
+//! the same configuration (same cell parameters apart from `scenario`). It needs every
+//! single-agent run of the TR, so it is derived from the frames, never stored in the journal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use polars::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::runner::journal::RunRecord;
-use crate::runner::measure::RunStatus;
+use super::frame::{CellInfo, Frames, only_cells};
 use crate::spec::ContentionThresholds;
-use crate::stats::percentile;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AgentContention {
-    pub run_id: String,
-    pub agent: u32,
-    /// This agent's decode_tok_s / single-agent median.
-    pub decode_ratio: Option<f64>,
-    /// This agent's TTFT / single-agent median.
-    pub ttft_ratio: Option<f64>,
-    pub contended: bool,
+pub struct CellContention {
+    pub cell: usize,
+    /// Concurrent agents compared with the baseline.
+    pub agents: u32,
+    pub contended: u32,
+    pub contention_rate: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ContentionReport {
-    pub agents: Vec<AgentContention>,
+pub struct Contention {
+    pub cells: Vec<CellContention>,
     /// Concurrent agents whose configuration has no single-agent runs to compare with.
-    pub without_baseline: usize,
+    pub without_baseline: u32,
+    /// (cell, share of the run's agents that were contended), one entry per measured run.
+    pub run_rates: Vec<(usize, f64)>,
 }
 
-impl ContentionReport {
-    pub fn contended(&self) -> usize {
-        self.agents.iter().filter(|a| a.contended).count()
+impl Contention {
+    pub fn agents(&self) -> u32 {
+        self.cells.iter().map(|c| c.agents).sum()
+    }
+    pub fn contended(&self) -> u32 {
+        self.cells.iter().map(|c| c.contended).sum()
     }
 }
 
-/// The configuration key of a cell: its parameters without `scenario`, canonical JSON.
+/// The configuration of a cell: its parameters without `scenario`, as canonical JSON.
 fn config_key(params: &Map<String, Value>) -> String {
     let rest: BTreeMap<&String, &Value> = params
         .iter()
@@ -46,113 +48,129 @@ fn config_key(params: &Map<String, Value>) -> String {
     serde_json::to_string(&rest).unwrap_or_default()
 }
 
-fn is_single(record: &RunRecord) -> bool {
-    record.agents.len() == 1
-        && record
-            .params
-            .get("scenario")
-            .and_then(|s| s.get("kind"))
-            .is_none_or(|k| k == "single")
-}
-
-/// Flags every agent of every measured, concurrent, ok run against its configuration's
-/// single-agent medians (measured ok runs only).
-pub fn flag(records: &[RunRecord], thresholds: ContentionThresholds) -> ContentionReport {
-    let usable = |r: &&RunRecord| !r.warmup && r.status == RunStatus::Ok;
-    let mut baselines: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for r in records.iter().filter(usable).filter(|r| is_single(r)) {
-        let entry = baselines.entry(config_key(&r.params)).or_default();
-        entry.0.extend(r.agents[0].decode_tok_s);
-        entry.1.extend(r.agents[0].ttft_ms);
-    }
-    let medians: BTreeMap<String, (Option<f64>, Option<f64>)> = baselines
-        .into_iter()
-        .map(|(k, (decode, ttft))| (k, (percentile(&decode, 50.0), percentile(&ttft, 50.0))))
+pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Contention> {
+    let cells: &[CellInfo] = &frames.cells;
+    let measured = frames
+        .agents
+        .clone()
+        .lazy()
+        .filter(col("ok").and(col("warmup").not()));
+    let singles: Vec<u32> = (0..cells.len())
+        .filter(|&i| cells[i].agents == 1)
+        .map(|i| i as u32)
         .collect();
-    let mut report = ContentionReport::default();
-    for r in records.iter().filter(usable).filter(|r| r.agents.len() > 1) {
-        let Some((decode_median, ttft_median)) = medians.get(&config_key(&r.params)) else {
-            report.without_baseline += r.agents.len();
-            continue;
-        };
-        for a in &r.agents {
-            let decode_ratio = a.decode_tok_s.zip(*decode_median).map(|(v, m)| v / m);
-            let ttft_ratio = a.ttft_ms.zip(*ttft_median).map(|(v, m)| v / m);
-            let contended = decode_ratio.is_some_and(|d| d < 1.0 - thresholds.decode_drop)
-                || ttft_ratio.is_some_and(|t| t > thresholds.ttft_factor);
-            report.agents.push(AgentContention {
-                run_id: r.run_id.clone(),
-                agent: a.agent,
-                decode_ratio,
-                ttft_ratio,
-                contended,
-            });
+    let medians = only_cells(measured.clone(), singles)?
+        .group_by([col("cell")])
+        .agg([
+            col("decode_tok_s").median().alias("decode"),
+            col("ttft_ms").median().alias("ttft"),
+        ])
+        .collect()?;
+    let mut baselines: HashMap<String, (Option<f64>, Option<f64>)> = HashMap::new();
+    let (mc, md, mt) = (
+        medians.column("cell")?.u32()?,
+        medians.column("decode")?.f64()?,
+        medians.column("ttft")?.f64()?,
+    );
+    for i in 0..medians.height() {
+        if let Some(c) = mc.get(i) {
+            baselines.insert(
+                config_key(&cells[c as usize].params),
+                (md.get(i), mt.get(i)),
+            );
         }
     }
-    report
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn record(run_id: &str, scenario: Value, agents: &[(f64, f64)]) -> RunRecord {
-        let agents: Vec<Value> = agents
-            .iter()
-            .enumerate()
-            .map(|(i, (tok_s, ttft))| json!({"agent": i, "server": "s", "status": "ok", "sent_offset_ms": 0.0, "ttft_ms": ttft, "e2e_ms": 100.0, "chunks": 1, "output_tokens": 10, "prompt_tokens": 1, "cache_n": null, "load_ms": null, "decode_tok_s": tok_s, "server_decode_tok_s": null, "server_prefill_tok_s": null, "server_prompt_ms": null, "server_decode_ms": null, "prefill_overhead_ms": null, "decode_overhead_ms": null, "itl_p50_ms": null, "itl_p95_ms": null, "itl_p99_ms": null, "text": ""}))
-            .collect();
-        serde_json::from_value(json!({
-            "tr": "TR1", "run_id": run_id, "cell": 0, "cell_id": "c", "params": {"temperature": 0.8, "scenario": scenario},
-            "repetition": 0, "warmup": false, "status": "ok", "started_unix_ms": 0, "session": 1, "agents": agents,
-            "harness_lag": {"samples": 0}, "client_rss_mb": null
-        }))
-        .unwrap()
+    let (mut base_cells, mut base_decode, mut base_ttft, mut orphans) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, cell) in cells.iter().enumerate().filter(|(_, c)| c.agents > 1) {
+        match baselines.get(&config_key(&cell.params)) {
+            Some((d, t)) => {
+                base_cells.push(i as u32);
+                base_decode.push(*d);
+                base_ttft.push(*t);
+            }
+            None => orphans.push(i as u32),
+        }
     }
-
-    #[test]
-    fn flags_agents_against_the_single_agent_median_of_the_same_configuration() {
-        let single = json!({"kind": "single"});
-        let pair = json!({"kind": "concurrent", "agents": 2});
-        let records = vec![
-            record("s1", single.clone(), &[(100.0, 20.0)]),
-            record("s2", single.clone(), &[(90.0, 30.0)]),
-            record("s3", single, &[(110.0, 25.0)]),
-            // Median single: 100 tok/s, 25 ms. Agent 1 decodes 11% slower; agent 0 is fine.
-            record("c1", pair.clone(), &[(95.0, 40.0), (89.0, 30.0)]),
-            // TTFT 2.4x the median: contended although decode is fine.
-            record("c2", pair, &[(100.0, 60.0), (100.0, 50.0)]),
-        ];
-        let report = flag(&records, ContentionThresholds::default());
-        let flags: Vec<(&str, u32, bool)> = report
-            .agents
-            .iter()
-            .map(|a| (a.run_id.as_str(), a.agent, a.contended))
-            .collect();
-        assert_eq!(
-            flags,
-            vec![
-                ("c1", 0, false),
-                ("c1", 1, true),
-                ("c2", 0, true),
-                ("c2", 1, false)
-            ]
+    let without_baseline = only_cells(measured.clone(), orphans)?
+        .select([len().cast(DataType::UInt32).alias("n")])
+        .collect()?
+        .column("n")?
+        .u32()?
+        .get(0)
+        .unwrap_or(0);
+    let base = df!("cell" => base_cells, "base_decode" => base_decode, "base_ttft" => base_ttft)?;
+    let flagged = measured
+        .join(
+            base.lazy(),
+            [col("cell")],
+            [col("cell")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_column(
+            (col("decode_tok_s")
+                .lt(col("base_decode") * lit(1.0 - t.decode_drop))
+                .fill_null(lit(false))
+                .or(col("ttft_ms")
+                    .gt(col("base_ttft") * lit(t.ttft_factor))
+                    .fill_null(lit(false))))
+            .alias("contended"),
+        )
+        .group_by([col("cell"), col("run")])
+        .agg([
+            len().cast(DataType::UInt32).alias("agents"),
+            col("contended")
+                .cast(DataType::UInt32)
+                .sum()
+                .alias("contended"),
+        ])
+        .collect()?;
+    let run_rates = {
+        let (c, a, n) = (
+            flagged.column("cell")?.u32()?,
+            flagged.column("agents")?.u32()?,
+            flagged.column("contended")?.cast(&DataType::UInt32)?,
         );
-        assert_eq!(report.contended(), 2);
-        assert!((report.agents[1].decode_ratio.unwrap() - 0.89).abs() < 1e-12);
-        assert_eq!(report.without_baseline, 0);
-    }
-
-    #[test]
-    fn configurations_without_single_runs_are_counted_not_flagged() {
-        let records = vec![record(
-            "c1",
-            json!({"kind": "concurrent", "agents": 2}),
-            &[(1.0, 1000.0), (1.0, 1000.0)],
-        )];
-        let report = flag(&records, ContentionThresholds::default());
-        assert!(report.agents.is_empty());
-        assert_eq!(report.without_baseline, 2);
-    }
+        let n = n.u32()?;
+        (0..flagged.height())
+            .map(|i| {
+                (
+                    c.get(i).unwrap_or(0) as usize,
+                    n.get(i).unwrap_or(0) as f64 / a.get(i).unwrap_or(1).max(1) as f64,
+                )
+            })
+            .collect()
+    };
+    let flagged = flagged
+        .lazy()
+        .group_by([col("cell")])
+        .agg([
+            col("agents").sum().alias("agents"),
+            col("contended").sum().alias("contended"),
+        ])
+        .sort(["cell"], Default::default())
+        .collect()?;
+    let (fc, fa, fn_) = (
+        flagged.column("cell")?.u32()?,
+        flagged.column("agents")?.cast(&DataType::UInt32)?,
+        flagged.column("contended")?.cast(&DataType::UInt32)?,
+    );
+    let fa = fa.u32()?;
+    let fn_ = fn_.u32()?;
+    let cells = (0..flagged.height())
+        .map(|i| {
+            let (agents, contended) = (fa.get(i).unwrap_or(0), fn_.get(i).unwrap_or(0));
+            CellContention {
+                cell: fc.get(i).unwrap_or(0) as usize,
+                agents,
+                contended,
+                contention_rate: contended as f64 / agents.max(1) as f64,
+            }
+        })
+        .collect();
+    Ok(Contention {
+        cells,
+        without_baseline,
+        run_rates,
+    })
 }

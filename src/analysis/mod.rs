@@ -1,4 +1,262 @@
-//! Analysis of recorded runs. `contention` works on run records directly; the per-cell
-//! statistics over frames come with the analysis stage.
+//! Analysis: raw runs -> per-cell statistics, contention, comparisons, cost and energy.
+//! `frame` turns the journal into polars frames; `summary`, `contention` and `compare` are the
+//! only code that works on frames; the arithmetic lives in `stats` and `cost`.
 
+pub mod compare;
 pub mod contention;
+pub mod cost;
+pub mod frame;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::diagnostic::Diagnostic;
+use crate::spec::matrix::label_of as matrix_label;
+use crate::spec::{LoadedSpec, RunOrder};
+use crate::store::{TrPaths, write_atomic};
+use compare::ClaimComparison;
+use contention::Contention;
+use cost::CellCost;
+use frame::{CellInfo, Frames};
+use summary::{CellRuns, MetricSummary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("{0}")]
+    Input(Diagnostic),
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error("analysis: {0}")]
+    Polars(#[from] PolarsError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub struct Analysis {
+    pub tr: String,
+    pub cells: Vec<CellInfo>,
+    /// Per cell: its label in the plan's axis order (or from the record when the plan has
+    /// changed since), and its position in the plan for sorting.
+    pub labels: Vec<String>,
+    pub plan_order: Vec<usize>,
+    pub metrics: Vec<MetricSummary>,
+    pub runs: Vec<CellRuns>,
+    pub contention: Contention,
+    pub cost: Vec<CellCost>,
+    pub comparisons: Vec<ClaimComparison>,
+    pub warnings: Vec<String>,
+}
+
+impl Analysis {
+    /// Cell indices in plan order.
+    pub fn cells_in_order(&self) -> Vec<usize> {
+        let mut cells: Vec<usize> = (0..self.cells.len()).collect();
+        cells.sort_by_key(|&c| (self.plan_order[c], c));
+        cells
+    }
+
+    pub fn metric(&self, cell: usize, name: &str) -> Option<&MetricSummary> {
+        self.metrics
+            .iter()
+            .find(|m| m.cell == cell && m.metric == name)
+    }
+}
+
+/// Analyses a TR's journal.
+pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisError> {
+    let paths = TrPaths::new(root, &loaded.spec.id);
+    let journal = paths.runs();
+    if !journal.is_file() {
+        return Err(AnalysisError::Input(
+            Diagnostic::new(format!("{} has no recorded runs", loaded.spec.id))
+                .in_file(&journal)
+                .help(format!("run `banterhearts run {}` first", loaded.spec.id)),
+        ));
+    }
+    let frames = frame::load(&journal)?;
+    analyze_frames(root, loaded, frames)
+}
+
+pub fn analyze_frames(
+    root: &Path,
+    loaded: &LoadedSpec,
+    frames: Frames,
+) -> Result<Analysis, AnalysisError> {
+    let mut metrics = summary::summarize(&frames)?;
+    let runs = summary::run_counts(&frames)?;
+    let contention = contention::compute(&frames, loaded.spec.contention.unwrap_or_default())?;
+    metrics.extend(summary::from_values(
+        "contention_rate",
+        &contention.run_rates,
+    ));
+    let mut warnings = Vec::new();
+    if loaded.spec.order != RunOrder::Interleaved {
+        warnings.push(format!(
+            "run order is {}, not interleaved: drift over time can bias one cell against another",
+            loaded.spec.order
+        ));
+    }
+    for r in &runs {
+        if r.runs < 3 {
+            warnings.push(format!(
+                "cell {} has {} measured run(s): below 3, intervals are wide or absent",
+                matrix_label(&frames.cells[r.cell].params),
+                r.runs
+            ));
+        }
+    }
+    let comparisons = compare::claim_comparisons(&frames, loaded)?;
+    for c in &comparisons {
+        warnings.extend(
+            c.comparison
+                .warnings
+                .iter()
+                .map(|w| format!("claim `{}`: {w}", c.claim)),
+        );
+    }
+    let cost = match &loaded.spec.cost {
+        None => Vec::new(),
+        Some(spec_cost) => {
+            let profile = cost::resolve(root, spec_cost).map_err(AnalysisError::Input)?;
+            let by_cell = |cell: usize, name: &str| {
+                metrics.iter().find(|m| m.cell == cell && m.metric == name)
+            };
+            (0..frames.cells.len())
+                .filter_map(|cell| {
+                    let tok = by_cell(cell, "aggregate_tok_s")?;
+                    let measured_runs = runs
+                        .iter()
+                        .find(|r| r.cell == cell)
+                        .map_or(0, |r| r.runs - r.degraded);
+                    // Measured power only when every measured run has a reading.
+                    let power = by_cell(cell, "gpu_power_w")
+                        .filter(|p| p.n == measured_runs)
+                        .map(|p| p.mean);
+                    Some(cost::cell_cost(
+                        cell,
+                        tok.mean,
+                        (tok.ci_low, tok.ci_high),
+                        &profile,
+                        power,
+                    ))
+                })
+                .collect()
+        }
+    };
+    let plan = crate::plan::build(loaded);
+    let position = |cell: &CellInfo| plan.cells.iter().position(|p| p.id == cell.cell_id);
+    let labels = frames
+        .cells
+        .iter()
+        .map(|c| {
+            position(c).map_or_else(|| matrix_label(&c.params), |i| plan.cells[i].label.clone())
+        })
+        .collect();
+    let plan_order = frames
+        .cells
+        .iter()
+        .map(|c| position(c).unwrap_or(usize::MAX))
+        .collect();
+    let mut a = Analysis {
+        tr: loaded.spec.id.clone(),
+        cells: frames.cells,
+        labels,
+        plan_order,
+        metrics,
+        runs,
+        contention,
+        cost,
+        comparisons,
+        warnings,
+    };
+    // Report cells in plan order, whatever order the runs were recorded in.
+    let order = a.plan_order.clone();
+    a.metrics.sort_by_key(|m| (order[m.cell], m.cell));
+    a.runs.sort_by_key(|r| (order[r.cell], r.cell));
+    a.cost.sort_by_key(|c| (order[c.cell], c.cell));
+    Ok(a)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnalysisError + '_ {
+    move |source| AnalysisError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_csv(path: &Path, df: &mut DataFrame) -> Result<(), AnalysisError> {
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes).finish(df)?;
+    write_atomic(path, &bytes).map_err(io(path))
+}
+
+/// Writes summary.csv, summary.parquet, and when present cost.csv and comparisons.json.
+pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
+    let paths = TrPaths::new(root, &a.tr);
+    let label = |cell: usize| a.labels[cell].clone();
+    let runs_of = |cell: usize| a.runs.iter().find(|r| r.cell == cell);
+    let m = &a.metrics;
+    let mut summary = df!(
+        "cell_id" => m.iter().map(|r| a.cells[r.cell].cell_id.clone()).collect::<Vec<_>>(),
+        "cell" => m.iter().map(|r| label(r.cell)).collect::<Vec<_>>(),
+        "metric" => m.iter().map(|r| r.metric.clone()).collect::<Vec<_>>(),
+        "n" => m.iter().map(|r| r.n).collect::<Vec<_>>(),
+        "mean" => m.iter().map(|r| r.mean).collect::<Vec<_>>(),
+        "median" => m.iter().map(|r| r.median).collect::<Vec<_>>(),
+        "std" => m.iter().map(|r| r.std).collect::<Vec<_>>(),
+        "cv" => m.iter().map(|r| r.cv).collect::<Vec<_>>(),
+        "min" => m.iter().map(|r| r.min).collect::<Vec<_>>(),
+        "max" => m.iter().map(|r| r.max).collect::<Vec<_>>(),
+        "p50" => m.iter().map(|r| r.median).collect::<Vec<_>>(),
+        "p95" => m.iter().map(|r| r.p95).collect::<Vec<_>>(),
+        "p99" => m.iter().map(|r| r.p99).collect::<Vec<_>>(),
+        "ci95_low" => m.iter().map(|r| r.ci_low).collect::<Vec<_>>(),
+        "ci95_high" => m.iter().map(|r| r.ci_high).collect::<Vec<_>>(),
+        "outliers" => m.iter().map(|r| r.outliers).collect::<Vec<_>>(),
+        "runs" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.runs)).collect::<Vec<_>>(),
+        "degraded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.degraded)).collect::<Vec<_>>(),
+        "degraded_rate" => m.iter().map(|r| runs_of(r.cell).map_or(0.0, |c| c.degraded_rate)).collect::<Vec<_>>(),
+    )?;
+    let mut written = Vec::new();
+    let csv = paths.data_dir.join("summary.csv");
+    write_csv(&csv, &mut summary)?;
+    written.push(csv);
+    let parquet = paths.data_dir.join("summary.parquet");
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut summary)?;
+    write_atomic(&parquet, &bytes).map_err(io(&parquet))?;
+    written.push(parquet);
+    if !a.cost.is_empty() {
+        let c = &a.cost;
+        let mut cost = df!(
+            "cell_id" => c.iter().map(|r| a.cells[r.cell].cell_id.clone()).collect::<Vec<_>>(),
+            "cell" => c.iter().map(|r| label(r.cell)).collect::<Vec<_>>(),
+            "tok_s" => c.iter().map(|r| r.tok_s).collect::<Vec<_>>(),
+            "usd_per_1m" => c.iter().map(|r| r.usd_per_1m).collect::<Vec<_>>(),
+            "usd_per_1m_ci95_low" => c.iter().map(|r| r.usd_per_1m_ci_low).collect::<Vec<_>>(),
+            "usd_per_1m_ci95_high" => c.iter().map(|r| r.usd_per_1m_ci_high).collect::<Vec<_>>(),
+            "spot_usd_per_1m" => c.iter().map(|r| r.spot_usd_per_1m).collect::<Vec<_>>(),
+            "spot_savings_pct" => c.iter().map(|r| r.spot_savings_pct).collect::<Vec<_>>(),
+            "kwh_per_1m" => c.iter().map(|r| r.kwh_per_1m).collect::<Vec<_>>(),
+            "gco2e_per_1m" => c.iter().map(|r| r.gco2e_per_1m).collect::<Vec<_>>(),
+            "tokens_per_kwh" => c.iter().map(|r| r.tokens_per_kwh).collect::<Vec<_>>(),
+            "power_w" => c.iter().map(|r| r.power_w).collect::<Vec<_>>(),
+            "power_source" => c.iter().map(|r| r.power_source.clone()).collect::<Vec<_>>(),
+        )?;
+        let path = paths.data_dir.join("cost.csv");
+        write_csv(&path, &mut cost)?;
+        written.push(path);
+    }
+    if !a.comparisons.is_empty() {
+        let path = paths.data_dir.join("comparisons.json");
+        let text = serde_json::to_string_pretty(&a.comparisons).expect("comparisons serialize");
+        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+        written.push(path);
+    }
+    Ok(written)
+}

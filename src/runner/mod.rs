@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::backend::{self, GenerationRequest};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::plan::{self, Plan, PlannedRun};
-use crate::spec::{Backend, BackendKind, LoadedSpec, Placement, Scenario, matrix::display_value};
+use crate::spec::{Backend, BackendKind, LoadedSpec, Placement, Scenario, matrix::label_of};
 use crate::store::{self, TrPaths};
 use journal::{Journal, JournalError, RunRecord};
 use measure::{LagMonitor, RunStatus, Target};
@@ -57,7 +57,7 @@ pub struct RunSummary {
     pub degraded: usize,
     pub interrupted: bool,
     /// Contention flags over every recorded run of the TR, this session's and earlier ones.
-    pub contention: crate::analysis::contention::ContentionReport,
+    pub contention: Option<crate::analysis::contention::Contention>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -466,7 +466,7 @@ pub async fn run(
     let prompts = prompts(loaded)?;
     let plan = plan::build(loaded);
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let (mut journal, mut records) = Journal::open(&paths)?;
+    let (mut journal, records) = Journal::open(&paths)?;
     let pending: Vec<&PlannedRun> = plan
         .runs
         .iter()
@@ -599,18 +599,24 @@ pub async fn run(
             if record.status == RunStatus::Degraded {
                 summary.degraded += 1;
             }
-            let label: Vec<String> = cell.params.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect();
-            let (line, short) = summary_line(&record, &label.join(" "));
+            let (line, short) = summary_line(&record, &label_of(&cell.params));
             progress.finished(&line, &short);
-            records.push(record);
         }
         Ok(())
     }
     .await;
     progress.finish();
     stop_servers(running).await;
-    summary.contention =
-        crate::analysis::contention::flag(&records, loaded.spec.contention.unwrap_or_default());
+    // Over every run of the TR, earlier sessions' too; a failure here only costs the summary line.
+    summary.contention = crate::analysis::frame::load(&paths.runs())
+        .ok()
+        .and_then(|frames| {
+            crate::analysis::contention::compute(
+                &frames,
+                loaded.spec.contention.unwrap_or_default(),
+            )
+            .ok()
+        });
     outcome.map(|_| summary)
 }
 

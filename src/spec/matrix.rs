@@ -40,14 +40,7 @@ impl Cell {
 
     /// Short human label: `temperature=0.6 num_ctx=512`.
     pub fn label(&self) -> String {
-        if self.params.is_empty() {
-            return "(single cell)".into();
-        }
-        self.params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", display_value(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        label_of(&self.params)
     }
 
     fn matches(&self, selector: &IndexMap<String, Value>) -> bool {
@@ -56,6 +49,19 @@ impl Cell {
                 .get(axis)
                 .is_some_and(|have| values_equal(have, want))
         })
+    }
+}
+
+/// Short human label of cell parameters: `temperature=0.6 num_ctx=512`.
+pub fn label_of<'a>(params: impl IntoIterator<Item = (&'a String, &'a Value)>) -> String {
+    let parts: Vec<String> = params
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", display_value(v)))
+        .collect();
+    if parts.is_empty() {
+        "(single cell)".into()
+    } else {
+        parts.join(" ")
     }
 }
 

@@ -7,6 +7,9 @@ pub const RUN_METRICS: &[&str] = &[
     "output_tokens",
     "prompt_tokens",
     "decode_tok_s",
+    "throughput_tok_s",
+    "prefill_overhead_ms",
+    "decode_overhead_ms",
     "server_decode_tok_s",
     "server_prefill_tok_s",
     "load_ms",
@@ -19,6 +22,7 @@ pub const RUN_METRICS: &[&str] = &[
     "client_rss_mb",
     "server_rss_mb",
     "server_cpu_s",
+    "gpu_power_w",
 ];
 
 /// Recorded once per concurrent group.

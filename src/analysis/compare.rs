@@ -1,0 +1,125 @@
+//! Comparisons between two selections of runs: the replication unit is one run (for
+//! request-level metrics, the mean over the run's agents), selected by cell parameters.
+//! The comparisons a TR's claims make form one family for Holm's correction.
+
+use indexmap::IndexMap;
+use polars::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::frame::{AGENT_METRICS, Frames, RUN_METRICS, floats, only_cells};
+use crate::spec::LoadedSpec;
+use crate::spec::matrix::values_equal;
+use crate::stats::{self, Comparison};
+
+/// Metrics that are fractions: their differences are reported in percentage points.
+pub fn is_fraction(metric: &str) -> bool {
+    matches!(
+        metric,
+        "parallel_efficiency" | "contention_rate" | "degraded_rate"
+    )
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimComparison {
+    pub claim: String,
+    pub metric: String,
+    pub a: IndexMap<String, Value>,
+    pub b: IndexMap<String, Value>,
+    pub comparison: Comparison,
+    /// (mean a - mean b) x 100, for fraction metrics.
+    pub delta_pp: Option<f64>,
+    /// Holm-adjusted Welch p-value across the TR's comparisons.
+    pub p_holm: Option<f64>,
+}
+
+/// Per-run values of `metric` in the cells whose parameters match `selection`.
+pub fn select(
+    frames: &Frames,
+    metric: &str,
+    selection: &IndexMap<String, Value>,
+) -> PolarsResult<Vec<f64>> {
+    let cells: Vec<u32> = frames
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            selection
+                .iter()
+                .all(|(k, v)| c.params.get(k).is_some_and(|w| values_equal(v, w)))
+        })
+        .map(|(i, _)| i as u32)
+        .collect();
+    let measured = col("ok").and(col("warmup").not());
+    let values = if AGENT_METRICS.contains(&metric) {
+        only_cells(frames.agents.clone().lazy().filter(measured), cells)?
+            .group_by([col("run")])
+            .agg([col(metric).mean().alias("v")])
+            .collect()?
+    } else if RUN_METRICS.contains(&metric) {
+        only_cells(frames.runs.clone().lazy().filter(measured), cells)?
+            .select([col(metric).alias("v")])
+            .collect()?
+    } else {
+        return Err(PolarsError::ColumnNotFound(
+            format!("`{metric}` is not a per-run metric that can be compared").into(),
+        ));
+    };
+    Ok(floats(&values, "v")?
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .collect())
+}
+
+/// Compares two selections of runs.
+pub fn compare_selections(
+    frames: &Frames,
+    metric: &str,
+    a: &IndexMap<String, Value>,
+    b: &IndexMap<String, Value>,
+) -> PolarsResult<(Comparison, Option<f64>)> {
+    let (va, vb) = (select(frames, metric, a)?, select(frames, metric, b)?);
+    let comparison = stats::compare(&va, &vb);
+    let delta_pp = is_fraction(metric).then_some((comparison.mean_a - comparison.mean_b) * 100.0);
+    Ok((comparison, delta_pp))
+}
+
+/// Every claim with `compare` and a comparable metric, Holm-adjusted as one family.
+pub fn claim_comparisons(
+    frames: &Frames,
+    loaded: &LoadedSpec,
+) -> PolarsResult<Vec<ClaimComparison>> {
+    let mut out = Vec::new();
+    for claim in &loaded.spec.claims {
+        let (Some(cmp), Some(metric)) = (&claim.compare, &claim.metric) else {
+            continue;
+        };
+        if cmp.a.contains_key("recorded") || cmp.b.contains_key("recorded") {
+            continue; // imported figures have no runs to compare
+        }
+        if !AGENT_METRICS.contains(&metric.as_str()) && !RUN_METRICS.contains(&metric.as_str()) {
+            continue;
+        }
+        let (comparison, delta_pp) = compare_selections(frames, metric, &cmp.a, &cmp.b)?;
+        out.push(ClaimComparison {
+            claim: claim.id.clone(),
+            metric: metric.clone(),
+            a: cmp.a.clone(),
+            b: cmp.b.clone(),
+            comparison,
+            delta_pp,
+            p_holm: None,
+        });
+    }
+    let with_p: Vec<usize> = (0..out.len())
+        .filter(|&i| out[i].comparison.p_value.is_some())
+        .collect();
+    let p: Vec<f64> = with_p
+        .iter()
+        .filter_map(|&i| out[i].comparison.p_value)
+        .collect();
+    for (i, adjusted) in with_p.into_iter().zip(stats::holm(&p)) {
+        out[i].p_holm = Some(adjusted);
+    }
+    Ok(out)
+}

@@ -1,0 +1,339 @@
+//! `banterhearts analyze` and `compare` on a journal whose values are the scipy reference
+//! samples (tests/fixtures/stats_reference.json), so the polars path is checked against
+//! independently computed statistics.
+
+mod common;
+
+use common::{banterhearts, project, repo_root};
+use serde_json::{Value, json};
+
+const SPEC: &str = r#"id: TR970
+title: Analysis fixture
+status: complete
+question: Does the analysis reproduce the reference statistics?
+backends:
+  llama: {kind: llama-cpp, launch: {count: 2, args: []}}
+workload: {prompts: ["x"], max_tokens: 64}
+matrix:
+  temperature: [0.2, 0.8, 1.0]
+  scenario: [{kind: single}, {kind: concurrent, agents: 2, placement: server-per-agent}]
+  exclude: [{temperature: 0.8, scenario: {kind: concurrent, agents: 2, placement: server-per-agent}}, {temperature: 1.0, scenario: {kind: concurrent, agents: 2, placement: server-per-agent}}]
+repetitions: 7
+cost: {profile: cpu-2core}
+claims:
+  - {id: faster, metric: decode_tok_s, compare: {a: {temperature: 0.2, scenario: {kind: single}}, b: {temperature: 0.8}}, stated: "+15.2%"}
+"#;
+
+fn fixture() -> Value {
+    serde_json::from_str(include_str!("fixtures/stats_reference.json")).unwrap()
+}
+
+fn agent(decode: f64, ok: bool) -> Value {
+    json!({"agent": 0, "server": "s", "status": if ok { "ok" } else { "degraded" }, "sent_offset_ms": 0.0, "ttft_ms": 40.0, "e2e_ms": 800.0,
+           "chunks": 64, "output_tokens": 64, "prompt_tokens": 10, "cache_n": 0, "load_ms": null, "decode_tok_s": decode,
+           "server_decode_tok_s": decode, "server_prefill_tok_s": 500.0, "server_prompt_ms": 38.0, "server_decode_ms": 700.0,
+           "prefill_overhead_ms": 2.0, "decode_overhead_ms": 0.5, "itl_p50_ms": 11.0, "itl_p95_ms": 12.0, "itl_p99_ms": 13.0, "text": ""})
+}
+
+fn record(
+    run: usize,
+    temperature: f64,
+    concurrent: bool,
+    warmup: bool,
+    agents: Vec<Value>,
+) -> String {
+    let scenario = if concurrent {
+        json!({"kind": "concurrent", "agents": 2, "placement": "server-per-agent"})
+    } else {
+        json!({"kind": "single"})
+    };
+    let params = json!({"temperature": temperature, "scenario": scenario});
+    let cell_id = {
+        // The plan's cell id: first 12 hex digits of SHA-256 over the canonical parameters.
+        let key = serde_json::to_string(&params).unwrap();
+        banterhearts::store::sha256_hex(key.as_bytes())[..12].to_owned()
+    };
+    let ok = agents.iter().all(|a| a["status"] == "ok");
+    let mut r = json!({"tr": "TR970", "run_id": format!("{run:016x}"), "cell": 0, "cell_id": cell_id, "params": params, "repetition": run,
+        "warmup": warmup, "status": if ok { "ok" } else { "degraded" }, "started_unix_ms": 0, "session": 1, "agents": agents,
+        "harness_lag": {"samples": 10, "p50_ms": 0.02, "p99_ms": 0.1, "max_ms": 0.3}, "client_rss_mb": 12.0});
+    if !ok {
+        r["reason"] = json!("agent 0: truncated stream");
+    }
+    if concurrent {
+        r["group"] = json!({"agents": 2, "wall_ms": 820.0, "speedup": 1.95, "parallel_efficiency": 0.975, "aggregate_tok_s": 156.0});
+    }
+    format!("{r}\n")
+}
+
+fn journal() -> String {
+    let f = fixture();
+    let sample = |name: &str| {
+        f["samples"][name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mut text = String::new();
+    let mut run = 0;
+    let mut push = |t: f64, conc: bool, warm: bool, agents: Vec<Value>| {
+        text.push_str(&record(run, t, conc, warm, agents));
+        run += 1;
+    };
+    push(0.2, false, true, vec![agent(5000.0, true)]); // a warm-up: must not count
+    for v in sample("fast") {
+        push(0.2, false, false, vec![agent(v, true)]);
+    }
+    push(0.2, false, false, vec![agent(1.0, false)]); // degraded: counted, not averaged
+    for v in sample("slow") {
+        push(0.8, false, false, vec![agent(v, true)]);
+    }
+    for v in sample("with_outlier") {
+        push(1.0, false, false, vec![agent(v, true)]);
+    }
+    // Concurrent runs at 0.2: agent 1 decodes 20% below the single-agent median (114.2).
+    for _ in 0..3 {
+        push(
+            0.2,
+            true,
+            false,
+            vec![agent(114.0, true), agent(91.0, true)],
+        );
+    }
+    text
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = project(&[("TR970.yaml", SPEC)]);
+    std::fs::create_dir_all(dir.path().join("data/TR970")).unwrap();
+    std::fs::copy(
+        repo_root().join("data/pricing.yaml"),
+        dir.path().join("data/pricing.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("data/TR970/runs.jsonl"), journal()).unwrap();
+    dir
+}
+
+fn summary_row<'a>(csv: &'a str, cell: &str, metric: &str) -> Vec<&'a str> {
+    // Labels contain commas inside quotes; split the quoted label off first.
+    csv.lines()
+        .find(|l| l.contains(cell) && l.contains(&format!(",{metric},")))
+        .map(|l| {
+            let rest = &l[l.find(&format!(",{metric},")).unwrap() + 1..];
+            rest.split(',').collect()
+        })
+        .unwrap_or_else(|| panic!("no {metric} row for {cell} in\n{csv}"))
+}
+
+fn close(field: &str, reference: &Value, what: &str) {
+    let (a, b) = (field.parse::<f64>().unwrap(), reference.as_f64().unwrap());
+    assert!(
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+        "{what}: {a} vs reference {b}"
+    );
+}
+
+#[test]
+fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs() {
+    let dir = setup();
+    let out = banterhearts(dir.path(), &["analyze", "TR970"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let csv = std::fs::read_to_string(dir.path().join("data/TR970/summary.csv")).unwrap();
+    assert!(
+        dir.path()
+            .join("data/TR970/summary.parquet")
+            .metadata()
+            .unwrap()
+            .len()
+            > 0
+    );
+    let f = fixture();
+    // Columns after the label: metric,n,mean,median,std,cv,min,max,p50,p95,p99,ci95_low,ci95_high,outliers,runs,degraded,degraded_rate
+    let fast = summary_row(
+        &csv,
+        "temperature=0.2 scenario={kind: single}",
+        "decode_tok_s",
+    );
+    let reference = &f["describe"]["fast"];
+    assert_eq!(fast[1], "5", "warm-up and degraded runs are not in n");
+    for (i, key) in [
+        (2, "mean"),
+        (3, "median"),
+        (4, "std"),
+        (9, "p95"),
+        (10, "p99"),
+        (11, "ci_low"),
+        (12, "ci_high"),
+    ] {
+        close(fast[i], &reference[key], &format!("fast {key}"));
+    }
+    assert_eq!(
+        (fast[14], fast[15]),
+        ("6", "1"),
+        "6 measured runs, 1 degraded"
+    );
+    let outlier = summary_row(
+        &csv,
+        "temperature=1.0 scenario={kind: single}",
+        "decode_tok_s",
+    );
+    assert_eq!(outlier[13], "1", "the 71.0 run is flagged as an outlier");
+    close(
+        outlier[2],
+        &f["describe"]["with_outlier"]["mean"],
+        "outliers are kept in the mean",
+    );
+
+    let contention = summary_row(
+        &csv,
+        "temperature=0.2 scenario={agents: 2",
+        "contention_rate",
+    );
+    assert_eq!(
+        (contention[1], contention[2]),
+        ("3", "0.5"),
+        "one of two agents contended in each of 3 runs"
+    );
+    let efficiency = summary_row(
+        &csv,
+        "temperature=0.2 scenario={agents: 2",
+        "parallel_efficiency",
+    );
+    assert_eq!(efficiency[2], "0.975");
+
+    let cost = std::fs::read_to_string(dir.path().join("data/TR970/cost.csv")).unwrap();
+    assert!(
+        cost.lines()
+            .next()
+            .unwrap()
+            .starts_with("cell_id,cell,tok_s,usd_per_1m"),
+        "{cost}"
+    );
+    assert!(cost.contains("estimated"));
+    // 64 tokens in 800 ms = 80 tok/s: 0.08925 / 3600 / 80 * 1e6 = 0.3098958...
+    assert!(cost.contains(",80.0,0.30989583333333"), "{cost}");
+
+    let comparisons: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data/TR970/comparisons.json")).unwrap(),
+    )
+    .unwrap();
+    let c = &comparisons[0]["comparison"];
+    close(
+        &c["ratio_ci_low"].to_string(),
+        &f["compare_fast_slow"]["ratio_ci_low"],
+        "claim ratio CI low",
+    );
+    close(
+        &c["p_value"].to_string(),
+        &f["compare_fast_slow"]["p"],
+        "claim Welch p",
+    );
+    assert_eq!(
+        comparisons[0]["p_holm"], c["p_value"],
+        "a family of one is not adjusted"
+    );
+    assert!(
+        out.stdout
+            .contains("claim `faster` (decode_tok_s): A vs B +15.2% [95% CI +13.4%, +17.0%]"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn compare_reports_ratio_interval_and_effect_size() {
+    let dir = setup();
+    let out = banterhearts(
+        dir.path(),
+        &[
+            "compare",
+            "TR970",
+            "--metric",
+            "decode_tok_s",
+            "--a",
+            "temperature=0.2",
+            "--a",
+            "scenario={kind: single}",
+            "--b",
+            "temperature=0.8",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let f = fixture();
+    let r = &f["compare_fast_slow"];
+    assert!(
+        out.stdout.contains(&format!(
+            "[95% CI {:.4}, {:.4}]",
+            r["ratio_ci_low"].as_f64().unwrap(),
+            r["ratio_ci_high"].as_f64().unwrap()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Hedges' g={:.3}", r["hedges_g"].as_f64().unwrap())),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Mann-Whitney U=25"),
+        "5 vs 5 runs allow Mann-Whitney: {}",
+        out.stdout
+    );
+
+    let bad = banterhearts(
+        dir.path(),
+        &[
+            "compare",
+            "TR970",
+            "--metric",
+            "decode_toks",
+            "--a",
+            "temperature=0.2",
+            "--b",
+            "temperature=0.8",
+        ],
+    );
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("did you mean `decode_tok_s`?"),
+        "{}",
+        bad.stderr
+    );
+    let bad = banterhearts(
+        dir.path(),
+        &[
+            "compare",
+            "TR970",
+            "--metric",
+            "decode_tok_s",
+            "--a",
+            "temprature=0.2",
+            "--b",
+            "temperature=0.8",
+        ],
+    );
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("did you mean `temperature`?"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn analyze_without_runs_says_what_to_do() {
+    let dir = project(&[("TR970.yaml", SPEC)]);
+    let out = banterhearts(dir.path(), &["analyze", "TR970"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("TR970 has no recorded runs")
+            && out.stderr.contains("banterhearts run TR970"),
+        "{}",
+        out.stderr
+    );
+}
