@@ -361,13 +361,13 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
         let decode = m("decode_tok_s").map_or("-".into(), |s| {
             format!(
                 "{} [{}, {}]",
-                fmt_num(s.mean),
-                fmt_num(s.ci_low),
-                fmt_num(s.ci_high)
+                fmt_num(s.stats.mean),
+                fmt_num(s.stats.ci_low),
+                fmt_num(s.stats.ci_high)
             )
         });
-        let eff =
-            m("parallel_efficiency").map_or("-".into(), |s| format!("{:.1}%", s.mean * 100.0));
+        let eff = m("parallel_efficiency")
+            .map_or("-".into(), |s| format!("{:.1}%", s.stats.mean * 100.0));
         let contended = a
             .contention
             .cells
@@ -385,8 +385,8 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
             runs.map_or(0, |r| r.runs).to_string(),
             runs.map_or(0, |r| r.degraded).to_string(),
             decode,
-            m("ttft_ms").map_or("-".into(), |s| fmt_num(s.median)),
-            m("e2e_ms").map_or("-".into(), |s| fmt_num(s.mean)),
+            m("ttft_ms").map_or("-".into(), |s| fmt_num(s.stats.median)),
+            m("e2e_ms").map_or("-".into(), |s| fmt_num(s.stats.mean)),
             eff,
             contended,
             usd,
@@ -455,11 +455,7 @@ fn compare_tr(
 ) -> Result<ExitCode, Diagnostics> {
     let registry = load_one(root, tr)?;
     let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
-    let known: Vec<&str> = analysis::frame::AGENT_METRICS
-        .iter()
-        .chain(analysis::frame::RUN_METRICS)
-        .copied()
-        .collect();
+    let known: Vec<&str> = crate::spec::metrics::per_run().collect();
     if !known.contains(&metric) {
         let help = crate::diagnostic::did_you_mean(metric, known.iter().copied())
             .unwrap_or_else(|| format!("comparable metrics: {}", known.join(", ")));

@@ -13,38 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::runner::measure::RunStatus;
 
-/// Request-level metrics, one value per agent.
-pub const AGENT_METRICS: &[&str] = &[
-    "ttft_ms",
-    "e2e_ms",
-    "output_tokens",
-    "prompt_tokens",
-    "decode_tok_s",
-    "throughput_tok_s",
-    "server_decode_tok_s",
-    "server_prefill_tok_s",
-    "load_ms",
-    "cache_n",
-    "itl_p50_ms",
-    "itl_p95_ms",
-    "itl_p99_ms",
-    "prefill_overhead_ms",
-    "decode_overhead_ms",
-];
-
-/// Run-level metrics, one value per run.
-pub const RUN_METRICS: &[&str] = &[
-    "aggregate_tok_s",
-    "wall_ms",
-    "speedup",
-    "parallel_efficiency",
-    "harness_lag_p99_ms",
-    "harness_lag_max_ms",
-    "client_rss_mb",
-    "server_rss_mb",
-    "server_cpu_s",
-    "gpu_power_w",
-];
+pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
 
 /// Only the fields analysis reads; the response text and the rest are skipped while parsing.
 #[derive(Deserialize)]
@@ -396,4 +365,31 @@ pub fn cell_index(cells: &[CellInfo]) -> HashMap<&str, usize> {
         .enumerate()
         .map(|(i, c)| (c.cell_id.as_str(), i))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The column builders fill values positionally; they must match the metric lists.
+    #[test]
+    fn frame_columns_follow_the_metric_lists() {
+        let line = r#"{"cell_id":"c","params":{},"warmup":false,"status":"ok","agents":[{"status":"ok","ttft_ms":1.0,"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":9.0,"cache_n":10.0,"itl_p50_ms":11.0,"itl_p95_ms":12.0,"itl_p99_ms":13.0,"prefill_overhead_ms":14.0,"decode_overhead_ms":15.0}],"harness_lag":{"p99_ms":0.5,"max_ms":0.9},"client_rss_mb":12.0}"#;
+        let (columns, runs) = parse_chunk(Path::new("x"), &format!("{line}\n"), 1).unwrap();
+        assert_eq!(runs, 1);
+        let frames = build(columns).unwrap();
+        let get = |df: &DataFrame, name: &str| df.column(name).unwrap().f64().unwrap().get(0);
+        assert_eq!(get(&frames.agents, "ttft_ms"), Some(1.0));
+        assert_eq!(
+            get(&frames.agents, "throughput_tok_s"),
+            Some(1500.0),
+            "3 tokens in 2 ms"
+        );
+        assert_eq!(get(&frames.agents, "decode_overhead_ms"), Some(15.0));
+        assert_eq!(get(&frames.runs, "aggregate_tok_s"), Some(1500.0));
+        assert_eq!(get(&frames.runs, "harness_lag_max_ms"), Some(0.9));
+        assert_eq!(get(&frames.runs, "client_rss_mb"), Some(12.0));
+        assert_eq!(frames.agents.width(), 4 + AGENT_METRICS.len());
+        assert_eq!(frames.runs.width(), 3 + RUN_METRICS.len());
+    }
 }

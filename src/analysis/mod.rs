@@ -135,12 +135,12 @@ pub fn analyze_frames(
                         .map_or(0, |r| r.runs - r.degraded);
                     // Measured power only when every measured run has a reading.
                     let power = by_cell(cell, "gpu_power_w")
-                        .filter(|p| p.n == measured_runs)
-                        .map(|p| p.mean);
+                        .filter(|p| p.stats.n == measured_runs as usize)
+                        .map(|p| p.stats.mean);
                     Some(cost::cell_cost(
                         cell,
-                        tok.mean,
-                        (tok.ci_low, tok.ci_high),
+                        tok.stats.mean,
+                        (tok.stats.ci_low, tok.stats.ci_high),
                         &profile,
                         power,
                     ))
@@ -205,19 +205,19 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         "cell_id" => m.iter().map(|r| a.cells[r.cell].cell_id.clone()).collect::<Vec<_>>(),
         "cell" => m.iter().map(|r| label(r.cell)).collect::<Vec<_>>(),
         "metric" => m.iter().map(|r| r.metric.clone()).collect::<Vec<_>>(),
-        "n" => m.iter().map(|r| r.n).collect::<Vec<_>>(),
-        "mean" => m.iter().map(|r| r.mean).collect::<Vec<_>>(),
-        "median" => m.iter().map(|r| r.median).collect::<Vec<_>>(),
-        "std" => m.iter().map(|r| r.std).collect::<Vec<_>>(),
-        "cv" => m.iter().map(|r| r.cv).collect::<Vec<_>>(),
-        "min" => m.iter().map(|r| r.min).collect::<Vec<_>>(),
-        "max" => m.iter().map(|r| r.max).collect::<Vec<_>>(),
-        "p50" => m.iter().map(|r| r.median).collect::<Vec<_>>(),
-        "p95" => m.iter().map(|r| r.p95).collect::<Vec<_>>(),
-        "p99" => m.iter().map(|r| r.p99).collect::<Vec<_>>(),
-        "ci95_low" => m.iter().map(|r| r.ci_low).collect::<Vec<_>>(),
-        "ci95_high" => m.iter().map(|r| r.ci_high).collect::<Vec<_>>(),
-        "outliers" => m.iter().map(|r| r.outliers).collect::<Vec<_>>(),
+        "n" => m.iter().map(|r| r.stats.n as u32).collect::<Vec<_>>(),
+        "mean" => m.iter().map(|r| r.stats.mean).collect::<Vec<_>>(),
+        "median" => m.iter().map(|r| r.stats.median).collect::<Vec<_>>(),
+        "std" => m.iter().map(|r| r.stats.std).collect::<Vec<_>>(),
+        "cv" => m.iter().map(|r| r.stats.cv).collect::<Vec<_>>(),
+        "min" => m.iter().map(|r| r.stats.min).collect::<Vec<_>>(),
+        "max" => m.iter().map(|r| r.stats.max).collect::<Vec<_>>(),
+        "p50" => m.iter().map(|r| r.stats.median).collect::<Vec<_>>(),
+        "p95" => m.iter().map(|r| r.stats.p95).collect::<Vec<_>>(),
+        "p99" => m.iter().map(|r| r.stats.p99).collect::<Vec<_>>(),
+        "ci95_low" => m.iter().map(|r| r.stats.ci_low).collect::<Vec<_>>(),
+        "ci95_high" => m.iter().map(|r| r.stats.ci_high).collect::<Vec<_>>(),
+        "outliers" => m.iter().map(|r| r.stats.outliers as u32).collect::<Vec<_>>(),
         "runs" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.runs)).collect::<Vec<_>>(),
         "degraded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.degraded)).collect::<Vec<_>>(),
         "degraded_rate" => m.iter().map(|r| runs_of(r.cell).map_or(0.0, |c| c.degraded_rate)).collect::<Vec<_>>(),

@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::frame::{AGENT_METRICS, Frames, RUN_METRICS};
-use crate::stats::t_ci_half_width;
+use crate::stats::{self, Summary, t_ci_half_width};
 
 /// The modified z-score cut-off (3.5) divided by 0.6745, applied to |x - median| / MAD.
 const MAD_CUTOFF: f64 = 3.5 / 0.6745;
@@ -16,18 +16,8 @@ const MAD_CUTOFF: f64 = 3.5 / 0.6745;
 pub struct MetricSummary {
     pub cell: usize,
     pub metric: String,
-    pub n: u32,
-    pub mean: f64,
-    pub median: f64,
-    pub std: f64,
-    pub cv: f64,
-    pub min: f64,
-    pub max: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub outliers: u32,
+    #[serde(flatten)]
+    pub stats: Summary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,18 +114,20 @@ fn group_stats(frame: &DataFrame, metrics: &[&str]) -> PolarsResult<Vec<MetricSu
             rows.push(MetricSummary {
                 cell: cells.get(i).unwrap_or(0) as usize,
                 metric: (*m).to_owned(),
-                n: count,
-                mean: mu,
-                median: get(&median),
-                std: sd,
-                cv: sd / mu,
-                min: get(&min),
-                max: get(&max),
-                p95: get(&p95),
-                p99: get(&p99),
-                ci_low: mu - half,
-                ci_high: mu + half,
-                outliers: outliers.get(i).unwrap_or(0),
+                stats: Summary {
+                    n: count as usize,
+                    mean: mu,
+                    median: get(&median),
+                    std: sd,
+                    cv: sd / mu,
+                    min: get(&min),
+                    max: get(&max),
+                    p95: get(&p95),
+                    p99: get(&p99),
+                    ci_low: mu - half,
+                    ci_high: mu + half,
+                    outliers: outliers.get(i).unwrap_or(0) as usize,
+                },
             });
         }
     }
@@ -170,22 +162,11 @@ pub fn from_values(metric: &str, values: &[(usize, f64)]) -> Vec<MetricSummary> 
                 .filter(|(c, _)| *c == cell)
                 .map(|(_, v)| *v)
                 .collect();
-            let s = crate::stats::summarize(&v)?;
+            let stats = stats::summarize(&v)?;
             Some(MetricSummary {
                 cell,
                 metric: metric.to_owned(),
-                n: s.n as u32,
-                mean: s.mean,
-                median: s.median,
-                std: s.std,
-                cv: s.cv,
-                min: s.min,
-                max: s.max,
-                p95: s.p95,
-                p99: s.p99,
-                ci_low: s.ci_low,
-                ci_high: s.ci_high,
-                outliers: s.outliers as u32,
+                stats,
             })
         })
         .collect()

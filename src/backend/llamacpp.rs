@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::{
     GenerationRequest, Protocol, ServerReport, StreamEvent, f64_at, parse_json, sse_data, u64_at,
+    with_options,
 };
 
 pub struct LlamaCpp;
@@ -31,10 +32,10 @@ impl Protocol for LlamaCpp {
         base: &str,
         req: &GenerationRequest,
     ) -> reqwest::RequestBuilder {
-        let mut body = json!({"prompt": req.prompt, "n_predict": req.max_tokens, "stream": true});
-        for (k, v) in &req.options {
-            body[k.as_str()] = v.clone();
-        }
+        let body = with_options(
+            json!({"prompt": req.prompt, "n_predict": req.max_tokens, "stream": true}),
+            &req.options,
+        );
         client.post(format!("{base}/completion")).json(&body)
     }
 

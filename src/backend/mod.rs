@@ -107,6 +107,14 @@ pub fn protocol(backend: &crate::spec::Backend) -> Box<dyn Protocol> {
     }
 }
 
+/// Adds the cell's options as top-level request fields (llama.cpp and OpenAI-style bodies).
+pub(crate) fn with_options(mut body: Value, options: &Map<String, Value>) -> Value {
+    for (k, v) in options {
+        body[k.as_str()] = v.clone();
+    }
+    body
+}
+
 /// The JSON payload of a Server-Sent Events `data:` line; `None` for other SSE lines.
 pub(crate) fn sse_data(line: &str) -> Option<&str> {
     line.strip_prefix("data:").map(str::trim)

@@ -5,7 +5,10 @@
 use serde_json::{Value, json};
 
 use super::llamacpp::timings_report;
-use super::{GenerationRequest, Protocol, ServerReport, StreamEvent, parse_json, sse_data, u64_at};
+use super::{
+    GenerationRequest, Protocol, ServerReport, StreamEvent, parse_json, sse_data, u64_at,
+    with_options,
+};
 
 pub struct OpenAi;
 
@@ -16,16 +19,16 @@ impl Protocol for OpenAi {
         base: &str,
         req: &GenerationRequest,
     ) -> reqwest::RequestBuilder {
-        let mut body = json!({
-            "model": req.model.clone().unwrap_or_else(|| "default".into()),
-            "messages": [{"role": "user", "content": req.prompt}],
-            "max_tokens": req.max_tokens,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        });
-        for (k, v) in &req.options {
-            body[k.as_str()] = v.clone();
-        }
+        let body = with_options(
+            json!({
+                "model": req.model.clone().unwrap_or_else(|| "default".into()),
+                "messages": [{"role": "user", "content": req.prompt}],
+                "max_tokens": req.max_tokens,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            }),
+            &req.options,
+        );
         let builder = client
             .post(format!("{base}/v1/chat/completions"))
             .json(&body);

@@ -1,15 +1,14 @@
-//! Names of the metrics a claim can refer to. Definitions: docs/metrics.md.
+//! The metric names, defined once: the frames' columns, the names `compare` accepts and the
+//! names a claim may use. Definitions: docs/metrics.md.
 
-/// Recorded for every run.
-pub const RUN_METRICS: &[&str] = &[
+/// Request-level: one value per agent per run.
+pub const AGENT_METRICS: &[&str] = &[
     "ttft_ms",
     "e2e_ms",
     "output_tokens",
     "prompt_tokens",
     "decode_tok_s",
     "throughput_tok_s",
-    "prefill_overhead_ms",
-    "decode_overhead_ms",
     "server_decode_tok_s",
     "server_prefill_tok_s",
     "load_ms",
@@ -17,6 +16,16 @@ pub const RUN_METRICS: &[&str] = &[
     "itl_p50_ms",
     "itl_p95_ms",
     "itl_p99_ms",
+    "prefill_overhead_ms",
+    "decode_overhead_ms",
+];
+
+/// Run-level: one value per run (group, harness and server telemetry).
+pub const RUN_METRICS: &[&str] = &[
+    "aggregate_tok_s",
+    "wall_ms",
+    "speedup",
+    "parallel_efficiency",
     "harness_lag_p99_ms",
     "harness_lag_max_ms",
     "client_rss_mb",
@@ -25,17 +34,9 @@ pub const RUN_METRICS: &[&str] = &[
     "gpu_power_w",
 ];
 
-/// Recorded once per concurrent group.
-pub const GROUP_METRICS: &[&str] = &[
-    "wall_ms",
-    "speedup",
-    "parallel_efficiency",
-    "aggregate_tok_s",
-    "contention_rate",
-];
-
 /// Derived per cell by the analysis.
 pub const DERIVED_METRICS: &[&str] = &[
+    "contention_rate",
     "degraded_rate",
     "usd_per_1m_tokens",
     "spot_usd_per_1m_tokens",
@@ -44,12 +45,13 @@ pub const DERIVED_METRICS: &[&str] = &[
     "tokens_per_kwh",
 ];
 
+/// Metrics with a value per run, which can be compared between selections of runs.
+pub fn per_run() -> impl Iterator<Item = &'static str> {
+    AGENT_METRICS.iter().chain(RUN_METRICS).copied()
+}
+
 pub fn all() -> impl Iterator<Item = &'static str> {
-    RUN_METRICS
-        .iter()
-        .chain(GROUP_METRICS)
-        .chain(DERIVED_METRICS)
-        .copied()
+    per_run().chain(DERIVED_METRICS.iter().copied())
 }
 
 pub fn is_known(name: &str) -> bool {

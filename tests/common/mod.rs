@@ -10,9 +10,13 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// Runs `banterhearts -C <root> <args>`.
-pub fn banterhearts(root: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+/// Runs `banterhearts -C <root> <args>` with extra environment variables.
+pub fn banterhearts_env(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_banterhearts"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
         .arg("-C")
         .arg(root)
         .args(args)
@@ -23,6 +27,11 @@ pub fn banterhearts(root: &Path, args: &[&str]) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `banterhearts -C <root> <args>`.
+pub fn banterhearts(root: &Path, args: &[&str]) -> Output {
+    banterhearts_env(root, args, &[])
 }
 
 /// A temp project root with the given specs written under `experiments/`.
@@ -78,17 +87,12 @@ pub fn journal(root: &Path, tr: &str) -> Vec<serde_json::Value> {
 /// Runs the binary with the model variables set.
 pub fn banterhearts_with_model(root: &Path, args: &[&str]) -> Output {
     let (server, model) = llama_server_and_model();
-    let out = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
-        .env("BANTERHEARTS_LLAMA_SERVER", server)
-        .env("BANTERHEARTS_MODEL", model)
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("the banterhearts binary runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    banterhearts_env(
+        root,
+        args,
+        &[
+            ("BANTERHEARTS_LLAMA_SERVER", &server),
+            ("BANTERHEARTS_MODEL", &model),
+        ],
+    )
 }
