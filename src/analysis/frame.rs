@@ -85,8 +85,10 @@ pub struct CellInfo {
     pub agents: usize,
 }
 
-/// Columns under construction; kept per parsing thread and concatenated.
-#[derive(Default)]
+/// The cells seen so far, shared by the parsing threads so that cell indices are global.
+type CellRegistry = std::sync::Mutex<IndexMap<String, CellInfo>>;
+
+/// Columns of one batch of records under construction.
 struct Columns {
     agent_cell: Vec<u32>,
     agent_run: Vec<u32>,
@@ -97,32 +99,40 @@ struct Columns {
     run_ok: Vec<bool>,
     run_warmup: Vec<bool>,
     run_values: Vec<Vec<Option<f64>>>,
-    cells: IndexMap<String, CellInfo>,
 }
 
 impl Columns {
     fn new() -> Columns {
         Columns {
+            agent_cell: Vec::new(),
+            agent_run: Vec::new(),
+            agent_ok: Vec::new(),
+            agent_warmup: Vec::new(),
             agent_values: vec![Vec::new(); AGENT_METRICS.len()],
+            run_cell: Vec::new(),
+            run_ok: Vec::new(),
+            run_warmup: Vec::new(),
             run_values: vec![Vec::new(); RUN_METRICS.len()],
-            ..Columns::default()
         }
     }
 
-    fn push(&mut self, run: u32, r: LeanRecord) {
-        let next = self.cells.len();
-        let cell = match self.cells.get_index_of(&r.cell_id) {
-            Some(i) => i,
-            None => {
-                self.cells.insert(
-                    r.cell_id.clone(),
-                    CellInfo {
-                        cell_id: r.cell_id.clone(),
-                        params: r.params,
-                        agents: r.agents.len(),
-                    },
-                );
-                next
+    fn push(&mut self, run: u32, r: LeanRecord, cells: &CellRegistry) {
+        let cell = {
+            let mut cells = cells.lock().unwrap_or_else(|p| p.into_inner());
+            let next = cells.len();
+            match cells.get_index_of(&r.cell_id) {
+                Some(i) => i,
+                None => {
+                    cells.insert(
+                        r.cell_id.clone(),
+                        CellInfo {
+                            cell_id: r.cell_id.clone(),
+                            params: r.params,
+                            agents: r.agents.len(),
+                        },
+                    );
+                    next
+                }
             }
         } as u32;
         let mut tokens = 0.0;
@@ -181,38 +191,35 @@ impl Columns {
         self.run_warmup.push(r.warmup);
     }
 
-    /// Appends `other`, renumbering its cells into this one's.
-    fn append(&mut self, other: Columns, run_offset: u32) {
-        let remap: Vec<u32> = other
-            .cells
-            .into_values()
-            .map(|info| {
-                let next = self.cells.len();
-                match self.cells.get_index_of(&info.cell_id) {
-                    Some(i) => i as u32,
-                    None => {
-                        self.cells.insert(info.cell_id.clone(), info);
-                        next as u32
-                    }
-                }
-            })
-            .collect();
-        self.agent_cell
-            .extend(other.agent_cell.iter().map(|c| remap[*c as usize]));
-        self.agent_run
-            .extend(other.agent_run.iter().map(|r| r + run_offset));
-        self.agent_ok.extend(other.agent_ok);
-        self.agent_warmup.extend(other.agent_warmup);
-        for (mine, theirs) in self.agent_values.iter_mut().zip(other.agent_values) {
-            mine.extend(theirs);
-        }
-        self.run_cell
-            .extend(other.run_cell.iter().map(|c| remap[*c as usize]));
-        self.run_ok.extend(other.run_ok);
-        self.run_warmup.extend(other.run_warmup);
-        for (mine, theirs) in self.run_values.iter_mut().zip(other.run_values) {
-            mine.extend(theirs);
-        }
+    /// The batch as (agents, runs) frames; the vectors are freed as they are converted.
+    fn into_frames(self) -> PolarsResult<(DataFrame, DataFrame)> {
+        let mut agent_cols: Vec<Column> = vec![
+            Column::new("cell".into(), self.agent_cell),
+            Column::new("run".into(), self.agent_run),
+            Column::new("ok".into(), self.agent_ok),
+            Column::new("warmup".into(), self.agent_warmup),
+        ];
+        agent_cols.extend(
+            AGENT_METRICS
+                .iter()
+                .zip(self.agent_values)
+                .map(|(name, v)| Column::new((*name).into(), v)),
+        );
+        let mut run_cols: Vec<Column> = vec![
+            Column::new("cell".into(), self.run_cell),
+            Column::new("ok".into(), self.run_ok),
+            Column::new("warmup".into(), self.run_warmup),
+        ];
+        run_cols.extend(
+            RUN_METRICS
+                .iter()
+                .zip(self.run_values)
+                .map(|(name, v)| Column::new((*name).into(), v)),
+        );
+        Ok((
+            DataFrame::new_infer_height(agent_cols)?,
+            DataFrame::new_infer_height(run_cols)?,
+        ))
     }
 }
 
@@ -242,101 +249,122 @@ pub enum FrameError {
     Polars(#[from] PolarsError),
 }
 
-fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<(Columns, u32), FrameError> {
+/// Lines per batch: bounds the memory held by text and column buffers while parsing.
+const BATCH_LINES: usize = 20_000;
+
+/// Parses one batch of journal lines into frames; `first_run` numbers its runs globally.
+fn parse_batch(
+    path: &Path,
+    lines: &[String],
+    first_line: usize,
+    first_run: u32,
+    cells: &CellRegistry,
+) -> Result<(DataFrame, DataFrame), FrameError> {
     let mut columns = Columns::new();
-    let mut runs = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (i, line) in lines.iter().enumerate() {
         let record: LeanRecord = serde_json::from_str(line).map_err(|e| FrameError::Record {
             path: path.display().to_string(),
             line: first_line + i,
             message: e.to_string(),
         })?;
-        columns.push(runs, record);
-        runs += 1;
+        columns.push(first_run + i as u32, record, cells);
     }
-    Ok((columns, runs))
+    Ok(columns.into_frames()?)
 }
 
-/// Reads a journal into frames, parsing its halves on two threads.
+/// Reads a journal into frames. The file is streamed in batches of lines that a pool of
+/// threads (one per core) parses, so memory stays bounded by the frames themselves.
 pub fn load(path: &Path) -> Result<Frames, FrameError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FrameError::Io {
+    use std::io::BufRead;
+    let io = |source| FrameError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    // Only complete lines: a torn tail is not a finished run.
-    let text = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    };
+    let mut reader =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
+    let cells: CellRegistry = std::sync::Mutex::new(IndexMap::new());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for k in 1..=threads {
-        let target = text.len() * k / threads;
-        let end = if k == threads {
-            text.len()
-        } else {
-            text[target..]
-                .find('\n')
-                .map_or(text.len(), |i| target + i + 1)
-                .max(start)
+    let (batch_tx, batch_rx) =
+        std::sync::mpsc::sync_channel::<(usize, usize, u32, Vec<String>)>(threads);
+    let batch_rx = std::sync::Mutex::new(batch_rx);
+    let results: std::sync::Mutex<Vec<(usize, Result<(DataFrame, DataFrame), FrameError>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let read_result = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((index, first_line, first_run, lines)) = next else {
+                        break;
+                    };
+                    let parsed = parse_batch(path, &lines, first_line, first_run, &cells);
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((index, parsed));
+                }
+            });
+        }
+        let mut batch = Vec::with_capacity(BATCH_LINES);
+        let (mut index, mut line_no, mut runs, mut batch_first_line) = (0, 0, 0u32, 1);
+        let mut line = String::new();
+        let result: Result<(), FrameError> = loop {
+            line.clear();
+            let n = match reader.read_line(&mut line) {
+                Ok(n) => n,
+                Err(e) => break Err(io(e)),
+            };
+            // A last line without its newline is torn: not a finished run.
+            if n == 0 || !line.ends_with('\n') {
+                break Ok(());
+            }
+            line_no += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if batch.is_empty() {
+                batch_first_line = line_no;
+            }
+            batch.push(line.trim_end().to_owned());
+            if batch.len() == BATCH_LINES {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES));
+                let count = full.len() as u32;
+                if batch_tx
+                    .send((index, batch_first_line, runs, full))
+                    .is_err()
+                {
+                    break Ok(());
+                }
+                index += 1;
+                runs += count;
+            }
         };
-        chunks.push((start, end));
-        start = end;
-    }
-    let parsed: Vec<Result<(Columns, u32), FrameError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|&(s, e)| {
-                let first_line = text[..s].bytes().filter(|b| *b == b'\n').count() + 1;
-                scope.spawn(move || parse_chunk(path, &text[s..e], first_line))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("parser thread does not panic"))
-            .collect()
+        if !batch.is_empty() {
+            let _ = batch_tx.send((index, batch_first_line, runs, batch));
+        }
+        drop(batch_tx);
+        result
     });
-    let mut all = Columns::new();
-    let mut offset = 0;
-    for part in parsed {
-        let (columns, runs) = part?;
-        all.append(columns, offset);
-        offset += runs;
+    read_result?;
+    let mut parts = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    parts.sort_by_key(|(i, _)| *i);
+    let (mut agents, mut runs) = Columns::new().into_frames()?;
+    for (_, part) in parts {
+        let (a, r) = part?;
+        agents.vstack_mut_owned(a)?;
+        runs.vstack_mut_owned(r)?;
     }
-    build(all)
-}
-
-fn build(c: Columns) -> Result<Frames, FrameError> {
-    let mut agent_cols: Vec<Column> = vec![
-        Column::new("cell".into(), c.agent_cell),
-        Column::new("run".into(), c.agent_run),
-        Column::new("ok".into(), c.agent_ok),
-        Column::new("warmup".into(), c.agent_warmup),
-    ];
-    agent_cols.extend(
-        AGENT_METRICS
-            .iter()
-            .zip(c.agent_values)
-            .map(|(name, v)| Column::new((*name).into(), v)),
-    );
-    let mut run_cols: Vec<Column> = vec![
-        Column::new("cell".into(), c.run_cell),
-        Column::new("ok".into(), c.run_ok),
-        Column::new("warmup".into(), c.run_warmup),
-    ];
-    run_cols.extend(
-        RUN_METRICS
-            .iter()
-            .zip(c.run_values)
-            .map(|(name, v)| Column::new((*name).into(), v)),
-    );
+    let cells = cells
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_values()
+        .collect();
     Ok(Frames {
-        agents: DataFrame::new_infer_height(agent_cols)?,
-        runs: DataFrame::new_infer_height(run_cols)?,
-        cells: c.cells.into_values().collect(),
+        agents,
+        runs,
+        cells,
     })
 }
 
@@ -375,9 +403,12 @@ mod tests {
     #[test]
     fn frame_columns_follow_the_metric_lists() {
         let line = r#"{"cell_id":"c","params":{},"warmup":false,"status":"ok","agents":[{"status":"ok","ttft_ms":1.0,"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":9.0,"cache_n":10.0,"itl_p50_ms":11.0,"itl_p95_ms":12.0,"itl_p99_ms":13.0,"prefill_overhead_ms":14.0,"decode_overhead_ms":15.0}],"harness_lag":{"p99_ms":0.5,"max_ms":0.9},"client_rss_mb":12.0}"#;
-        let (columns, runs) = parse_chunk(Path::new("x"), &format!("{line}\n"), 1).unwrap();
-        assert_eq!(runs, 1);
-        let frames = build(columns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        // The second line is torn (no newline): it is not a finished run and is ignored.
+        std::fs::write(&path, format!("{line}\n{{\"cell_id\":")).unwrap();
+        let frames = load(&path).unwrap();
+        assert_eq!(frames.runs.height(), 1);
         let get = |df: &DataFrame, name: &str| df.column(name).unwrap().f64().unwrap().get(0);
         assert_eq!(get(&frames.agents, "ttft_ms"), Some(1.0));
         assert_eq!(

@@ -56,7 +56,11 @@ impl Analysis {
     /// Cell indices in plan order.
     pub fn cells_in_order(&self) -> Vec<usize> {
         let mut cells: Vec<usize> = (0..self.cells.len()).collect();
-        cells.sort_by_key(|&c| (self.plan_order[c], c));
+        // Cells no longer in the plan sort by id: their index depends on parsing order.
+        cells.sort_by(|&a, &b| {
+            (self.plan_order[a], &self.cells[a].cell_id)
+                .cmp(&(self.plan_order[b], &self.cells[b].cell_id))
+        });
         cells
     }
 
@@ -175,10 +179,17 @@ pub fn analyze_frames(
         warnings,
     };
     // Report cells in plan order, whatever order the runs were recorded in.
-    let order = a.plan_order.clone();
-    a.metrics.sort_by_key(|m| (order[m.cell], m.cell));
-    a.runs.sort_by_key(|r| (order[r.cell], r.cell));
-    a.cost.sort_by_key(|c| (order[c.cell], c.cell));
+    let rank: Vec<usize> = {
+        let in_order = a.cells_in_order();
+        let mut rank = vec![0; in_order.len()];
+        for (position, cell) in in_order.into_iter().enumerate() {
+            rank[cell] = position;
+        }
+        rank
+    };
+    a.metrics.sort_by_key(|m| rank[m.cell]);
+    a.runs.sort_by_key(|r| rank[r.cell]);
+    a.cost.sort_by_key(|c| rank[c.cell]);
     Ok(a)
 }
 
