@@ -249,6 +249,9 @@ pub enum FrameError {
     Polars(#[from] PolarsError),
 }
 
+/// One parsed batch: its (agents, runs) frames.
+type BatchResult = Result<(DataFrame, DataFrame), FrameError>;
+
 /// Lines per batch: bounds the memory held by text and column buffers while parsing.
 const BATCH_LINES: usize = 20_000;
 
@@ -289,8 +292,7 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
     let (batch_tx, batch_rx) =
         std::sync::mpsc::sync_channel::<(usize, usize, u32, Vec<String>)>(threads);
     let batch_rx = std::sync::Mutex::new(batch_rx);
-    let results: std::sync::Mutex<Vec<(usize, Result<(DataFrame, DataFrame), FrameError>)>> =
-        std::sync::Mutex::new(Vec::new());
+    let results: std::sync::Mutex<Vec<(usize, BatchResult)>> = std::sync::Mutex::new(Vec::new());
     let read_result = std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
