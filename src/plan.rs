@@ -112,18 +112,24 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         repetitions: reps,
         warmup,
         order: spec.order.to_string(),
-        cells: cells
-            .iter()
-            .enumerate()
-            .map(|(index, cell)| PlannedCell {
-                index,
-                id: cell_id(cell),
-                label: cell.label(),
-                params: cell.params.clone(),
-            })
-            .collect(),
+        cells: planned_cells(loaded),
         runs,
     }
+}
+
+/// The plan's cells without its runs (cheap even for a plan of a million runs).
+pub fn planned_cells(loaded: &LoadedSpec) -> Vec<PlannedCell> {
+    loaded
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(index, cell)| PlannedCell {
+            index,
+            id: cell_id(cell),
+            label: cell.label(),
+            params: cell.params.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

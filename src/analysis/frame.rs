@@ -17,9 +17,12 @@ pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
 
 /// Only the fields analysis reads; the response text and the rest are skipped while parsing.
 #[derive(Deserialize)]
-struct LeanRecord {
-    cell_id: String,
-    params: Map<String, Value>,
+struct LeanRecord<'a> {
+    #[serde(borrow)]
+    cell_id: std::borrow::Cow<'a, str>,
+    /// Parsed into a map only the first time a cell is seen.
+    #[serde(borrow)]
+    params: &'a serde_json::value::RawValue,
     warmup: bool,
     status: RunStatus,
     agents: Vec<LeanAgent>,
@@ -91,7 +94,7 @@ type CellRegistry = std::sync::Mutex<IndexMap<String, CellInfo>>;
 /// Columns of one batch of records under construction.
 struct Columns {
     agent_cell: Vec<u32>,
-    agent_run: Vec<u32>,
+    agent_run: Vec<u64>,
     agent_ok: Vec<bool>,
     agent_warmup: Vec<bool>,
     agent_values: Vec<Vec<Option<f64>>>,
@@ -116,18 +119,21 @@ impl Columns {
         }
     }
 
-    fn push(&mut self, run: u32, r: LeanRecord, cells: &CellRegistry) {
+    fn push(&mut self, run: u64, r: LeanRecord, cells: &CellRegistry) {
         let cell = {
             let mut cells = cells.lock().unwrap_or_else(|p| p.into_inner());
             let next = cells.len();
-            match cells.get_index_of(&r.cell_id) {
+            match cells.get_index_of(r.cell_id.as_ref()) {
                 Some(i) => i,
                 None => {
+                    let params: Map<String, Value> =
+                        serde_json::from_str(r.params.get()).unwrap_or_default();
+                    let cell_id = r.cell_id.to_string();
                     cells.insert(
-                        r.cell_id.clone(),
+                        cell_id.clone(),
                         CellInfo {
-                            cell_id: r.cell_id.clone(),
-                            params: r.params,
+                            cell_id,
+                            params,
                             agents: r.agents.len(),
                         },
                     );
@@ -252,56 +258,71 @@ pub enum FrameError {
 /// One parsed batch: its (agents, runs) frames.
 type BatchResult = Result<(DataFrame, DataFrame), FrameError>;
 
-/// Lines per batch: bounds the memory held by text and column buffers while parsing.
-const BATCH_LINES: usize = 20_000;
+/// Bytes per batch: bounds the memory held by text and column buffers while parsing.
+const BATCH_BYTES: usize = 8 << 20;
 
-/// Parses one batch of journal lines into frames; `first_run` numbers its runs globally.
+/// The 1-based line number at byte `offset` of the file (only computed for error messages).
+fn line_at(path: &Path, offset: usize) -> usize {
+    std::fs::read(path).map_or(0, |bytes| {
+        bytes[..offset.min(bytes.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    })
+}
+
+/// Parses one batch of complete journal lines into frames. Run numbers are
+/// `batch << 32 | line`, unique without counting the lines of earlier batches.
 fn parse_batch(
     path: &Path,
-    lines: &[String],
-    first_line: usize,
-    first_run: u32,
+    batch: u64,
+    start: usize,
+    bytes: &[u8],
     cells: &CellRegistry,
-) -> Result<(DataFrame, DataFrame), FrameError> {
+) -> BatchResult {
     let mut columns = Columns::new();
-    for (i, line) in lines.iter().enumerate() {
-        let record: LeanRecord = serde_json::from_str(line).map_err(|e| FrameError::Record {
-            path: path.display().to_string(),
-            line: first_line + i,
-            message: e.to_string(),
-        })?;
-        columns.push(first_run + i as u32, record, cells);
+    let mut offset = 0;
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            let record: LeanRecord =
+                serde_json::from_slice(line).map_err(|e| FrameError::Record {
+                    path: path.display().to_string(),
+                    line: line_at(path, start + offset),
+                    message: e.to_string(),
+                })?;
+            columns.push(batch << 32 | i as u64, record, cells);
+        }
+        offset += line.len() + 1;
     }
     Ok(columns.into_frames()?)
 }
 
-/// Reads a journal into frames. The file is streamed in batches of lines that a pool of
-/// threads (one per core) parses, so memory stays bounded by the frames themselves.
+/// Reads a journal into frames. The file is read in large blocks cut at line ends, which a pool
+/// of threads (one per core) parses without copying lines, so memory stays bounded by the frames.
 pub fn load(path: &Path) -> Result<Frames, FrameError> {
-    use std::io::BufRead;
+    use std::io::Read;
     let io = |source| FrameError::Io {
         path: path.display().to_string(),
         source,
     };
-    let mut reader =
-        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
+    let mut file = std::fs::File::open(path).map_err(io)?;
     let cells: CellRegistry = std::sync::Mutex::new(IndexMap::new());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let (batch_tx, batch_rx) =
-        std::sync::mpsc::sync_channel::<(usize, usize, u32, Vec<String>)>(threads);
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(u64, usize, Vec<u8>)>(threads);
     let batch_rx = std::sync::Mutex::new(batch_rx);
-    let results: std::sync::Mutex<Vec<(usize, BatchResult)>> = std::sync::Mutex::new(Vec::new());
+    let results: std::sync::Mutex<Vec<(u64, BatchResult)>> = std::sync::Mutex::new(Vec::new());
     let read_result = std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
                 loop {
                     let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((index, first_line, first_run, lines)) = next else {
+                    let Ok((index, start, bytes)) = next else {
                         break;
                     };
-                    let parsed = parse_batch(path, &lines, first_line, first_run, &cells);
+                    let parsed = parse_batch(path, index, start, &bytes, &cells);
                     results
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -309,43 +330,37 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
                 }
             });
         }
-        let mut batch = Vec::with_capacity(BATCH_LINES);
-        let (mut index, mut line_no, mut runs, mut batch_first_line) = (0, 0, 0u32, 1);
-        let mut line = String::new();
+        let mut carry: Vec<u8> = Vec::new();
+        let (mut index, mut consumed) = (0u64, 0usize);
         let result: Result<(), FrameError> = loop {
-            line.clear();
-            let n = match reader.read_line(&mut line) {
+            let mut block = std::mem::take(&mut carry);
+            let filled = block.len();
+            block.resize(filled + BATCH_BYTES, 0);
+            let n = match file.read(&mut block[filled..]) {
                 Ok(n) => n,
                 Err(e) => break Err(io(e)),
             };
-            // A last line without its newline is torn: not a finished run.
-            if n == 0 || !line.ends_with('\n') {
-                break Ok(());
-            }
-            line_no += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            if batch.is_empty() {
-                batch_first_line = line_no;
-            }
-            batch.push(line.trim_end().to_owned());
-            if batch.len() == BATCH_LINES {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES));
-                let count = full.len() as u32;
-                if batch_tx
-                    .send((index, batch_first_line, runs, full))
-                    .is_err()
-                {
+            block.truncate(filled + n);
+            // Bytes after the last newline wait for the next block; at the end of the file they
+            // are a torn line, not a finished run, and are dropped.
+            let Some(last) = block.iter().rposition(|b| *b == b'\n') else {
+                if n == 0 {
                     break Ok(());
                 }
-                index += 1;
-                runs += count;
+                carry = block;
+                continue;
+            };
+            carry = block.split_off(last + 1);
+            let len = block.len();
+            if batch_tx.send((index, consumed, block)).is_err() {
+                break Ok(());
+            }
+            consumed += len;
+            index += 1;
+            if n == 0 {
+                break Ok(());
             }
         };
-        if !batch.is_empty() {
-            let _ = batch_tx.send((index, batch_first_line, runs, batch));
-        }
         drop(batch_tx);
         result
     });

@@ -82,8 +82,17 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
                 .help(format!("run `banterhearts run {}` first", loaded.spec.id)),
         ));
     }
+    let started = std::time::Instant::now();
     let frames = frame::load(&journal)?;
+    phase("read journal into frames", started);
     analyze_frames(root, loaded, frames)
+}
+
+/// With BANTERHEARTS_TIMINGS set, says how long each analysis phase took (on stderr).
+fn phase(name: &str, since: std::time::Instant) {
+    if std::env::var_os("BANTERHEARTS_TIMINGS").is_some() {
+        eprintln!("timing: {name}: {:.3} s", since.elapsed().as_secs_f64());
+    }
 }
 
 pub fn analyze_frames(
@@ -91,9 +100,14 @@ pub fn analyze_frames(
     loaded: &LoadedSpec,
     frames: Frames,
 ) -> Result<Analysis, AnalysisError> {
+    let started = std::time::Instant::now();
     let mut metrics = summary::summarize(&frames)?;
+    phase("per-cell statistics", started);
+    let started = std::time::Instant::now();
     let runs = summary::run_counts(&frames)?;
     let contention = contention::compute(&frames, loaded.spec.contention.unwrap_or_default())?;
+    phase("run counts and contention", started);
+    let started = std::time::Instant::now();
     metrics.extend(summary::from_values(
         "contention_rate",
         &contention.run_rates,
@@ -152,13 +166,14 @@ pub fn analyze_frames(
                 .collect()
         }
     };
-    let plan = crate::plan::build(loaded);
-    let position = |cell: &CellInfo| plan.cells.iter().position(|p| p.id == cell.cell_id);
+    phase("comparisons and cost", started);
+    let plan_cells = crate::plan::planned_cells(loaded);
+    let position = |cell: &CellInfo| plan_cells.iter().position(|p| p.id == cell.cell_id);
     let labels = frames
         .cells
         .iter()
         .map(|c| {
-            position(c).map_or_else(|| matrix_label(&c.params), |i| plan.cells[i].label.clone())
+            position(c).map_or_else(|| matrix_label(&c.params), |i| plan_cells[i].label.clone())
         })
         .collect();
     let plan_order = frames
