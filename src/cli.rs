@@ -13,6 +13,7 @@ use crate::analysis;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan;
 use crate::registry::{Registry, experiments_dir};
+use crate::report;
 use crate::runner;
 use crate::spec::{self, Spec, matrix::display_value};
 
@@ -37,7 +38,7 @@ pub struct Cli {
 pub enum Command {
     /// Check specs: every spec under experiments/, or the files given.
     Validate {
-        /// Spec files to check (default: all of experiments/).
+        /// Spec files or TR ids to check (default: all of experiments/).
         specs: Vec<PathBuf>,
     },
     /// Show the cells and runs a TR expands to.
@@ -76,6 +77,17 @@ pub enum Command {
         #[arg(long = "b", required = true)]
         b: Vec<String>,
     },
+    /// Render reports/TR.md and its figures from the spec, its data and its template.
+    Report {
+        /// TR id (TR124) or spec file.
+        #[arg(required_unless_present = "all")]
+        tr: Option<String>,
+        /// Every TR under experiments/ (and the index).
+        #[arg(long, conflicts_with = "tr")]
+        all: bool,
+    },
+    /// Render reports/README.md: all reports by phase and status, with key findings.
+    Index,
     /// Print the JSON Schema of the spec format (for editor autocompletion).
     Schema,
     /// Serve tokens on an exact schedule (llama.cpp and OpenAI streaming formats), to measure
@@ -121,6 +133,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
         Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
         Command::Run { tr, quiet } => run_tr(&cli.root, tr, *quiet),
         Command::Analyze { tr } => analyze_tr(&cli.root, tr),
+        Command::Report { tr, all } => report_cmd(&cli.root, tr.as_deref(), *all),
+        Command::Index => index_cmd(&cli.root),
         Command::Compare { tr, metric, a, b } => compare_tr(&cli.root, tr, metric, a, b),
         Command::Pacer {
             host,
@@ -198,6 +212,13 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
                 .any(|p| same_file(p, f))
         };
         for file in files {
+            // A TR id names experiments/<id>.yaml, as in every other command.
+            let by_id = experiments_dir(root).join(file).with_extension("yaml");
+            let file = if !file.exists() && by_id.is_file() {
+                &by_id
+            } else {
+                file
+            };
             if in_registry(file) {
                 // Checked with its neighbours, so supersession problems show up too.
                 shown.0.extend(
@@ -318,6 +339,64 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn report_error(e: report::ReportError) -> Diagnostics {
+    match e {
+        report::ReportError::Input(d) => d.into(),
+        other => Diagnostic::new(other.to_string()).into(),
+    }
+}
+
+fn report_cmd(root: &Path, tr: Option<&str>, all: bool) -> Result<ExitCode, Diagnostics> {
+    let registry = if all {
+        let (registry, problems) = Registry::load(root);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        registry
+    } else {
+        load_one(root, tr.unwrap_or_default())?
+    };
+    let targets: Vec<&spec::LoadedSpec> = match tr {
+        Some(tr) if !all => vec![registry.resolve(tr).map_err(Diagnostics::from)?],
+        _ => registry.specs.values().collect(),
+    };
+    let mut out = String::new();
+    for loaded in targets {
+        let rendered = report::render(root, &registry, loaded).map_err(report_error)?;
+        let written = report::write(root, &rendered).map_err(report_error)?;
+        out.push_str(&format!(
+            "{}: {}\n",
+            loaded.spec.id,
+            written
+                .last()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    if all {
+        out.push_str(&write_index(root, &registry)?);
+    }
+    print_out(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_index(root: &Path, registry: &Registry) -> Result<String, Diagnostics> {
+    let text = report::render_index(root, registry).map_err(report_error)?;
+    let path = report::reports_dir(root).join("README.md");
+    crate::store::write_atomic(&path, text.as_bytes())
+        .map_err(|e| Diagnostics::from(Diagnostic::new(format!("{}: {e}", path.display()))))?;
+    Ok(format!("index: {}\n", path.display()))
+}
+
+fn index_cmd(root: &Path) -> Result<ExitCode, Diagnostics> {
+    let (registry, problems) = Registry::load(root);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    print_out(&write_index(root, &registry)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn analysis_error(e: analysis::AnalysisError) -> Diagnostics {

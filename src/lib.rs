@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod pacer;
 pub mod plan;
 pub mod registry;
+pub mod report;
 pub mod runner;
 pub mod spec;
 pub mod stats;

@@ -7,7 +7,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{banterhearts_with_model, journal, llama_server_and_model, project};
+use common::{
+    banterhearts, banterhearts_with_model, copy_templates, journal, llama_server_and_model, project,
+};
 use serde_json::Value;
 
 /// Real-server tests run one at a time: parallel servers on 2 cores would disturb each other's
@@ -165,6 +167,49 @@ fn two_agents_on_two_launched_servers_record_group_efficiency() {
         "{}",
         out.stderr
     );
+
+    // The report of this real data: the efficiency it prints is the mean over the groups.
+    copy_templates(dir.path());
+    let out = banterhearts(dir.path(), &["report", "TR950"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = std::fs::read_to_string(dir.path().join("reports/TR950.md")).unwrap();
+    let groups: Vec<f64> = records
+        .iter()
+        .filter(|r| {
+            !r["warmup"].as_bool().unwrap() && r["status"] == "ok" && r["group"].is_object()
+        })
+        .map(|r| f(&r["group"], "parallel_efficiency"))
+        .collect();
+    let mean = groups.iter().sum::<f64>() / groups.len() as f64;
+    assert!(
+        report.contains(&format!("| {:.1}% [", mean * 100.0)),
+        "efficiency {mean} not in:\n{report}"
+    );
+    for section in [
+        "## Question",
+        "## Setup",
+        "## Method",
+        "## Results",
+        "### Concurrent agents",
+        "## Threats to validity",
+    ] {
+        assert!(report.contains(section), "{section} missing:\n{report}");
+    }
+    assert!(
+        report.contains("SmolLM2-135M-Instruct"),
+        "model named in the setup"
+    );
+    for figure in ["throughput", "ttft", "efficiency"] {
+        let svg = std::fs::read_to_string(
+            dir.path()
+                .join(format!("reports/figures/TR950-{figure}.svg")),
+        )
+        .unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{figure}"
+        );
+    }
 }
 
 #[test]

@@ -100,12 +100,19 @@ pub fn claim_comparisons(
         if !AGENT_METRICS.contains(&metric.as_str()) && !RUN_METRICS.contains(&metric.as_str()) {
             continue;
         }
-        let (comparison, delta_pp) = compare_selections(frames, metric, &cmp.a, &cmp.b)?;
+        // `where` narrows both sides: compare.a and compare.b add to it.
+        let side = |s: &IndexMap<String, Value>| {
+            let mut merged = claim.selection.clone();
+            merged.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
+            merged
+        };
+        let (a, b) = (side(&cmp.a), side(&cmp.b));
+        let (comparison, delta_pp) = compare_selections(frames, metric, &a, &b)?;
         out.push(ClaimComparison {
             claim: claim.id.clone(),
             metric: metric.clone(),
-            a: cmp.a.clone(),
-            b: cmp.b.clone(),
+            a,
+            b,
             comparison,
             delta_pp,
             p_holm: None,

@@ -28,7 +28,7 @@ pub struct HostInfo {
     pub os: String,
     pub kernel: String,
     pub arch: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub gpu: Option<String>,
 }
 

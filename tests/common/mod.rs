@@ -44,6 +44,16 @@ pub fn project(specs: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// Copies the repository's templates into a temp project, so it can render reports.
+pub fn copy_templates(root: &Path) {
+    let to = root.join("templates");
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -1,0 +1,112 @@
+//! Template filters that format numbers the same way everywhere: fixed decimals, a dash for
+//! missing values, explicit signs for changes. Formatting never depends on locale or time.
+
+use minijinja::Value;
+
+fn number(v: &Value) -> Option<f64> {
+    if v.is_undefined() || v.is_none() {
+        return None;
+    }
+    f64::try_from(v.clone()).ok().filter(|x| x.is_finite())
+}
+
+const MISSING: &str = "–";
+
+/// `{{ x | num(2) }}` -> "12.35"
+pub fn num(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| format!("{x:.*}", digits.unwrap_or(2)))
+}
+
+/// `{{ x | ms }}` -> "123.4 ms"
+pub fn ms(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| {
+        format!("{x:.*} ms", digits.unwrap_or(1))
+    })
+}
+
+/// A fraction as a percentage: `{{ 0.9336 | pct }}` -> "93.4%"
+pub fn pct(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| {
+        format!("{:.*}%", digits.unwrap_or(1), x * 100.0)
+    })
+}
+
+/// A difference of fractions in percentage points, signed: `{{ 0.0248 | pp }}` -> "+2.48 pp"
+pub fn pp(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| {
+        format!("{:+.*} pp", digits.unwrap_or(2), x * 100.0)
+    })
+}
+
+/// A ratio as a signed change: `{{ 1.152 | change }}` -> "+15.2%"
+pub fn change(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| {
+        format!("{:+.*}%", digits.unwrap_or(1), (x - 1.0) * 100.0)
+    })
+}
+
+/// A signed number: `{{ -3.2 | signed(1) }}` -> "-3.2"
+pub fn signed(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| format!("{x:+.*}", digits.unwrap_or(2)))
+}
+
+/// A p-value: `{{ 0.00123 | pvalue }}` -> "0.0012", `{{ 1e-7 | pvalue }}` -> "< 0.0001"
+pub fn pvalue(v: Value) -> String {
+    match number(&v) {
+        Some(p) if p < 1e-4 => "< 0.0001".into(),
+        Some(p) => format!("{p:.4}"),
+        None => MISSING.into(),
+    }
+}
+
+/// Dollars: `{{ 0.27546 | usd }}` -> "$0.2755"
+pub fn usd(v: Value, digits: Option<usize>) -> String {
+    number(&v).map_or(MISSING.into(), |x| format!("${x:.*}", digits.unwrap_or(4)))
+}
+
+/// An interval from a summary's ci_low/ci_high: `{{ s | ci(1) }}` -> "[84.2, 100.6]"
+pub fn ci(v: Value, digits: Option<usize>) -> String {
+    let d = digits.unwrap_or(2);
+    let field = |name: &str| v.get_attr(name).ok().and_then(|x| number(&x));
+    match (field("ci_low"), field("ci_high")) {
+        (Some(lo), Some(hi)) => format!("[{lo:.d$}, {hi:.d$}]"),
+        _ => MISSING.into(),
+    }
+}
+
+pub fn register(env: &mut minijinja::Environment<'_>) {
+    env.add_filter("num", num);
+    env.add_filter("ms", ms);
+    env.add_filter("pct", pct);
+    env.add_filter("pp", pp);
+    env.add_filter("change", change);
+    env.add_filter("signed", signed);
+    env.add_filter("usd", usd);
+    env.add_filter("pvalue", pvalue);
+    env.add_filter("ci", ci);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_fixed_and_signed() {
+        assert_eq!(num(Value::from(12.3456), Some(2)), "12.35");
+        assert_eq!(ms(Value::from(123.44), None), "123.4 ms");
+        assert_eq!(pct(Value::from(0.93365), None), "93.4%");
+        assert_eq!(pp(Value::from(0.0248), None), "+2.48 pp");
+        assert_eq!(pp(Value::from(-0.01), Some(1)), "-1.0 pp");
+        assert_eq!(change(Value::from(1.152), None), "+15.2%");
+        assert_eq!(change(Value::from(0.42), Some(0)), "-58%");
+        assert_eq!(usd(Value::from(0.275463), None), "$0.2755");
+        assert_eq!(pvalue(Value::from(0.00123)), "0.0012");
+        assert_eq!(pvalue(Value::from(3e-7)), "< 0.0001");
+        assert_eq!(num(Value::from(()), None), "–");
+        assert_eq!(num(Value::from(f64::NAN), None), "–");
+        let s = Value::from(minijinja::value::Serde(
+            serde_json::json!({"ci_low": 84.22, "ci_high": 100.61}),
+        ));
+        assert_eq!(ci(s, Some(1)), "[84.2, 100.6]");
+    }
+}

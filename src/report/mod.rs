@@ -1,0 +1,595 @@
+//! Reports: a technical report rendered from a spec, its data and a template, with SVG
+//! figures; and the reports index. Rendering reads only experiments/, data/ and templates/:
+//! no network, no servers, no clock, so the same inputs give byte-identical output.
+
+pub mod figures;
+pub mod filters;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use crate::analysis::{self, Analysis};
+use crate::diagnostic::{Diagnostic, Location};
+use crate::registry::{EffectiveStatus, Registry};
+use crate::runner::{self, Manifest};
+use crate::spec::LoadedSpec;
+use crate::spec::matrix::display_value;
+use crate::stats::Summary;
+use crate::store::{TrPaths, sha256_file, sha256_hex, write_atomic};
+
+pub const DEFAULT_TEMPLATE: &str = "report.md.j2";
+pub const INDEX_TEMPLATE: &str = "index.md.j2";
+/// A coefficient of variation above this is called out as a threat to validity.
+const HIGH_CV: f64 = 0.10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Input(Diagnostic),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<Diagnostic> for ReportError {
+    fn from(d: Diagnostic) -> Self {
+        ReportError::Input(d)
+    }
+}
+
+/// A rendered report: the Markdown and its figures (file name -> SVG).
+pub struct Rendered {
+    pub tr: String,
+    pub markdown: String,
+    pub figures: Vec<(String, String)>,
+}
+
+fn templates_dir(root: &Path) -> PathBuf {
+    root.join("templates")
+}
+
+pub fn reports_dir(root: &Path) -> PathBuf {
+    root.join("reports")
+}
+
+/// A template error as a diagnostic naming the template file and line.
+fn template_error(root: &Path, e: &minijinja::Error) -> Diagnostic {
+    let file = templates_dir(root).join(e.name().unwrap_or("?"));
+    let source = std::fs::read_to_string(&file).unwrap_or_default();
+    let location = e.line().map(|line| Location { line, column: 1 });
+    let mut message = e.to_string();
+    if let Some(i) = message.find(" (in ") {
+        message.truncate(i);
+    }
+    Diagnostic::new(format!("template error: {message}"))
+        .in_file(&file)
+        .at(location, &source)
+        .help("fix the template; values a report can use are listed in docs/reports.md")
+}
+
+/// An environment with strict undefined values, the number filters, and the given templates.
+fn environment(root: &Path, names: &[&str]) -> Result<Environment<'static>, Diagnostic> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Block tags on their own lines leave no blank lines behind: Markdown tables stay intact.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    filters::register(&mut env);
+    for name in names {
+        let path = templates_dir(root).join(name);
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            Diagnostic::new(format!("cannot read template: {e}"))
+                .in_file(&path)
+                .help("templates live in templates/; check `report.template` in the spec")
+        })?;
+        env.add_template_owned(name.to_string(), source)
+            .map_err(|e| template_error(root, &e))?;
+    }
+    Ok(env)
+}
+
+#[derive(Serialize)]
+struct CellView {
+    /// 1-based, as in the figures (C1, C2, ...).
+    n: usize,
+    label: String,
+    params: IndexMap<String, String>,
+    concurrent: bool,
+    runs: u32,
+    degraded: u32,
+    degraded_rate: f64,
+    metrics: BTreeMap<String, Summary>,
+    contended: Option<u32>,
+    agents_compared: Option<u32>,
+    cost: Option<analysis::cost::CellCost>,
+}
+
+#[derive(Serialize)]
+struct Figure {
+    file: String,
+    caption: String,
+}
+
+#[derive(Serialize)]
+struct Footer {
+    spec_sha256: String,
+    data_sha256: String,
+    template_sha256: String,
+    tool_version: String,
+}
+
+fn file_hash(path: &Path) -> String {
+    sha256_file(path).unwrap_or_else(|_| "none".into())
+}
+
+/// Why measured runs degraded, per cell: reason (without its agent prefix) -> count.
+fn degraded_reasons(paths: &TrPaths) -> BTreeMap<usize, BTreeMap<String, u32>> {
+    let mut out: BTreeMap<usize, BTreeMap<String, u32>> = BTreeMap::new();
+    for r in runner::journal::read_records(&paths.runs()).unwrap_or_default() {
+        if r.warmup || r.status != runner::measure::RunStatus::Degraded {
+            continue;
+        }
+        let reason = r.reason.unwrap_or_else(|| "no reason recorded".into());
+        let reason = match reason.split_once(": ") {
+            Some((agent, rest)) if agent.starts_with("agent ") => rest.to_owned(),
+            _ => reason,
+        };
+        *out.entry(r.cell).or_default().entry(reason).or_default() += 1;
+    }
+    out
+}
+
+/// Threats to validity that follow from the data itself. Cells are named C1, C2, ... as in
+/// the report's tables.
+fn threats(
+    loaded: &LoadedSpec,
+    a: &Analysis,
+    manifest: Option<&Manifest>,
+    reasons: &BTreeMap<usize, BTreeMap<String, u32>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, cell) in a.cells_in_order().into_iter().enumerate() {
+        let label = format!("C{}", n + 1);
+        if let Some(r) = a.runs.iter().find(|r| r.cell == cell) {
+            if r.runs < 3 {
+                out.push(format!(
+                    "{label}: only {} measured run(s); its intervals are wide or absent.",
+                    r.runs
+                ));
+            }
+            if r.degraded > 0 {
+                let why: Vec<String> = reasons
+                    .get(&cell)
+                    .into_iter()
+                    .flatten()
+                    .map(|(reason, k)| format!("{k}x {reason}"))
+                    .collect();
+                out.push(format!(
+                    "{label}: {} of {} runs degraded ({}); they are counted, not averaged.",
+                    r.degraded,
+                    r.runs,
+                    why.join("; ")
+                ));
+            }
+        }
+        for name in ["decode_tok_s", "ttft_ms"] {
+            if let Some(m) = a.metric(cell, name) {
+                if m.stats.cv > HIGH_CV {
+                    out.push(format!(
+                        "{label}: {name} varies a lot between runs (CV {:.1}%, above {:.0}%).",
+                        m.stats.cv * 100.0,
+                        HIGH_CV * 100.0
+                    ));
+                }
+                if m.stats.outliers > 0 {
+                    out.push(format!(
+                        "{label}: {} outlier(s) in {name} by median/MAD, kept in the statistics.",
+                        m.stats.outliers
+                    ));
+                }
+            }
+        }
+    }
+    if loaded.spec.order != crate::spec::RunOrder::Interleaved {
+        out.push(format!(
+            "Runs were executed in {} order, not interleaved: slow drift can favour one cell.",
+            loaded.spec.order
+        ));
+    }
+    if let Some(m) = manifest {
+        let hosts: std::collections::BTreeSet<String> = m
+            .sessions
+            .iter()
+            .map(|s| format!("{} / {} cores", s.host.cpu, s.host.logical_cpus))
+            .collect();
+        if hosts.len() > 1 {
+            out.push(format!(
+                "Data was recorded on different machines: {}.",
+                hosts.into_iter().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        let builds: std::collections::BTreeSet<String> = m
+            .sessions
+            .iter()
+            .flat_map(|s| s.servers.iter().filter_map(|v| v.build.clone()))
+            .collect();
+        if builds.len() > 1 {
+            out.push(format!(
+                "Data mixes server builds: {}.",
+                builds.into_iter().collect::<Vec<_>>().join("; ")
+            ));
+        }
+    }
+    out
+}
+
+/// Everything a report template can use (documented in docs/reports.md).
+fn context(
+    root: &Path,
+    registry: &Registry,
+    loaded: &LoadedSpec,
+    template: &str,
+) -> Result<(Value, Vec<(String, String)>), ReportError> {
+    let spec = &loaded.spec;
+    let paths = TrPaths::new(root, &spec.id);
+    let analysed = if paths.runs().is_file() {
+        Some(analysis::analyze(root, loaded).map_err(|e| match e {
+            analysis::AnalysisError::Input(d) => ReportError::Input(d),
+            other => ReportError::Input(Diagnostic::new(other.to_string())),
+        })?)
+    } else {
+        None
+    };
+    let manifest = runner::read_manifest(&paths);
+    let mut cells = Vec::new();
+    let mut figures_out = Vec::new();
+    let mut figure_views = Vec::new();
+    if let Some(a) = &analysed {
+        for (n, cell) in a.cells_in_order().into_iter().enumerate() {
+            let r = a.runs.iter().find(|r| r.cell == cell);
+            let contention = a.contention.cells.iter().find(|c| c.cell == cell);
+            cells.push(CellView {
+                n: n + 1,
+                label: a.labels[cell].clone(),
+                params: a.cells[cell]
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), display_value(v)))
+                    .collect(),
+                concurrent: a.cells[cell].agents > 1,
+                runs: r.map_or(0, |r| r.runs),
+                degraded: r.map_or(0, |r| r.degraded),
+                degraded_rate: r.map_or(0.0, |r| r.degraded_rate),
+                metrics: a
+                    .metrics
+                    .iter()
+                    .filter(|m| m.cell == cell)
+                    .map(|m| (m.metric.clone(), m.stats.clone()))
+                    .collect(),
+                contended: contention.map(|c| c.contended),
+                agents_compared: contention.map(|c| c.agents),
+                cost: a.cost.iter().find(|c| c.cell == cell).cloned(),
+            });
+        }
+        let id = &spec.id;
+        let bar_of = |c: &CellView, metric: &str| {
+            c.metrics.get(metric).map(|s| figures::Bar {
+                label: format!("C{}", c.n),
+                value: s.mean,
+                interval: Some((s.ci_low, s.ci_high)),
+            })
+        };
+        let mut add = |file: String,
+                       caption: String,
+                       svg: Result<String, String>|
+         -> Result<(), ReportError> {
+            let svg = svg.map_err(|e| ReportError::Input(Diagnostic::new(e)))?;
+            figure_views.push(Figure {
+                file: format!("figures/{file}"),
+                caption,
+            });
+            figures_out.push((file, svg));
+            Ok(())
+        };
+        let throughput: Vec<figures::Bar> = cells
+            .iter()
+            .filter_map(|c| bar_of(c, "decode_tok_s"))
+            .collect();
+        if throughput.len() == cells.len() && !cells.is_empty() {
+            add(
+                format!("{id}-throughput.svg"),
+                "Decode throughput per cell (mean, 95% CI).".into(),
+                figures::bars("Decode throughput per cell", "tok/s", &throughput),
+            )?;
+        }
+        let ttft: Vec<figures::Spread> = cells
+            .iter()
+            .filter_map(|c| {
+                c.metrics.get("ttft_ms").map(|s| figures::Spread {
+                    label: format!("C{}", c.n),
+                    min: s.min,
+                    median: s.median,
+                    p95: s.p95,
+                    max: s.max,
+                })
+            })
+            .collect();
+        if ttft.len() == cells.len() && !cells.is_empty() {
+            add(
+                format!("{id}-ttft.svg"),
+                "Time to first token per cell: whisker min to max, box median to p95.".into(),
+                figures::spreads("Time to first token", "ms", &ttft),
+            )?;
+        }
+        let groups: Vec<&CellView> = cells
+            .iter()
+            .filter(|c| c.metrics.contains_key("parallel_efficiency"))
+            .collect();
+        if !groups.is_empty() {
+            let bars: Vec<figures::Bar> = groups
+                .iter()
+                .filter_map(|c| {
+                    bar_of(c, "parallel_efficiency").map(|b| figures::Bar {
+                        value: b.value * 100.0,
+                        label: b.label,
+                        interval: b.interval.map(|(l, h)| (l * 100.0, h * 100.0)),
+                    })
+                })
+                .collect();
+            add(
+                format!("{id}-efficiency.svg"),
+                "Parallel efficiency of the concurrent groups (mean, 95% CI).".into(),
+                figures::bars("Parallel efficiency", "%", &bars),
+            )?;
+        }
+        let costs: Vec<figures::Bar> = cells
+            .iter()
+            .filter_map(|c| {
+                c.cost.as_ref().and_then(|k| {
+                    Some(figures::Bar {
+                        label: format!("C{}", c.n),
+                        value: k.usd_per_1m?,
+                        interval: k.usd_per_1m_ci_low.zip(k.usd_per_1m_ci_high),
+                    })
+                })
+            })
+            .collect();
+        if costs.len() == cells.len() && !cells.is_empty() {
+            add(
+                format!("{id}-cost.svg"),
+                "On-demand cost per 1M output tokens per cell (from the throughput CI).".into(),
+                figures::bars("Cost per 1M tokens", "USD", &costs),
+            )?;
+        }
+    }
+    let status = registry.effective_status(&spec.id);
+    let successor = match &status {
+        Some(EffectiveStatus::Superseded { by, reason }) => {
+            Some(serde_json::json!({"id": by, "reason": reason}))
+        }
+        _ => None,
+    };
+    let predecessor = spec.supersedes.as_ref().and_then(|s| registry.specs.get(&s.id)).map(|p| {
+        serde_json::json!({
+            "id": p.spec.id, "title": p.spec.title, "question": p.spec.question, "reason": spec.supersedes.as_ref().map(|s| s.reason.clone()),
+            "cells": p.cells.len(), "repetitions": p.spec.repetitions, "axes": p.matrix.axes.keys().collect::<Vec<_>>(),
+        })
+    });
+    let plan = crate::plan::build(loaded);
+    let provenance = manifest.as_ref().and_then(|m| m.sessions.last()).map(|s| {
+        // Launched processes of one backend share build and model: one line each, with a count.
+        let mut servers: IndexMap<String, serde_json::Value> = IndexMap::new();
+        for v in &s.servers {
+            let key = format!("{}\0{:?}\0{:?}\0{:?}", v.backend, v.build, v.model, v.model_sha256);
+            let entry = servers.entry(key).or_insert_with(|| {
+                serde_json::json!({"backend": v.backend, "launched": v.launched, "build": v.build, "model": v.model, "model_sha256": v.model_sha256, "processes": 0})
+            });
+            entry["processes"] = (entry["processes"].as_u64().unwrap_or(0) + 1).into();
+        }
+        serde_json::json!({
+            "host": s.host, "tool_version": s.tool_version, "git_commit": s.git_commit, "servers": servers.into_values().collect::<Vec<_>>(),
+        })
+    });
+    // Each comparison with its two selections spelt as in the tables (a_label, b_label).
+    let selection_label = |sel: &IndexMap<String, serde_json::Value>| {
+        sel.iter()
+            .map(|(k, v)| format!("{k}={}", display_value(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let comparisons: Vec<serde_json::Value> = analysed
+        .iter()
+        .flat_map(|a| &a.comparisons)
+        .map(|c| {
+            let mut v = serde_json::json!(c);
+            v["a_label"] = selection_label(&c.a).into();
+            v["b_label"] = selection_label(&c.b).into();
+            v
+        })
+        .collect();
+    let template_path = templates_dir(root).join(template);
+    let footer = Footer {
+        spec_sha256: sha256_hex(loaded.source.as_bytes()),
+        data_sha256: file_hash(&paths.runs()),
+        template_sha256: file_hash(&template_path),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let ctx = serde_json::json!({
+        "tr": {
+            "id": spec.id, "title": spec.title, "phase": spec.phase, "question": spec.question,
+            "status": status.as_ref().map(|s| s.label()).unwrap_or_default(), "declared_status": spec.status.to_string(),
+            "successor": successor, "predecessor": predecessor,
+        },
+        "method": {
+            "axes": loaded.matrix.axes.iter().map(|(k, v)| serde_json::json!({"name": k, "values": v.iter().map(display_value).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+            "cells": plan.cells.len(), "repetitions": plan.repetitions, "warmup": plan.warmup, "order": plan.order,
+            "measured_runs": plan.measured_runs(), "warmup_runs": plan.warmup_runs(),
+        },
+        "backends": spec.backends.iter().map(|(name, b)| serde_json::json!({
+            "name": name, "kind": b.kind, "launched": b.launch.as_ref().map(|l| l.count), "args": b.launch.as_ref().map(|l| l.args.join(" ")),
+            "endpoints": b.endpoints.len(), "model": b.model,
+        })).collect::<Vec<_>>(),
+        "workload": spec.workload.as_ref().map(|w| serde_json::json!({
+            "max_tokens": w.max_tokens, "prompts": if w.prompts_file.is_some() { serde_json::Value::Null } else { w.prompts.len().into() },
+            "prompts_file": w.prompts_file, "seed": w.seed, "ignore_eos": w.ignore_eos,
+        })),
+        "provenance": provenance,
+        "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),
+        "has_data": analysed.is_some(),
+        "cells": cells,
+        "comparisons": comparisons,
+        // The same comparisons keyed by claim id, for key findings and prose: measured.<id>.comparison.
+        "measured": comparisons.iter().map(|c| (c["claim"].as_str().unwrap_or_default().to_owned(), c.clone())).collect::<serde_json::Map<_, _>>(),
+        "contention": analysed.as_ref().map(|a| serde_json::json!({"agents": a.contention.agents(), "contended": a.contention.contended(), "without_baseline": a.contention.without_baseline})),
+        "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
+        "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &degraded_reasons(&paths))).unwrap_or_default(),
+        // Spelled out so that absent optional fields are null, not undefined, in templates.
+        "claims": spec.claims.iter().map(|c| serde_json::json!({
+            "id": c.id, "text": c.text, "metric": c.metric, "stated": c.stated, "assert": c.assert,
+            "where": c.selection, "compare": c.compare,
+        })).collect::<Vec<_>>(),
+        "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": r.value, "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "figures": figure_views,
+        "footer": footer,
+    });
+    Ok((Value::from(Serde(ctx)), figures_out))
+}
+
+/// Renders one TR's report (in memory; `write` puts it on disk).
+pub fn render(
+    root: &Path,
+    registry: &Registry,
+    loaded: &LoadedSpec,
+) -> Result<Rendered, ReportError> {
+    let template = loaded
+        .spec
+        .report
+        .as_ref()
+        .and_then(|r| r.template.clone())
+        .unwrap_or_else(|| DEFAULT_TEMPLATE.into());
+    let env = environment(root, &[&template])?;
+    let (ctx, figures) = context(root, registry, loaded, &template)?;
+    let tmpl = env
+        .get_template(&template)
+        .map_err(|e| template_error(root, &e))?;
+    let markdown = tmpl.render(&ctx).map_err(|e| template_error(root, &e))?;
+    Ok(Rendered {
+        tr: loaded.spec.id.clone(),
+        markdown,
+        figures,
+    })
+}
+
+/// The key finding of a TR: its `report.key_finding` expression rendered with the report's
+/// context, so the sentence cites numbers from the data or from `recorded:`.
+pub fn key_finding(
+    root: &Path,
+    registry: &Registry,
+    loaded: &LoadedSpec,
+) -> Result<Option<String>, ReportError> {
+    let Some(text) = loaded
+        .spec
+        .report
+        .as_ref()
+        .and_then(|r| r.key_finding.clone())
+    else {
+        return Ok(None);
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    filters::register(&mut env);
+    let (ctx, _) = context(root, registry, loaded, DEFAULT_TEMPLATE)?;
+    env.render_str(&text, ctx).map(Some).map_err(|e| {
+        ReportError::Input(
+            loaded
+                .error_at(
+                    "report.key_finding",
+                    format!("key finding does not render: {e}"),
+                )
+                .help("it is a template expression over the report's values (docs/reports.md)"),
+        )
+    })
+}
+
+/// Writes reports/<TR>.md and its figures, atomically; returns the paths written.
+pub fn write(root: &Path, r: &Rendered) -> Result<Vec<PathBuf>, ReportError> {
+    let dir = reports_dir(root);
+    let mut written = Vec::new();
+    for (file, svg) in &r.figures {
+        let path = dir.join("figures").join(file);
+        write_atomic(&path, svg.as_bytes()).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    let path = dir.join(format!("{}.md", r.tr));
+    write_atomic(&path, r.markdown.as_bytes()).map_err(|source| ReportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    written.push(path);
+    Ok(written)
+}
+
+/// Renders reports/README.md: every TR by phase and status, supersession, key findings,
+/// a Mermaid graph and totals counted from the specs and the data.
+pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportError> {
+    let env = environment(root, &[INDEX_TEMPLATE])?;
+    let mut reports = Vec::new();
+    let (mut total_planned, mut total_recorded) = (0usize, 0usize);
+    for (id, loaded) in &registry.specs {
+        let plan = crate::plan::build(loaded);
+        let runs = crate::runner::journal::read_records(&TrPaths::new(root, id).runs())
+            .map(|r| r.iter().filter(|x| !x.warmup).count())
+            .unwrap_or(0);
+        total_planned += plan.measured_runs();
+        total_recorded += runs;
+        let status = registry.effective_status(id);
+        let (superseded_by, reason) = match &status {
+            Some(EffectiveStatus::Superseded { by, reason }) => {
+                (Some(by.clone()), Some(reason.clone()))
+            }
+            _ => (None, None),
+        };
+        reports.push(serde_json::json!({
+            "id": id, "title": loaded.spec.title, "phase": loaded.spec.phase.clone().unwrap_or_else(|| "Unassigned".into()),
+            "status": status.as_ref().map(|s| s.label()).unwrap_or_default(), "declared_status": loaded.spec.status.to_string(),
+            "superseded_by": superseded_by, "supersession_reason": reason,
+            "supersedes": loaded.spec.supersedes.as_ref().map(|s| s.id.clone()),
+            "key_finding": key_finding(root, registry, loaded)?,
+            "planned_runs": plan.measured_runs(), "recorded_runs": runs,
+            "has_report": reports_dir(root).join(format!("{id}.md")).is_file(),
+        }));
+    }
+    let mut phases: IndexMap<String, Vec<serde_json::Value>> = IndexMap::new();
+    for r in &reports {
+        phases
+            .entry(r["phase"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(r.clone());
+    }
+    let ctx = serde_json::json!({
+        "reports": reports,
+        "phases": phases.into_iter().map(|(name, reports)| serde_json::json!({"name": name, "reports": reports})).collect::<Vec<_>>(),
+        "totals": {"reports": registry.specs.len(), "planned_runs": total_planned, "recorded_runs": total_recorded},
+    });
+    let tmpl = env
+        .get_template(INDEX_TEMPLATE)
+        .map_err(|e| template_error(root, &e))?;
+    tmpl.render(Value::from(Serde(ctx)))
+        .map_err(|e| ReportError::Input(template_error(root, &e)))
+}

@@ -1,0 +1,226 @@
+//! `banterhearts report` and `index` on temp projects: supersession banners, the index, template
+//! errors, and byte-identical regeneration of the repository's own committed reports.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use common::{banterhearts, copy_templates, project, repo_root};
+
+const OLD: &str = r#"id: TR980
+title: First try
+phase: "Phase 1: Basics"
+status: complete
+question: Is the first measurement right?
+matrix: {temperature: [0.2, 0.8]}
+repetitions: 3
+report: {key_finding: "Two temperatures, {{ method.measured_runs }} runs planned."}
+"#;
+
+const NEW: &str = r#"id: TR981
+title: Second try
+phase: "Phase 1: Basics"
+status: complete
+question: Is the second measurement right?
+supersedes: {id: TR980, reason: "the first used too few repetitions"}
+matrix: {temperature: [0.2, 0.8], max_tokens: [32, 64]}
+repetitions: 5
+"#;
+
+const PLANNED: &str = r#"id: TR982
+title: Later work
+phase: "Phase 2: Next"
+status: planned
+question: What comes next?
+"#;
+
+/// Every file under `dir`, relative path -> bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for (rel, bytes) in files(from) {
+        let path = to.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// Sets every file's modification time under `dir` to `when`.
+fn touch_all(dir: &Path, when: SystemTime) {
+    for rel in files(dir).keys() {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.join(rel))
+            .unwrap();
+        file.set_modified(when).unwrap();
+    }
+}
+
+#[test]
+fn superseded_report_has_a_banner_and_its_successor_says_what_changed() {
+    let dir = project(&[
+        ("TR980.yaml", OLD),
+        ("TR981.yaml", NEW),
+        ("TR982.yaml", PLANNED),
+    ]);
+    copy_templates(dir.path());
+    let out = banterhearts(dir.path(), &["report", "--all"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let old = std::fs::read_to_string(dir.path().join("reports/TR980.md")).unwrap();
+    assert!(
+        old.contains(
+            "**Superseded by [TR981](TR981.md).** Reason: the first used too few repetitions."
+        ),
+        "{old}"
+    );
+    assert!(old.contains("**Status:** superseded by TR981"), "{old}");
+    assert!(
+        old.contains("No runs are recorded for this report yet"),
+        "{old}"
+    );
+
+    let new = std::fs::read_to_string(dir.path().join("reports/TR981.md")).unwrap();
+    assert!(!new.contains("Superseded by"), "{new}");
+    assert!(new.contains("## What changed since TR980"), "{new}");
+    assert!(
+        new.contains("because: the first used too few repetitions."),
+        "{new}"
+    );
+    assert!(
+        new.contains("| cells | 2 | 4 |") && new.contains("| repetitions per cell | 3 | 5 |"),
+        "{new}"
+    );
+
+    let index = std::fs::read_to_string(dir.path().join("reports/README.md")).unwrap();
+    assert!(
+        index.contains("**3 reports**, 27 measured runs planned, 0 recorded"),
+        "{index}"
+    );
+    assert!(
+        index.contains("## Phase 1: Basics") && index.contains("## Phase 2: Next"),
+        "{index}"
+    );
+    assert!(index.contains("| [TR980](TR980.md) | First try | superseded by TR981 | Two temperatures, 6 runs planned. |"), "{index}");
+    assert!(
+        index.contains("| TR980 | TR981 | the first used too few repetitions |"),
+        "{index}"
+    );
+    assert!(index.contains("- TR982: Later work"), "{index}");
+    assert!(index.contains("TR980 -->|superseded by| TR981"), "{index}");
+
+    // `index` alone renders the same index.
+    std::fs::remove_file(dir.path().join("reports/README.md")).unwrap();
+    assert_eq!(banterhearts(dir.path(), &["index"]).code, 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("reports/README.md")).unwrap(),
+        index
+    );
+}
+
+#[test]
+fn a_template_error_names_the_template_file_and_line_and_keeps_the_old_report() {
+    let dir = project(&[("TR980.yaml", OLD)]);
+    copy_templates(dir.path());
+    assert_eq!(banterhearts(dir.path(), &["report", "TR980"]).code, 0);
+    let before = std::fs::read(dir.path().join("reports/TR980.md")).unwrap();
+
+    std::fs::write(
+        dir.path().join("templates/broken.md.j2"),
+        "# {{ tr.id }}\n\nAsked: {{ tr.question }}\n{{ tr.questoin }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("experiments/TR980.yaml"),
+        OLD.replace("report: {", "report: {template: broken.md.j2, "),
+    )
+    .unwrap();
+    let out = banterhearts(dir.path(), &["report", "TR980"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("templates/broken.md.j2:4"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("template error") && out.stderr.contains("undefined"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("reports/TR980.md")).unwrap(),
+        before,
+        "old report kept"
+    );
+
+    // A template that does not exist is named, with what to do.
+    std::fs::write(
+        dir.path().join("experiments/TR980.yaml"),
+        OLD.replace("report: {", "report: {template: missing.md.j2, "),
+    )
+    .unwrap();
+    let out = banterhearts(dir.path(), &["report", "TR980"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("templates/missing.md.j2") && out.stderr.contains("report.template"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The committed reports are exactly what `report --all` renders from the committed specs,
+/// data and templates (the `git diff --exit-code reports/` check, without git), twice, and
+/// again after every input's file time changes.
+#[test]
+fn committed_reports_regenerate_byte_for_byte_even_after_touching_file_times() {
+    let repo = repo_root();
+    let committed = files(&repo.join("reports"));
+    assert!(
+        committed.contains_key("TR124.md") && committed.contains_key("README.md"),
+        "committed reports: {:?}",
+        committed.keys()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["experiments", "data", "templates"] {
+        copy_dir(&repo.join(sub), &dir.path().join(sub));
+    }
+    let render = || {
+        let out = banterhearts(dir.path(), &["report", "--all"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        files(&dir.path().join("reports"))
+    };
+    let first = render();
+    let diff: Vec<&String> = committed
+        .keys()
+        .chain(first.keys())
+        .filter(|k| committed.get(*k) != first.get(*k))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "reports differ from the committed ones: {diff:?} (run `banterhearts report --all` and commit)"
+    );
+
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    for sub in ["experiments", "data", "templates"] {
+        touch_all(&dir.path().join(sub), later);
+    }
+    assert_eq!(render(), first, "file times changed the output");
+}
