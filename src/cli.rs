@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets};
 
 use crate::analysis;
+use crate::audit;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan;
 use crate::registry::{Registry, experiments_dir};
@@ -88,6 +89,14 @@ pub enum Command {
     },
     /// Render reports/README.md: all reports by phase and status, with key findings.
     Index,
+    /// Check which results stand: supersession, stale reports, numbers that no longer follow
+    /// from the data, claims, plan vs data, mixed provenance. Exit 1 on errors or warnings.
+    Audit {
+        /// TR ids to audit (default: all).
+        trs: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: AuditFormat,
+    },
     /// Print the JSON Schema of the spec format (for editor autocompletion).
     Schema,
     /// Serve tokens on an exact schedule (llama.cpp and OpenAI streaming formats), to measure
@@ -107,6 +116,14 @@ pub enum Command {
         #[arg(long, default_value_t = 64)]
         tokens: u32,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    /// Grouped by TR and severity, for people.
+    Text,
+    /// Every finding with TR, severity, check, message and location, for CI.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,6 +152,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
         Command::Analyze { tr } => analyze_tr(&cli.root, tr),
         Command::Report { tr, all } => report_cmd(&cli.root, tr.as_deref(), *all),
         Command::Index => index_cmd(&cli.root),
+        Command::Audit { trs, format } => audit_cmd(&cli.root, trs, *format),
         Command::Compare { tr, metric, a, b } => compare_tr(&cli.root, tr, metric, a, b),
         Command::Pacer {
             host,
@@ -390,6 +408,28 @@ fn write_index(root: &Path, registry: &Registry) -> Result<String, Diagnostics> 
     Ok(format!("index: {}\n", path.display()))
 }
 
+fn audit_cmd(root: &Path, trs: &[String], format: AuditFormat) -> Result<ExitCode, Diagnostics> {
+    let (registry, problems) = Registry::load(root);
+    for tr in trs {
+        if !registry.specs.contains_key(tr) && !registry.broken.contains_key(tr) {
+            registry.resolve(tr).map_err(Diagnostics::from)?;
+        }
+    }
+    let result = audit::audit(root, &registry, &problems, trs);
+    match format {
+        AuditFormat::Text => print_out(&result.to_text()),
+        AuditFormat::Json => print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&result).expect("findings serialize")
+        )),
+    }
+    Ok(if result.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn index_cmd(root: &Path) -> Result<ExitCode, Diagnostics> {
     let (registry, problems) = Registry::load(root);
     if !problems.is_empty() {
@@ -397,6 +437,18 @@ fn index_cmd(root: &Path) -> Result<ExitCode, Diagnostics> {
     }
     print_out(&write_index(root, &registry)?);
     Ok(ExitCode::SUCCESS)
+}
+
+fn outcome_word(c: &analysis::claims::ClaimCheck) -> &'static str {
+    use analysis::claims::{Basis, Outcome};
+    match (c.outcome, c.basis) {
+        (Outcome::Holds, Basis::Recorded) => {
+            "follows from its recorded figures (unverifiable here)"
+        }
+        (Outcome::Holds, _) => "holds",
+        (Outcome::Fails, _) => "FAILS",
+        (Outcome::NoData, _) => "has no data",
+    }
 }
 
 fn analysis_error(e: analysis::AnalysisError) -> Diagnostics {
@@ -487,6 +539,17 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
         }
     }
     if !a.comparisons.is_empty() {
+        out.push('\n');
+    }
+    for c in &a.claims {
+        out.push_str(&format!(
+            "\nclaim `{}` {}: {}",
+            c.id,
+            outcome_word(c),
+            c.detail
+        ));
+    }
+    if !a.claims.is_empty() {
         out.push('\n');
     }
     for w in &a.warnings {

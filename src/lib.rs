@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod analysis;
+pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod diagnostic;

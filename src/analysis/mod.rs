@@ -2,6 +2,7 @@
 //! `frame` turns the journal into polars frames; `summary`, `contention` and `compare` are the
 //! only code that works on frames; the arithmetic lives in `stats` and `cost`.
 
+pub mod claims;
 pub mod compare;
 pub mod contention;
 pub mod cost;
@@ -49,6 +50,8 @@ pub struct Analysis {
     pub contention: Contention,
     pub cost: Vec<CellCost>,
     pub comparisons: Vec<ClaimComparison>,
+    /// Every claim re-derived and checked.
+    pub claims: Vec<claims::ClaimCheck>,
     pub warnings: Vec<String>,
 }
 
@@ -166,7 +169,8 @@ pub fn analyze_frames(
                 .collect()
         }
     };
-    phase("comparisons and cost", started);
+    let claims = claims::evaluate(loaded, Some(&frames), &comparisons)?;
+    phase("comparisons, claims and cost", started);
     let plan_cells = crate::plan::planned_cells(loaded);
     let position = |cell: &CellInfo| plan_cells.iter().position(|p| p.id == cell.cell_id);
     let labels = frames
@@ -191,6 +195,7 @@ pub fn analyze_frames(
         contention,
         cost,
         comparisons,
+        claims,
         warnings,
     };
     // Report cells in plan order, whatever order the runs were recorded in.
@@ -281,6 +286,12 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
     if !a.comparisons.is_empty() {
         let path = paths.data_dir.join("comparisons.json");
         let text = serde_json::to_string_pretty(&a.comparisons).expect("comparisons serialize");
+        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+        written.push(path);
+    }
+    if !a.claims.is_empty() {
+        let path = paths.data_dir.join("claims.json");
+        let text = serde_json::to_string_pretty(&a.claims).expect("claims serialize");
         write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
         written.push(path);
     }

@@ -111,7 +111,8 @@ struct CellView {
     runs: u32,
     degraded: u32,
     degraded_rate: f64,
-    metrics: BTreeMap<String, Summary>,
+    /// Every known metric: null when the cell has no values for it, so templates can test it.
+    metrics: BTreeMap<String, Option<Summary>>,
     contended: Option<u32>,
     agents_compared: Option<u32>,
     cost: Option<analysis::cost::CellCost>,
@@ -123,12 +124,57 @@ struct Figure {
     caption: String,
 }
 
-#[derive(Serialize)]
-struct Footer {
-    spec_sha256: String,
-    data_sha256: String,
-    template_sha256: String,
-    tool_version: String,
+/// What a report was rendered from; printed in its footer, read back by the audit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Footer {
+    pub spec_sha256: String,
+    pub data_sha256: String,
+    pub template_sha256: String,
+    pub tool_version: String,
+}
+
+impl Footer {
+    /// The footer a report of `loaded` rendered now would carry.
+    pub fn current(root: &Path, loaded: &LoadedSpec) -> Footer {
+        Footer {
+            spec_sha256: sha256_hex(loaded.source.as_bytes()),
+            data_sha256: file_hash(&TrPaths::new(root, &loaded.spec.id).runs()),
+            template_sha256: file_hash(&templates_dir(root).join(template_name(loaded))),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Reads the footer back from a rendered report (the default template's wording).
+    pub fn parse(markdown: &str) -> Option<Footer> {
+        let after = |key: &str| -> Option<String> {
+            let start = markdown.rfind(key)? + key.len();
+            let rest = &markdown[start..];
+            Some(rest[..rest.find('`')?].to_owned())
+        };
+        let version = markdown.rfind("Rendered by banterhearts ").map(|i| {
+            let rest = &markdown[i + "Rendered by banterhearts ".len()..];
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })?;
+        Some(Footer {
+            spec_sha256: after("spec sha256 `")?,
+            data_sha256: after("data sha256 `")?,
+            template_sha256: after("template sha256 `")?,
+            tool_version: version,
+        })
+    }
+}
+
+/// The template a spec's report uses.
+pub fn template_name(loaded: &LoadedSpec) -> String {
+    loaded
+        .spec
+        .report
+        .as_ref()
+        .and_then(|r| r.template.clone())
+        .unwrap_or_else(|| DEFAULT_TEMPLATE.into())
 }
 
 fn file_hash(path: &Path) -> String {
@@ -241,7 +287,6 @@ fn context(
     root: &Path,
     registry: &Registry,
     loaded: &LoadedSpec,
-    template: &str,
 ) -> Result<(Value, Vec<(String, String)>), ReportError> {
     let spec = &loaded.spec;
     let paths = TrPaths::new(root, &spec.id);
@@ -273,11 +318,13 @@ fn context(
                 runs: r.map_or(0, |r| r.runs),
                 degraded: r.map_or(0, |r| r.degraded),
                 degraded_rate: r.map_or(0.0, |r| r.degraded_rate),
-                metrics: a
-                    .metrics
-                    .iter()
-                    .filter(|m| m.cell == cell)
-                    .map(|m| (m.metric.clone(), m.stats.clone()))
+                metrics: crate::spec::metrics::all()
+                    .map(|name| {
+                        (
+                            name.to_owned(),
+                            a.metric(cell, name).map(|m| m.stats.clone()),
+                        )
+                    })
                     .collect(),
                 contended: contention.map(|c| c.contended),
                 agents_compared: contention.map(|c| c.agents),
@@ -286,11 +333,15 @@ fn context(
         }
         let id = &spec.id;
         let bar_of = |c: &CellView, metric: &str| {
-            c.metrics.get(metric).map(|s| figures::Bar {
-                label: format!("C{}", c.n),
-                value: s.mean,
-                interval: Some((s.ci_low, s.ci_high)),
-            })
+            c.metrics
+                .get(metric)
+                .cloned()
+                .flatten()
+                .map(|s| figures::Bar {
+                    label: format!("C{}", c.n),
+                    value: s.mean,
+                    interval: Some((s.ci_low, s.ci_high)),
+                })
         };
         let mut add = |file: String,
                        caption: String,
@@ -308,7 +359,7 @@ fn context(
             .iter()
             .filter_map(|c| bar_of(c, "decode_tok_s"))
             .collect();
-        if throughput.len() == cells.len() && !cells.is_empty() {
+        if !throughput.is_empty() {
             add(
                 format!("{id}-throughput.svg"),
                 "Decode throughput per cell (mean, 95% CI).".into(),
@@ -318,16 +369,20 @@ fn context(
         let ttft: Vec<figures::Spread> = cells
             .iter()
             .filter_map(|c| {
-                c.metrics.get("ttft_ms").map(|s| figures::Spread {
-                    label: format!("C{}", c.n),
-                    min: s.min,
-                    median: s.median,
-                    p95: s.p95,
-                    max: s.max,
-                })
+                c.metrics
+                    .get("ttft_ms")
+                    .cloned()
+                    .flatten()
+                    .map(|s| figures::Spread {
+                        label: format!("C{}", c.n),
+                        min: s.min,
+                        median: s.median,
+                        p95: s.p95,
+                        max: s.max,
+                    })
             })
             .collect();
-        if ttft.len() == cells.len() && !cells.is_empty() {
+        if !ttft.is_empty() {
             add(
                 format!("{id}-ttft.svg"),
                 "Time to first token per cell: whisker min to max, box median to p95.".into(),
@@ -336,7 +391,11 @@ fn context(
         }
         let groups: Vec<&CellView> = cells
             .iter()
-            .filter(|c| c.metrics.contains_key("parallel_efficiency"))
+            .filter(|c| {
+                c.metrics
+                    .get("parallel_efficiency")
+                    .is_some_and(Option::is_some)
+            })
             .collect();
         if !groups.is_empty() {
             let bars: Vec<figures::Bar> = groups
@@ -367,7 +426,7 @@ fn context(
                 })
             })
             .collect();
-        if costs.len() == cells.len() && !cells.is_empty() {
+        if !costs.is_empty() {
             add(
                 format!("{id}-cost.svg"),
                 "On-demand cost per 1M output tokens per cell (from the throughput CI).".into(),
@@ -420,13 +479,25 @@ fn context(
             v
         })
         .collect();
-    let template_path = templates_dir(root).join(template);
-    let footer = Footer {
-        spec_sha256: sha256_hex(loaded.source.as_bytes()),
-        data_sha256: file_hash(&paths.runs()),
-        template_sha256: file_hash(&template_path),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
+    // Every claim re-derived (from runs or recorded figures), with its comparison when it has one.
+    let checks = match &analysed {
+        Some(a) => a.claims.clone(),
+        None => analysis::claims::evaluate(loaded, None, &[])
+            .map_err(|e| ReportError::Input(Diagnostic::new(format!("evaluating claims: {e}"))))?,
     };
+    let claims: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::json!(c);
+            v["comparison"] = comparisons
+                .iter()
+                .find(|k| k["claim"] == c.id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            v
+        })
+        .collect();
+    let footer = Footer::current(root, loaded);
     let ctx = serde_json::json!({
         "tr": {
             "id": spec.id, "title": spec.title, "phase": spec.phase, "question": spec.question,
@@ -456,11 +527,7 @@ fn context(
         "contention": analysed.as_ref().map(|a| serde_json::json!({"agents": a.contention.agents(), "contended": a.contention.contended(), "without_baseline": a.contention.without_baseline})),
         "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
         "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &degraded_reasons(&paths))).unwrap_or_default(),
-        // Spelled out so that absent optional fields are null, not undefined, in templates.
-        "claims": spec.claims.iter().map(|c| serde_json::json!({
-            "id": c.id, "text": c.text, "metric": c.metric, "stated": c.stated, "assert": c.assert,
-            "where": c.selection, "compare": c.compare,
-        })).collect::<Vec<_>>(),
+        "claims": claims,
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": r.value, "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "figures": figure_views,
         "footer": footer,
@@ -474,14 +541,9 @@ pub fn render(
     registry: &Registry,
     loaded: &LoadedSpec,
 ) -> Result<Rendered, ReportError> {
-    let template = loaded
-        .spec
-        .report
-        .as_ref()
-        .and_then(|r| r.template.clone())
-        .unwrap_or_else(|| DEFAULT_TEMPLATE.into());
+    let template = template_name(loaded);
     let env = environment(root, &[&template])?;
-    let (ctx, figures) = context(root, registry, loaded, &template)?;
+    let (ctx, figures) = context(root, registry, loaded)?;
     let tmpl = env
         .get_template(&template)
         .map_err(|e| template_error(root, &e))?;
@@ -511,7 +573,7 @@ pub fn key_finding(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     filters::register(&mut env);
-    let (ctx, _) = context(root, registry, loaded, DEFAULT_TEMPLATE)?;
+    let (ctx, _) = context(root, registry, loaded)?;
     env.render_str(&text, ctx).map(Some).map_err(|e| {
         ReportError::Input(
             loaded

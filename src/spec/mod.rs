@@ -1,5 +1,6 @@
 //! Specs: parsing a TR's YAML into typed values, validating it, and expanding its matrix.
 
+pub mod claim;
 pub mod matrix;
 pub mod metrics;
 mod source_map;

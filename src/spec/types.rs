@@ -245,6 +245,30 @@ pub struct Claim {
     /// The value as the report states it, e.g. `+15.2%`, `58 ms`, `99.25%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stated: Option<String>,
+    /// How the stated figure follows from the two sides (default: from the stated unit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<Derive>,
+    /// Recorded figures a total (or mean) is computed over: `of: [runs_a, runs_b]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub of: Vec<String>,
+}
+
+/// How a claim's figure is computed from its sides (a, b) or from `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Derive {
+    /// (a / b - 1) x 100, in %: the default for a stated `%` with `compare`.
+    Change,
+    /// (1 - a / b) x 100, in %: what a cheaper a saves against b.
+    Savings,
+    /// a / b: the default for a stated `x`.
+    Ratio,
+    /// a - b (in percentage points for fraction metrics): the default for `pp` and other units.
+    Difference,
+    /// The sum of the `of` figures: the default with `of`.
+    Sum,
+    /// The mean of the `of` figures.
+    Mean,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::matrix::{Matrix, MatrixError, values_equal};
 use super::source_map::{SourceMap, child_path, index_path};
-use super::{Backend, BackendKind, Cell, Placement, Scenario, Spec, is_valid_tr_id, metrics};
+use super::{
+    Backend, BackendKind, Cell, Claim, Derive, Placement, Scenario, Spec, is_valid_tr_id, metrics,
+};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 
 struct Checker<'a> {
@@ -531,6 +533,7 @@ fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
         if claim.assert.is_none() && claim.stated.is_none() {
             c.error(&at, format!("claim `{}` has neither `assert` nor `stated`", claim.id), "add `assert: \"ci_low >= 0.95\"` or `stated: \"+15.2%\"` so the audit can check it");
         }
+        check_claim_form(c, spec, claim, &at);
         if let Some(metric) = &claim.metric
             && !metrics::is_known(metric)
         {
@@ -550,6 +553,75 @@ fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
         for (sel_at, sel) in selections {
             check_selection(c, spec, m, cells, &sel_at, sel);
         }
+    }
+}
+
+/// The stated value and the assertion parse, and the claim has something to derive them from.
+fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
+    use super::claim::{Assertion, Stated};
+    if let Some(stated) = &claim.stated
+        && let Err(e) = Stated::parse(stated)
+    {
+        c.error(&format!("{at}.stated"), format!("cannot read the stated value: {e}"), "write a number with its unit as the report does: \"+15.2%\", \"58 ms\", \"2.3x\", \"-1.5pp\", \"$0.27\"");
+    }
+    if let Some(assert) = &claim.assert {
+        if let Err(e) = Assertion::parse(assert, claim.compare.is_some()) {
+            c.error(
+                &format!("{at}.assert"),
+                format!("cannot read the assertion: {e}"),
+                "write `<statistic> <op> <number>`, e.g. `ci_low >= 0.95`; see docs/spec.md",
+            );
+        }
+        if claim.metric.is_none() {
+            c.error(
+                &format!("{at}.assert"),
+                "an assertion needs measured data, but the claim names no `metric`",
+                "add `metric:` (assertions are about runs, not recorded figures)",
+            );
+        }
+    }
+    for (i, name) in claim.of.iter().enumerate() {
+        if !spec.recorded.contains_key(name) {
+            let help = did_you_mean(name, spec.recorded.keys().map(String::as_str))
+                .unwrap_or_else(|| "add the figure under `recorded:`".into());
+            c.error(
+                &format!("{at}.of[{i}]"),
+                format!("recorded figure `{name}` is not defined"),
+                help,
+            );
+        }
+    }
+    let uses_recorded = |sel: &IndexMap<String, Value>| sel.contains_key("recorded");
+    let needs_metric = !uses_recorded(&claim.selection)
+        && claim.of.is_empty()
+        && claim
+            .compare
+            .as_ref()
+            .is_none_or(|cmp| !uses_recorded(&cmp.a) || !uses_recorded(&cmp.b));
+    if needs_metric && claim.metric.is_none() {
+        c.error(at, format!("claim `{}` says nothing to derive its figure from", claim.id), "name a `metric` (with `where` or `compare`), compare `{recorded: <name>}` figures, or list recorded figures in `of`");
+    }
+    match (claim.derive, claim.compare.is_some(), claim.of.is_empty()) {
+        (Some(Derive::Sum | Derive::Mean), _, true) => c.error(
+            &format!("{at}.derive"),
+            "`sum` and `mean` need the figures to add up in `of`",
+            "add `of: [<recorded name>, ...]`",
+        ),
+        (Some(Derive::Change | Derive::Savings | Derive::Ratio | Derive::Difference), false, _) => {
+            c.error(
+                &format!("{at}.derive"),
+                "this derivation needs two sides",
+                "add `compare: {a: ..., b: ...}`",
+            )
+        }
+        _ => {}
+    }
+    if claim.compare.is_some() && !claim.of.is_empty() {
+        c.error(
+            &format!("{at}.of"),
+            "a claim either compares two sides or totals `of` figures, not both",
+            "split it into two claims",
+        );
     }
 }
 

@@ -1,0 +1,408 @@
+//! Every claim of a TR re-derived: its figure from the runs or from `recorded:` figures,
+//! checked against the stated value at its stated precision, and its assertion evaluated.
+//! Reports print the result; the audit turns failures and unverifiable claims into findings.
+
+use indexmap::IndexMap;
+use polars::prelude::PolarsResult;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::compare::{ClaimComparison, is_fraction, select};
+use super::frame::Frames;
+use crate::spec::claim::{Assertion, Stated, Unit};
+use crate::spec::matrix::label_of;
+use crate::spec::{Claim, Derive, LoadedSpec};
+use crate::stats::{self, Verdict};
+
+/// What a claim's figure rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Runs recorded here.
+    Data,
+    /// Only figures imported under `recorded:`: arithmetic can be checked, the figures cannot.
+    Recorded,
+    /// Runs on one side, an imported figure on the other.
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Holds,
+    Fails,
+    /// The runs it needs are not recorded (yet).
+    NoData,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimCheck {
+    pub id: String,
+    pub text: Option<String>,
+    pub stated: Option<String>,
+    pub assert: Option<String>,
+    /// The figure re-derived, in the stated unit, and written as the statement is.
+    pub derived: Option<f64>,
+    pub derived_text: Option<String>,
+    pub basis: Basis,
+    pub outcome: Outcome,
+    /// How the figure was derived and why the claim holds or fails, in one or two sentences.
+    pub detail: String,
+}
+
+/// One side of a claim: a figure with where it came from.
+struct Side {
+    label: String,
+    /// Per-run values (data) or the one recorded figure.
+    values: Vec<f64>,
+    recorded: bool,
+}
+
+impl Side {
+    fn mean(&self) -> Option<f64> {
+        (!self.values.is_empty())
+            .then(|| self.values.iter().sum::<f64>() / self.values.len() as f64)
+    }
+}
+
+fn side(
+    loaded: &LoadedSpec,
+    claim: &Claim,
+    frames: Option<&Frames>,
+    sel: &IndexMap<String, Value>,
+) -> PolarsResult<Side> {
+    if let Some(name) = sel.get("recorded").and_then(Value::as_str) {
+        let r = loaded.spec.recorded.get(name);
+        let unit = r
+            .and_then(|r| r.unit.as_deref())
+            .map(|u| format!(" {u}"))
+            .unwrap_or_default();
+        return Ok(Side {
+            label: format!(
+                "recorded `{name}` = {}{unit}",
+                r.map_or("?".into(), |r| r.value.to_string())
+            ),
+            values: r.map(|r| r.value).into_iter().collect(),
+            recorded: true,
+        });
+    }
+    // `where` narrows every side.
+    let mut merged = claim.selection.clone();
+    merged.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let metric = claim.metric.as_deref().unwrap_or_default();
+    let values = match frames {
+        Some(f) if !metric.is_empty() => select(f, metric, &merged)?,
+        _ => Vec::new(),
+    };
+    let label = if merged.is_empty() {
+        "all runs".to_owned()
+    } else {
+        label_of(&merged)
+    };
+    Ok(Side {
+        label: format!("{metric} over {label} (n={})", values.len()),
+        values,
+        recorded: false,
+    })
+}
+
+fn basis(sides: &[&Side]) -> Basis {
+    match (
+        sides.iter().all(|s| s.recorded),
+        sides.iter().any(|s| s.recorded),
+    ) {
+        (true, _) => Basis::Recorded,
+        (false, true) => Basis::Mixed,
+        _ => Basis::Data,
+    }
+}
+
+/// Evaluates every claim. `frames` is None when the TR has no runs; `comparisons` are the
+/// analysis' Holm-adjusted comparisons, which assertions over two sides read.
+pub fn evaluate(
+    loaded: &LoadedSpec,
+    frames: Option<&Frames>,
+    comparisons: &[ClaimComparison],
+) -> PolarsResult<Vec<ClaimCheck>> {
+    loaded
+        .spec
+        .claims
+        .iter()
+        .map(|claim| evaluate_one(loaded, claim, frames, comparisons))
+        .collect()
+}
+
+fn evaluate_one(
+    loaded: &LoadedSpec,
+    claim: &Claim,
+    frames: Option<&Frames>,
+    comparisons: &[ClaimComparison],
+) -> PolarsResult<ClaimCheck> {
+    let stated = claim.stated.as_deref().and_then(|s| Stated::parse(s).ok());
+    let fraction = claim.metric.as_deref().is_some_and(is_fraction);
+    // Fraction metrics (efficiency) are stated in percent: 0.93 is "93%".
+    let level = |s: &Side, x: f64| {
+        if fraction && !s.recorded {
+            x * 100.0
+        } else {
+            x
+        }
+    };
+    let mut notes: Vec<String> = Vec::new();
+    let (derived, basis_of, missing): (Option<f64>, Basis, Option<String>) = if !claim.of.is_empty()
+    {
+        let figures: Vec<Side> = claim
+            .of
+            .iter()
+            .map(|name| {
+                side(
+                    loaded,
+                    claim,
+                    frames,
+                    &IndexMap::from([("recorded".to_owned(), Value::from(name.clone()))]),
+                )
+            })
+            .collect::<PolarsResult<_>>()?;
+        let values: Vec<f64> = figures.iter().filter_map(Side::mean).collect();
+        let sum: f64 = values.iter().sum();
+        let (value, how) = match claim.derive {
+            Some(Derive::Mean) => (sum / values.len().max(1) as f64, "mean"),
+            _ => (sum, "sum"),
+        };
+        notes.push(format!(
+            "{how} of {}",
+            figures
+                .iter()
+                .map(|f| f.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        (Some(value), Basis::Recorded, None)
+    } else if let Some(cmp) = &claim.compare {
+        let (a, b) = (
+            side(loaded, claim, frames, &cmp.a)?,
+            side(loaded, claim, frames, &cmp.b)?,
+        );
+        let basis_of = basis(&[&a, &b]);
+        match (a.mean(), b.mean()) {
+            (Some(ma), Some(mb)) => {
+                let (ma, mb) = (level(&a, ma), level(&b, mb));
+                let derive = claim
+                    .derive
+                    .unwrap_or(match stated.as_ref().map(|s| &s.unit) {
+                        Some(Unit::Percent) | None => Derive::Change,
+                        Some(Unit::Times) => Derive::Ratio,
+                        Some(_) => Derive::Difference,
+                    });
+                let (value, formula) = match derive {
+                    Derive::Savings => ((1.0 - ma / mb) * 100.0, "(1 - A/B) x 100"),
+                    Derive::Ratio => (ma / mb, "A/B"),
+                    Derive::Difference => (ma - mb, "A - B"),
+                    _ => ((ma / mb - 1.0) * 100.0, "(A/B - 1) x 100"),
+                };
+                notes.push(format!(
+                    "A: {} -> {}; B: {} -> {}; {formula} = {}",
+                    a.label,
+                    round(ma),
+                    b.label,
+                    round(mb),
+                    round(value)
+                ));
+                (Some(value), basis_of, None)
+            }
+            _ => {
+                let empty: Vec<&str> = [(&a, "A"), (&b, "B")]
+                    .iter()
+                    .filter(|(s, _)| s.values.is_empty())
+                    .map(|(s, n)| if s.recorded { *n } else { s.label.as_str() })
+                    .collect();
+                (
+                    None,
+                    basis_of,
+                    Some(format!("no measured runs for {}", empty.join(" and "))),
+                )
+            }
+        }
+    } else {
+        // A recorded selection is the figure itself; otherwise `where` selects the runs.
+        let sel = if claim.selection.contains_key("recorded") {
+            claim.selection.clone()
+        } else {
+            IndexMap::new()
+        };
+        let s = side(loaded, claim, frames, &sel)?;
+        match s.mean() {
+            Some(m) => {
+                let value = level(&s, m);
+                // With only an assertion, the assertion's own statistic says it better.
+                if claim.stated.is_some() || claim.assert.is_none() {
+                    notes.push(format!(
+                        "{}{}: {}",
+                        if s.recorded { "" } else { "mean " },
+                        s.label,
+                        round(value)
+                    ));
+                }
+                (Some(value), basis(&[&s]), None)
+            }
+            None => (
+                None,
+                basis(&[&s]),
+                Some(format!("no measured runs for {}", s.label)),
+            ),
+        }
+    };
+
+    let mut holds = true;
+    if let (Some(st), Some(value)) = (&stated, derived) {
+        let ok = st.holds_for(value);
+        holds &= ok;
+        notes.push(if ok {
+            format!("stated {} holds at its precision (±{})", claim.stated.as_deref().unwrap_or_default(), st.tolerance())
+        } else {
+            format!(
+                "stated {} but the figures give {} (off by {}, more than the ±{} its precision allows)",
+                claim.stated.as_deref().unwrap_or_default(),
+                st.format(value),
+                round((value - st.value).abs()),
+                st.tolerance()
+            )
+        });
+    }
+    let mut assertion_missing = None;
+    if let Some(text) = &claim.assert {
+        match assertion(loaded, claim, frames, comparisons, text)? {
+            Some((ok, why)) => {
+                holds &= ok;
+                notes.push(why);
+            }
+            None => {
+                assertion_missing = Some("no measured runs to test the assertion on".to_owned())
+            }
+        }
+    }
+    let outcome = match missing.or(assertion_missing) {
+        Some(why) => {
+            notes.push(why);
+            Outcome::NoData
+        }
+        None if holds => Outcome::Holds,
+        None => Outcome::Fails,
+    };
+    Ok(ClaimCheck {
+        id: claim.id.clone(),
+        text: claim.text.clone(),
+        stated: claim.stated.clone(),
+        assert: claim.assert.clone(),
+        derived,
+        derived_text: derived.zip(stated.as_ref()).map(|(v, s)| s.format(v)),
+        basis: basis_of,
+        outcome,
+        detail: notes.join("; "),
+    })
+}
+
+/// Four significant decimals at most, without trailing zeros: for explanations, not for reports.
+fn round(x: f64) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_owned() }
+}
+
+/// Evaluates an assertion; None when there are no runs to evaluate it on.
+fn assertion(
+    loaded: &LoadedSpec,
+    claim: &Claim,
+    frames: Option<&Frames>,
+    comparisons: &[ClaimComparison],
+    text: &str,
+) -> PolarsResult<Option<(bool, String)>> {
+    let Ok(parsed) = Assertion::parse(text, claim.compare.is_some()) else {
+        return Ok(None);
+    };
+    if claim.compare.is_some() {
+        let Some(c) = comparisons.iter().find(|c| c.claim == claim.id) else {
+            return Ok(None);
+        };
+        let k = &c.comparison;
+        if k.n_a == 0 || k.n_b == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(match parsed {
+            Assertion::Verdict(want) => {
+                let got = match k.verdict {
+                    Verdict::Higher => "higher",
+                    Verdict::Lower => "lower",
+                    Verdict::NotDetectable { .. } => "not_detectable",
+                    Verdict::Insufficient => "insufficient",
+                };
+                (
+                    got == want,
+                    format!("assertion `{text}`: the comparison's verdict is {got}"),
+                )
+            }
+            Assertion::Compare { stat, op, value } => {
+                let pct = |r: Option<f64>| r.map(|r| (r - 1.0) * 100.0);
+                let got = match stat.as_str() {
+                    "ratio" => Some(k.ratio_of_means),
+                    "ratio_ci_low" => k.ratio_ci_low,
+                    "ratio_ci_high" => k.ratio_ci_high,
+                    "change" => pct(Some(k.ratio_of_means)),
+                    "change_ci_low" => pct(k.ratio_ci_low),
+                    "change_ci_high" => pct(k.ratio_ci_high),
+                    "delta_pp" => c.delta_pp,
+                    "p" => k.p_value,
+                    "p_holm" => c.p_holm,
+                    "hedges_g" => k.hedges_g,
+                    "mean_a" => Some(k.mean_a),
+                    "mean_b" => Some(k.mean_b),
+                    _ => None,
+                };
+                compare_stat(text, &stat, got, op, value)
+            }
+        }));
+    }
+    let s = side(loaded, claim, frames, &IndexMap::new())?;
+    let Some(summary) = stats::summarize(&s.values) else {
+        return Ok(None);
+    };
+    let Assertion::Compare { stat, op, value } = parsed else {
+        return Ok(None);
+    };
+    let got = match stat.as_str() {
+        "n" => Some(summary.n as f64),
+        "mean" => Some(summary.mean),
+        "median" => Some(summary.median),
+        "std" => Some(summary.std),
+        "cv" => Some(summary.cv),
+        "min" => Some(summary.min),
+        "max" => Some(summary.max),
+        "p95" => Some(summary.p95),
+        "p99" => Some(summary.p99),
+        "ci_low" => Some(summary.ci_low),
+        "ci_high" => Some(summary.ci_high),
+        _ => None,
+    }
+    .filter(|v| v.is_finite());
+    let (ok, why) = compare_stat(text, &stat, got, op, value);
+    Ok(Some((ok, format!("{why} over {}", s.label))))
+}
+
+fn compare_stat(
+    text: &str,
+    stat: &str,
+    got: Option<f64>,
+    op: crate::spec::claim::Op,
+    value: f64,
+) -> (bool, String) {
+    match got {
+        Some(g) => (
+            op.holds(g, value),
+            format!("assertion `{text}`: {stat} = {}", round(g)),
+        ),
+        None => (
+            false,
+            format!("assertion `{text}`: {stat} cannot be computed from these runs"),
+        ),
+    }
+}

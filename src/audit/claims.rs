@@ -1,0 +1,207 @@
+//! Claims re-evaluated from the data (or their recorded figures), and comparisons whose two
+//! sides were recorded on different machines or server builds.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::{Finding, Severity};
+use crate::analysis::{self, claims::Basis, claims::ClaimCheck, claims::Outcome};
+use crate::registry::Registry;
+use crate::runner::{self, journal};
+use crate::spec::matrix::values_equal;
+use crate::spec::{Claim, LoadedSpec, Status};
+use crate::store::TrPaths;
+
+/// Where a claim's field sits in the spec, as `file:line:column`.
+fn location(loaded: &LoadedSpec, index: usize, field: &str) -> String {
+    let d = loaded.error_at(&format!("claims[{index}].{field}"), "");
+    match d.location {
+        Some(l) => format!("{}:{}:{}", loaded.path.display(), l.line, l.column),
+        None => loaded.path.display().to_string(),
+    }
+}
+
+pub fn check(root: &Path, _registry: &Registry, loaded: &LoadedSpec) -> Vec<Finding> {
+    let id = &loaded.spec.id;
+    if loaded.spec.claims.is_empty() {
+        return Vec::new();
+    }
+    let has_runs = TrPaths::new(root, id).runs().is_file();
+    let checks: Vec<ClaimCheck> = if has_runs {
+        match analysis::analyze(root, loaded) {
+            Ok(a) => a.claims,
+            Err(e) => {
+                return vec![Finding::new(
+                    id,
+                    Severity::Error,
+                    "claim",
+                    format!("cannot analyse the data to check the claims: {e}"),
+                )];
+            }
+        }
+    } else {
+        match analysis::claims::evaluate(loaded, None, &[]) {
+            Ok(c) => c,
+            Err(e) => {
+                return vec![Finding::new(
+                    id,
+                    Severity::Error,
+                    "claim",
+                    format!("cannot evaluate the claims: {e}"),
+                )];
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for (i, c) in checks.iter().enumerate() {
+        let field = if c.stated.is_some() {
+            "stated"
+        } else {
+            "assert"
+        };
+        let at = location(loaded, i, field);
+        let finding = match (c.outcome, c.basis) {
+            (Outcome::Fails, Basis::Recorded) => Some(Finding::new(
+                id,
+                Severity::Error,
+                "claim",
+                format!(
+                    "claim `{}` does not follow from its recorded figures: {}",
+                    c.id, c.detail
+                ),
+            )),
+            (Outcome::Fails, _) => Some(Finding::new(
+                id,
+                Severity::Error,
+                "claim",
+                format!("claim `{}` does not hold: {}", c.id, c.detail),
+            )),
+            (Outcome::Holds, Basis::Recorded) => Some(Finding::new(
+                id,
+                Severity::Warning,
+                "claim",
+                format!(
+                    "claim `{}` is unverifiable: it rests only on recorded figures (its arithmetic holds: {})",
+                    c.id, c.detail
+                ),
+            )),
+            (Outcome::Holds, Basis::Mixed) => Some(Finding::new(
+                id,
+                Severity::Warning,
+                "claim",
+                format!(
+                    "claim `{}` rests partly on recorded figures, which cannot be checked here ({})",
+                    c.id, c.detail
+                ),
+            )),
+            (Outcome::Holds, Basis::Data) => None,
+            (Outcome::NoData, _) => {
+                let severity = if loaded.spec.status == Status::Complete {
+                    Severity::Warning
+                } else {
+                    Severity::Note
+                };
+                Some(Finding::new(
+                    id,
+                    severity,
+                    "claim",
+                    format!("claim `{}` cannot be checked yet: {}", c.id, c.detail),
+                ))
+            }
+        };
+        out.extend(finding.map(|f| f.at(at)));
+    }
+    if has_runs {
+        out.extend(mixed_provenance(root, loaded));
+    }
+    out
+}
+
+/// Claims comparing runs recorded under different hardware or server builds.
+fn mixed_provenance(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
+    let paths = TrPaths::new(root, &loaded.spec.id);
+    let (Some(manifest), Ok(records)) = (
+        runner::read_manifest(&paths),
+        journal::read_records(&paths.runs()),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, claim) in loaded.spec.claims.iter().enumerate() {
+        let Some(cmp) = &claim.compare else { continue };
+        if cmp.a.contains_key("recorded") || cmp.b.contains_key("recorded") {
+            continue;
+        }
+        let sessions: BTreeSet<u32> = records
+            .iter()
+            .filter(|r| {
+                !r.warmup
+                    && (selects(claim, &cmp.a, &r.params) || selects(claim, &cmp.b, &r.params))
+            })
+            .map(|r| r.session)
+            .collect();
+        let used: Vec<&runner::Session> = manifest
+            .sessions
+            .iter()
+            .filter(|s| sessions.contains(&s.id))
+            .collect();
+        let hosts: BTreeSet<String> = used
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({} CPUs, {:.1} GB)",
+                    s.host.cpu, s.host.logical_cpus, s.host.memory_gb
+                )
+            })
+            .collect();
+        let builds: BTreeSet<String> = used
+            .iter()
+            .flat_map(|s| s.servers.iter().filter_map(|v| v.build.clone()))
+            .collect();
+        let mut mixed = Vec::new();
+        if hosts.len() > 1 {
+            mixed.push(format!(
+                "machines {}",
+                hosts.into_iter().collect::<Vec<_>>().join(" / ")
+            ));
+        }
+        if builds.len() > 1 {
+            mixed.push(format!(
+                "server builds {}",
+                builds.into_iter().collect::<Vec<_>>().join(" / ")
+            ));
+        }
+        if !mixed.is_empty() {
+            out.push(
+                Finding::new(
+                    &loaded.spec.id,
+                    Severity::Warning,
+                    "provenance",
+                    format!(
+                        "claim `{}` compares runs recorded on different {}",
+                        claim.id,
+                        mixed.join(" and ")
+                    ),
+                )
+                .at(location(loaded, i, "compare")),
+            );
+        }
+    }
+    out
+}
+
+/// Whether a run's parameters match a claim side (narrowed by the claim's `where`).
+fn selects(
+    claim: &Claim,
+    side: &IndexMap<String, Value>,
+    params: &serde_json::Map<String, Value>,
+) -> bool {
+    claim
+        .selection
+        .iter()
+        .chain(side.iter())
+        .all(|(k, v)| params.get(k).is_some_and(|w| values_equal(v, w)))
+}

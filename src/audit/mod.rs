@@ -1,0 +1,177 @@
+//! The audit: which results stand, which are superseded, and which numbers no longer follow from
+//! the data. Each check is a function from the project's files to findings; nothing is written.
+
+mod claims;
+mod coverage;
+mod regeneration;
+mod supersession;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::registry::Registry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A number or a structure is wrong.
+    Error,
+    /// Something a reader must know before relying on the report (stale, incomplete, unverifiable).
+    Warning,
+    /// Context, such as what changed between versions; does not fail the audit.
+    Note,
+}
+
+impl Severity {
+    fn label(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub tr: String,
+    pub severity: Severity,
+    /// Which check found it: supersession, spec, staleness, regeneration, claim, plan-vs-data,
+    /// provenance.
+    pub check: &'static str,
+    pub message: String,
+    /// `file:line:column` (or `file`) when the finding has a place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl Finding {
+    fn new(
+        tr: &str,
+        severity: Severity,
+        check: &'static str,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            tr: tr.to_owned(),
+            severity,
+            check,
+            message: message.into(),
+            location: None,
+        }
+    }
+
+    fn at(mut self, location: impl Into<String>) -> Finding {
+        self.location = Some(location.into());
+        self
+    }
+
+    /// A diagnostic (from validation or rendering) as a finding at its place.
+    fn from_diagnostic(tr: &str, check: &'static str, d: &Diagnostic) -> Finding {
+        let mut message = d.message.clone();
+        if let Some(help) = &d.help {
+            let _ = write!(message, " (help: {help})");
+        }
+        let location = d.file.as_ref().map(|f| match &d.location {
+            Some(l) => format!("{}:{}:{}", f.display(), l.line, l.column),
+            None => f.display().to_string(),
+        });
+        Finding {
+            tr: tr.to_owned(),
+            severity: Severity::Error,
+            check,
+            message,
+            location,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Audit {
+    /// The TRs audited, in id order.
+    pub audited: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+impl Audit {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// Errors and warnings fail the audit; notes do not.
+    pub fn failed(&self) -> bool {
+        self.findings.iter().any(|f| f.severity != Severity::Note)
+    }
+
+    /// Grouped by TR, then by severity.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for tr in &self.audited {
+            let mine: Vec<&Finding> = self.findings.iter().filter(|f| &f.tr == tr).collect();
+            if mine.is_empty() {
+                let _ = writeln!(out, "{tr}: ok");
+                continue;
+            }
+            let _ = writeln!(out, "{tr}:");
+            for severity in [Severity::Error, Severity::Warning, Severity::Note] {
+                for f in mine.iter().filter(|f| f.severity == severity) {
+                    let at = f
+                        .location
+                        .as_ref()
+                        .map(|l| format!("{l}: "))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "  {:<7} {:<13} {at}{}",
+                        severity.label(),
+                        f.check,
+                        f.message
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{} report(s) audited: {} error(s), {} warning(s), {} note(s)",
+            self.audited.len(),
+            self.count(Severity::Error),
+            self.count(Severity::Warning),
+            self.count(Severity::Note)
+        );
+        out
+    }
+}
+
+/// Audits the given TRs (all when `only` is empty). `problems` are the registry's load
+/// problems; those about an audited TR become findings.
+pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[String]) -> Audit {
+    let mut audited: Vec<String> = registry
+        .specs
+        .keys()
+        .chain(registry.broken.keys())
+        .cloned()
+        .collect();
+    audited.sort();
+    audited.dedup();
+    if !only.is_empty() {
+        audited.retain(|id| only.contains(id));
+    }
+    let mut findings = supersession::check(registry, problems, &audited);
+    for id in &audited {
+        let Some(loaded) = registry.specs.get(id) else {
+            continue;
+        };
+        findings.extend(coverage::check(root, loaded));
+        findings.extend(claims::check(root, registry, loaded));
+        findings.extend(regeneration::check(root, registry, loaded));
+    }
+    // Stable output: by TR, then severity, then check; within that, in the order found.
+    findings.sort_by(|a, b| (&a.tr, a.severity).cmp(&(&b.tr, b.severity)));
+    Audit { audited, findings }
+}

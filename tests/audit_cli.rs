@@ -1,0 +1,332 @@
+//! `banterhearts audit` with planted faults: each is caught with a message that says what is
+//! wrong and where. Faults are planted in a temp copy of the repository's own TR124 (real
+//! llama-server data) or in small spec-only projects.
+
+mod common;
+
+use std::path::Path;
+
+use common::{banterhearts, copy_templates, project, repo_copy};
+use serde_json::Value;
+
+/// Runs `audit --format json` and returns (exit code, findings).
+fn audit(root: &Path, trs: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["audit", "--format", "json"];
+    args.extend(trs);
+    let out = banterhearts(root, &args);
+    let json: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    (out.code, json["findings"].as_array().unwrap().clone())
+}
+
+fn with<'a>(findings: &'a [Value], check: &str, severity: &str) -> Vec<&'a Value> {
+    findings
+        .iter()
+        .filter(|f| f["check"] == check && f["severity"] == severity)
+        .collect()
+}
+
+fn show(findings: &[Value]) -> String {
+    serde_json::to_string_pretty(findings).unwrap()
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} lacks {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn the_repository_audits_clean() {
+    let dir = repo_copy();
+    let (code, findings) = audit(dir.path(), &[]);
+    let failing: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["severity"] != "note")
+        .collect();
+    assert!(failing.is_empty(), "{}", show(&findings));
+    assert_eq!(code, 0);
+    let text = banterhearts(dir.path(), &["audit"]);
+    assert!(text.stdout.contains("TR124: ok"), "{}", text.stdout);
+}
+
+#[test]
+fn an_edited_number_in_a_committed_report_is_located() {
+    let dir = repo_copy();
+    let report = dir.path().join("reports/TR124.md");
+    let text = std::fs::read_to_string(&report).unwrap();
+    // The first results row: change its mean decode rate by 0.1.
+    let (n, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("| C1 |"))
+        .unwrap();
+    let mean = line
+        .split(" | ")
+        .nth(4)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let edited: f64 = mean.parse::<f64>().unwrap() + 0.1;
+    let edited = format!("{edited:.1}");
+    let column = line.find(&format!("| {mean} [")).unwrap() + 3;
+    std::fs::write(
+        &report,
+        text.replacen(&format!("| {mean} ["), &format!("| {edited} ["), 1),
+    )
+    .unwrap();
+
+    let (code, findings) = audit(dir.path(), &["TR124"]);
+    assert_eq!(code, 1);
+    let drift = with(&findings, "regeneration", "error");
+    assert_eq!(drift.len(), 1, "{}", show(&findings));
+    assert_eq!(
+        drift[0]["message"],
+        format!("the report says `{edited}` where the data gives `{mean}`")
+    );
+    assert!(
+        drift[0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("reports/TR124.md:{}:{column}", n + 1)),
+        "{}",
+        show(&findings)
+    );
+    assert!(
+        with(&findings, "staleness", "warning").is_empty(),
+        "the inputs did not change"
+    );
+}
+
+#[test]
+fn a_changed_data_file_makes_the_report_stale_and_its_numbers_drift() {
+    let dir = repo_copy();
+    let runs = dir.path().join("data/TR124/runs.jsonl");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    // Halve every measured decode rate of one run: its cell's mean moves.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let i = lines
+        .iter()
+        .position(|l| l.contains("\"warmup\":false"))
+        .unwrap();
+    let mut record: Value = serde_json::from_str(&lines[i]).unwrap();
+    for agent in record["agents"].as_array_mut().unwrap() {
+        let d = agent["decode_tok_s"].as_f64().unwrap();
+        agent["decode_tok_s"] = (d / 2.0).into();
+    }
+    lines[i] = serde_json::to_string(&record).unwrap();
+    std::fs::write(&runs, lines.join("\n") + "\n").unwrap();
+
+    let (code, findings) = audit(dir.path(), &["TR124"]);
+    assert_eq!(code, 1);
+    let stale = with(&findings, "staleness", "warning");
+    assert_eq!(stale.len(), 1, "{}", show(&findings));
+    assert!(
+        stale[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale: the data changed since the report was rendered"),
+        "{}",
+        show(&findings)
+    );
+    let drift = with(&findings, "regeneration", "error");
+    assert!(
+        drift.iter().any(|f| f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the report says `")
+            && f["location"]
+                .as_str()
+                .unwrap()
+                .contains("reports/TR124.md:")),
+        "{}",
+        show(&findings)
+    );
+}
+
+#[test]
+fn a_stated_percentage_off_by_more_than_its_precision_fails() {
+    let dir = repo_copy();
+    let spec = dir.path().join("experiments/TR124.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let stated = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("stated: \"+63."))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let value: f64 = stated
+        .trim_start_matches("stated: \"+")
+        .trim_end_matches("%\"")
+        .parse()
+        .unwrap();
+    // Off by 0.1: more than the ±0.05 one decimal allows.
+    let wrong = format!("stated: \"+{:.1}%\"", value + 0.1);
+    edit(&spec, &stated, &wrong);
+    let line = std::fs::read_to_string(&spec)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(&wrong))
+        .unwrap()
+        + 1;
+
+    let (code, findings) = audit(dir.path(), &["TR124"]);
+    assert_eq!(code, 1);
+    let claims = with(&findings, "claim", "error");
+    assert_eq!(claims.len(), 1, "{}", show(&findings));
+    let message = claims[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("claim `server_each_aggregate` does not hold"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "stated +{:.1}% but the figures give +{value:.1}%",
+            value + 0.1
+        )) && message.contains("more than the ±0.05 its precision allows"),
+        "{message}"
+    );
+    assert!(
+        claims[0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("TR124.yaml:{line}:13")),
+        "{}",
+        show(&findings)
+    );
+
+    // Within the precision, the claim holds: +63.74 may be stated as +63.7 but not as +63.8.
+    edit(&spec, &wrong, &stated);
+    let (_, findings) = audit(dir.path(), &["TR124"]);
+    assert!(
+        with(&findings, "claim", "error").is_empty(),
+        "{}",
+        show(&findings)
+    );
+}
+
+#[test]
+fn a_third_of_the_planned_runs_missing_is_reported_per_cell() {
+    let dir = repo_copy();
+    let runs = dir.path().join("data/TR124/runs.jsonl");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    // Drop every third measured run (10 of 30), keeping warm-ups.
+    let mut measured = 0;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            if l.contains("\"warmup\":true") {
+                return true;
+            }
+            measured += 1;
+            measured % 3 != 0
+        })
+        .collect();
+    std::fs::write(&runs, kept.join("\n") + "\n").unwrap();
+
+    let (code, findings) = audit(dir.path(), &["TR124"]);
+    assert_eq!(code, 1);
+    let gaps = with(&findings, "plan-vs-data", "warning");
+    assert_eq!(gaps.len(), 1, "{}", show(&findings));
+    let message = gaps[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the data lacks 10 of 30 planned measured runs (33%): C"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("`banterhearts run TR124` resumes"),
+        "{message}"
+    );
+}
+
+const OLD: &str = "id: TR990\ntitle: old\nstatus: running\nquestion: q?\n";
+
+fn successor(id: &str, of: &str) -> String {
+    format!(
+        "id: {id}\ntitle: {id}\nstatus: running\nquestion: q?\nsupersedes: {{id: {of}, reason: \"fixed the statistics\"}}\n"
+    )
+}
+
+#[test]
+fn a_supersession_cycle_is_an_error_at_the_supersedes_field() {
+    let a = successor("TR990", "TR991");
+    let b = successor("TR991", "TR990");
+    let dir = project(&[("TR990.yaml", &a), ("TR991.yaml", &b)]);
+    copy_templates(dir.path());
+    let (code, findings) = audit(dir.path(), &[]);
+    assert_eq!(code, 1);
+    let cycle = with(&findings, "supersession", "error");
+    assert_eq!(cycle.len(), 1, "{}", show(&findings));
+    assert!(
+        cycle[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("supersession cycle: TR990 supersedes TR991 supersedes TR990"),
+        "{}",
+        show(&findings)
+    );
+    assert!(
+        cycle[0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("experiments/TR990.yaml:5:18"),
+        "{}",
+        show(&findings)
+    );
+}
+
+#[test]
+fn a_superseded_report_with_two_current_successors_is_an_error() {
+    let b = successor("TR991", "TR990");
+    let c = successor("TR992", "TR990");
+    let dir = project(&[("TR990.yaml", OLD), ("TR991.yaml", &b), ("TR992.yaml", &c)]);
+    copy_templates(dir.path());
+    assert_eq!(
+        banterhearts(dir.path(), &["report", "--all"]).code,
+        2,
+        "report refuses an invalid graph"
+    );
+    let (code, findings) = audit(dir.path(), &[]);
+    assert_eq!(code, 1);
+    let two = with(&findings, "supersession", "error");
+    assert_eq!(two.len(), 1, "{}", show(&findings));
+    assert_eq!(two[0]["tr"], "TR992");
+    assert!(
+        two[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("`TR990` has two current successors: TR991 and TR992"),
+        "{}",
+        show(&findings)
+    );
+}
+
+#[test]
+fn what_changed_between_versions_is_a_note_and_unrendered_reports_are_named() {
+    let v2 = successor("TR991", "TR990").replace(
+        "question: q?\n",
+        "question: q?\nmatrix: {temperature: [0.2, 0.8]}\nrepetitions: 3\n",
+    );
+    let dir = project(&[("TR990.yaml", OLD), ("TR991.yaml", &v2)]);
+    copy_templates(dir.path());
+    let (code, findings) = audit(dir.path(), &[]);
+    assert_eq!(code, 1, "no reports rendered yet: {}", show(&findings));
+    let notes = with(&findings, "supersession", "note");
+    assert_eq!(notes.len(), 1, "{}", show(&findings));
+    assert_eq!(
+        notes[0]["message"],
+        "changed since TR990: cells 1 -> 2; repetitions 1 -> 3; axes [] -> [temperature]"
+    );
+    assert_eq!(
+        with(&findings, "staleness", "warning").len(),
+        2,
+        "{}",
+        show(&findings)
+    );
+
+    assert_eq!(banterhearts(dir.path(), &["report", "--all"]).code, 0);
+    let (code, findings) = audit(dir.path(), &[]);
+    assert_eq!(code, 0, "{}", show(&findings));
+}
