@@ -169,6 +169,7 @@ fn evaluate_one(
             Some(Derive::Mean) => (sum / values.len().max(1) as f64, "mean"),
             _ => (sum, "sum"),
         };
+        let (value, how) = scaled(claim, value, how.to_owned());
         notes.push(format!(
             "{how} of {}",
             figures
@@ -197,9 +198,11 @@ fn evaluate_one(
                 let (value, formula) = match derive {
                     Derive::Savings => ((1.0 - ma / mb) * 100.0, "(1 - A/B) x 100"),
                     Derive::Ratio => (ma / mb, "A/B"),
+                    Derive::Share => (ma / mb * 100.0, "A/B x 100"),
                     Derive::Difference => (ma - mb, "A - B"),
                     _ => ((ma / mb - 1.0) * 100.0, "(A/B - 1) x 100"),
                 };
+                let (value, formula) = scaled(claim, value, formula.to_owned());
                 notes.push(format!(
                     "A: {} -> {}; B: {} -> {}; {formula} = {}",
                     a.label,
@@ -300,6 +303,14 @@ fn evaluate_one(
         outcome,
         detail: notes.join("; "),
     })
+}
+
+/// The figure times the claim's `scale`, with the formula saying so.
+fn scaled(claim: &Claim, value: f64, formula: String) -> (f64, String) {
+    match claim.scale {
+        Some(k) => (value * k, format!("{formula} x {}", round(k))),
+        None => (value, formula),
+    }
 }
 
 /// Four significant decimals at most, without trailing zeros: for explanations, not for reports.

@@ -251,6 +251,10 @@ pub struct Claim {
     /// Recorded figures a total (or mean) is computed over: `of: [runs_a, runs_b]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub of: Vec<String>,
+    /// Multiplies the derived figure, for unit changes: `derive: ratio, scale: 12` turns years
+    /// into months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
 }
 
 /// How a claim's figure is computed from its sides (a, b) or from `of`.
@@ -263,6 +267,8 @@ pub enum Derive {
     Savings,
     /// a / b: the default for a stated `x`.
     Ratio,
+    /// a / b x 100, in %: what part of b a is (90 of 360 runs is 25%).
+    Share,
     /// a - b (in percentage points for fraction metrics): the default for `pp` and other units.
     Difference,
     /// The sum of the `of` figures: the default with `of`.

@@ -607,7 +607,7 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
             "`sum` and `mean` need the figures to add up in `of`",
             "add `of: [<recorded name>, ...]`",
         ),
-        (Some(Derive::Change | Derive::Savings | Derive::Ratio | Derive::Difference), false, _) => {
+        (Some(Derive::Change | Derive::Savings | Derive::Ratio | Derive::Share | Derive::Difference), false, _) => {
             c.error(
                 &format!("{at}.derive"),
                 "this derivation needs two sides",
