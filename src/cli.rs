@@ -42,6 +42,21 @@ pub enum Command {
         /// Spec files or TR ids to check (default: all of experiments/).
         specs: Vec<PathBuf>,
     },
+    /// Start a new spec: from templates/new-spec.yaml, as a copy of another TR (--from), or as
+    /// the next version of one (--supersedes with --reason). Never overwrites.
+    New {
+        /// The new TR id (TR125, TR114_v3).
+        id: String,
+        /// Copy this TR's spec (comments kept; status set to planned).
+        #[arg(long, conflicts_with = "supersedes")]
+        from: Option<String>,
+        /// The TR this one replaces; it becomes "superseded" and its report gets a banner.
+        #[arg(long, requires = "reason")]
+        supersedes: Option<String>,
+        /// Why the new version replaces the old one (shown in both reports and the index).
+        #[arg(long, requires = "supersedes")]
+        reason: Option<String>,
+    },
     /// Show the cells and runs a TR expands to.
     Plan {
         /// TR id (TR124) or spec file.
@@ -152,6 +167,18 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
         Command::Analyze { tr } => analyze_tr(&cli.root, tr),
         Command::Report { tr, all } => report_cmd(&cli.root, tr.as_deref(), *all),
         Command::Index => index_cmd(&cli.root),
+        Command::New {
+            id,
+            from,
+            supersedes,
+            reason,
+        } => new_spec(
+            &cli.root,
+            id,
+            from.as_deref(),
+            supersedes.as_deref(),
+            reason.as_deref(),
+        ),
         Command::Audit { trs, format } => audit_cmd(&cli.root, trs, *format),
         Command::Compare { tr, metric, a, b } => compare_tr(&cli.root, tr, metric, a, b),
         Command::Pacer {
@@ -406,6 +433,32 @@ fn write_index(root: &Path, registry: &Registry) -> Result<String, Diagnostics> 
     crate::store::write_atomic(&path, text.as_bytes())
         .map_err(|e| Diagnostics::from(Diagnostic::new(format!("{}: {e}", path.display()))))?;
     Ok(format!("index: {}\n", path.display()))
+}
+
+fn new_spec(
+    root: &Path,
+    id: &str,
+    from: Option<&str>,
+    supersedes: Option<&str>,
+    reason: Option<&str>,
+) -> Result<ExitCode, Diagnostics> {
+    use crate::scaffold::{Origin, create};
+    let origin = match (from, supersedes) {
+        (Some(from), _) => Origin::CopyOf(from),
+        (None, Some(old)) => Origin::Supersedes {
+            id: old,
+            reason: reason.unwrap_or_default(),
+        },
+        (None, None) => Origin::Starter,
+    };
+    let path = create(root, id, origin)?;
+    print_out(&format!(
+        "wrote {}
+next: edit it, then `banterhearts validate {id}` and `banterhearts plan {id}`
+",
+        path.display()
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_cmd(root: &Path, trs: &[String], format: AuditFormat) -> Result<ExitCode, Diagnostics> {

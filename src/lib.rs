@@ -16,6 +16,7 @@ pub mod plan;
 pub mod registry;
 pub mod report;
 pub mod runner;
+pub mod scaffold;
 pub mod spec;
 pub mod stats;
 pub mod store;

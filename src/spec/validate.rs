@@ -607,13 +607,21 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
             "`sum` and `mean` need the figures to add up in `of`",
             "add `of: [<recorded name>, ...]`",
         ),
-        (Some(Derive::Change | Derive::Savings | Derive::Ratio | Derive::Share | Derive::Difference), false, _) => {
-            c.error(
-                &format!("{at}.derive"),
-                "this derivation needs two sides",
-                "add `compare: {a: ..., b: ...}`",
-            )
-        }
+        (
+            Some(
+                Derive::Change
+                | Derive::Savings
+                | Derive::Ratio
+                | Derive::Share
+                | Derive::Difference,
+            ),
+            false,
+            _,
+        ) => c.error(
+            &format!("{at}.derive"),
+            "this derivation needs two sides",
+            "add `compare: {a: ..., b: ...}`",
+        ),
         _ => {}
     }
     if claim.compare.is_some() && !claim.of.is_empty() {
