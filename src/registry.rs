@@ -105,6 +105,25 @@ impl Registry {
 
     fn check_supersession(&mut self, problems: &mut Diagnostics) {
         for (id, loaded) in &self.specs {
+            for (i, target) in loaded.spec.builds_on.iter().enumerate() {
+                if !self.specs.contains_key(target) && !self.broken.contains_key(target) {
+                    let others = self
+                        .specs
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|other| other != id);
+                    let help = did_you_mean(target, others)
+                        .unwrap_or_else(|| format!("add experiments/{target}.yaml or fix the id"));
+                    problems.push(
+                        loaded
+                            .error_at(
+                                &format!("builds_on[{i}]"),
+                                format!("`{id}` builds on `{target}`, which does not exist"),
+                            )
+                            .help(help),
+                    );
+                }
+            }
             let Some(sup) = &loaded.spec.supersedes else {
                 continue;
             };

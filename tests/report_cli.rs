@@ -84,19 +84,28 @@ fn superseded_report_has_a_banner_and_its_successor_says_what_changed() {
 
     let index = std::fs::read_to_string(dir.path().join("reports/README.md")).unwrap();
     assert!(
-        index.contains("**3 reports**, 27 measured runs planned, 0 recorded"),
+        index
+            .contains("**3 reports**: 1 current, 1 superseded, 1 planned; 26 measured runs in all"),
         "{index}"
     );
     assert!(
-        index.contains("## Phase 1: Basics") && index.contains("## Phase 2: Next"),
+        index.contains("| [TR981](TR981.md) | Second try | complete | – |"),
         "{index}"
     );
-    assert!(index.contains("| [TR980](TR980.md) | First try | superseded by TR981 | Two temperatures, 6 runs planned. |"), "{index}");
+    assert!(index.contains("| [TR980](TR980.md) | TR981 | the first used too few repetitions | Two temperatures, 6 runs planned. |"), "{index}");
     assert!(
-        index.contains("| TR980 | TR981 | the first used too few repetitions |"),
+        index.contains("| [TR982](TR982.md) | Later work | What comes next? |"),
         "{index}"
     );
-    assert!(index.contains("- TR982: Later work"), "{index}");
+    assert!(
+        index.contains("- **Phase 1: Basics**: TR980 (superseded by TR981), TR981 (complete)"),
+        "{index}"
+    );
+    assert!(
+        index.contains("| TR981 | 20 | matrix |")
+            && index.contains("| TR982 | – | no count stated |"),
+        "{index}"
+    );
     assert!(index.contains("TR980 -->|superseded by| TR981"), "{index}");
 
     // `index` alone renders the same index.

@@ -203,12 +203,18 @@ fn evaluate_one(
                     _ => ((ma / mb - 1.0) * 100.0, "(A/B - 1) x 100"),
                 };
                 let (value, formula) = scaled(claim, value, formula.to_owned());
+                // A recorded side's label already shows its value; a side of runs shows its mean.
+                let shown = |s: &Side, m: f64| {
+                    if s.recorded {
+                        s.label.clone()
+                    } else {
+                        format!("{} mean {}", s.label, round(m))
+                    }
+                };
                 notes.push(format!(
-                    "A: {} -> {}; B: {} -> {}; {formula} = {}",
-                    a.label,
-                    round(ma),
-                    b.label,
-                    round(mb),
+                    "A: {}; B: {}; {formula} = {}",
+                    shown(&a, ma),
+                    shown(&b, mb),
                     round(value)
                 ));
                 (Some(value), basis_of, None)

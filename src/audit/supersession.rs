@@ -100,7 +100,10 @@ pub fn what_changed(old: &LoadedSpec, new: &LoadedSpec) -> Vec<String> {
                 .as_deref()
                 .map(|u| format!(" {u}"))
                 .unwrap_or_default();
-            let change = if was.value != 0.0 {
+            // Percentages change by points; other figures by a relative change.
+            let change = if now.unit.as_deref() == Some("%") {
+                format!(" ({:+.3}pp)", now.value - was.value)
+            } else if was.value != 0.0 {
                 format!(" ({:+.1}%)", (now.value / was.value - 1.0) * 100.0)
             } else {
                 String::new()

@@ -74,6 +74,16 @@ pub fn ci(v: Value, digits: Option<usize>) -> String {
     }
 }
 
+/// Text as a sentence: exactly one full stop at the end (`{{ reason | sentence }}`).
+pub fn sentence(v: String) -> String {
+    let t = v.trim_end();
+    if t.ends_with(['.', '!', '?']) {
+        t.to_owned()
+    } else {
+        format!("{t}.")
+    }
+}
+
 pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_filter("num", num);
     env.add_filter("ms", ms);
@@ -83,6 +93,7 @@ pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_filter("signed", signed);
     env.add_filter("usd", usd);
     env.add_filter("pvalue", pvalue);
+    env.add_filter("sentence", sentence);
     env.add_filter("ci", ci);
 }
 
@@ -101,6 +112,8 @@ mod tests {
         assert_eq!(change(Value::from(0.42), Some(0)), "-58%");
         assert_eq!(usd(Value::from(0.275463), None), "$0.2755");
         assert_eq!(pvalue(Value::from(0.00123)), "0.0012");
+        assert_eq!(sentence("fixed it.".into()), "fixed it.");
+        assert_eq!(sentence("fixed it ".into()), "fixed it.");
         assert_eq!(pvalue(Value::from(3e-7)), "< 0.0001");
         assert_eq!(num(Value::from(()), None), "–");
         assert_eq!(num(Value::from(f64::NAN), None), "–");

@@ -528,11 +528,20 @@ fn context(
         "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
         "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &degraded_reasons(&paths))).unwrap_or_default(),
         "claims": claims,
-        "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": r.value, "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "figures": figure_views,
         "footer": footer,
     });
     Ok((Value::from(Serde(ctx)), figures_out))
+}
+
+/// A recorded figure as its author wrote it: whole numbers print without ".0".
+fn as_written(value: f64) -> serde_json::Value {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        (value as i64).into()
+    } else {
+        value.into()
+    }
 }
 
 /// Renders one TR's report (in memory; `write` puts it on disk).
@@ -574,16 +583,26 @@ pub fn key_finding(
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     filters::register(&mut env);
     let (ctx, _) = context(root, registry, loaded)?;
-    env.render_str(&text, ctx).map(Some).map_err(|e| {
-        ReportError::Input(
-            loaded
-                .error_at(
-                    "report.key_finding",
-                    format!("key finding does not render: {e}"),
-                )
-                .help("it is a template expression over the report's values (docs/reports.md)"),
-        )
-    })
+    let has_data = TrPaths::new(root, &loaded.spec.id).runs().is_file();
+    env.render_str(&text, ctx)
+        .map(Some)
+        .or_else(|e| {
+            // A finding that cites measured values has nothing to cite before the first run.
+            if !has_data && e.kind() == minijinja::ErrorKind::UndefinedError {
+                return Ok(None);
+            }
+            Err(e)
+        })
+        .map_err(|e| {
+            ReportError::Input(
+                loaded
+                    .error_at(
+                        "report.key_finding",
+                        format!("key finding does not render: {e}"),
+                    )
+                    .help("it is a template expression over the report's values (docs/reports.md)"),
+            )
+        })
 }
 
 /// Writes reports/<TR>.md and its figures, atomically; returns the paths written.
@@ -612,14 +631,25 @@ pub fn write(root: &Path, r: &Rendered) -> Result<Vec<PathBuf>, ReportError> {
 pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportError> {
     let env = environment(root, &[INDEX_TEMPLATE])?;
     let mut reports = Vec::new();
-    let (mut total_planned, mut total_recorded) = (0usize, 0usize);
+    let mut total_runs = 0usize;
     for (id, loaded) in &registry.specs {
         let plan = crate::plan::build(loaded);
-        let runs = crate::runner::journal::read_records(&TrPaths::new(root, id).runs())
-            .map(|r| r.iter().filter(|x| !x.warmup).count())
-            .unwrap_or(0);
-        total_planned += plan.measured_runs();
-        total_recorded += runs;
+        let journal = TrPaths::new(root, id).runs();
+        let recorded_runs = journal
+            .is_file()
+            .then(|| crate::runner::journal::read_records(&journal).ok())
+            .flatten()
+            .map(|r| r.iter().filter(|x| !x.warmup).count());
+        let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
+        let has_matrix = !loaded.matrix.axes.is_empty();
+        // The best count there is: runs recorded here, else the matrix, else the report's own figure.
+        let (runs, runs_from) = match (recorded_runs, has_matrix, stated_runs) {
+            (Some(n), _, _) => (Some(n as f64), "recorded here"),
+            (None, true, _) => (Some(plan.measured_runs() as f64), "matrix"),
+            (None, false, Some(n)) => (Some(n), "stated"),
+            _ => (None, ""),
+        };
+        total_runs += runs.unwrap_or(0.0) as usize;
         let status = registry.effective_status(id);
         let (superseded_by, reason) = match &status {
             Some(EffectiveStatus::Superseded { by, reason }) => {
@@ -628,26 +658,34 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
             _ => (None, None),
         };
         reports.push(serde_json::json!({
-            "id": id, "title": loaded.spec.title, "phase": loaded.spec.phase.clone().unwrap_or_else(|| "Unassigned".into()),
+            "id": id, "title": loaded.spec.title, "phase": loaded.spec.phase, "question": loaded.spec.question,
             "status": status.as_ref().map(|s| s.label()).unwrap_or_default(), "declared_status": loaded.spec.status.to_string(),
             "superseded_by": superseded_by, "supersession_reason": reason,
-            "supersedes": loaded.spec.supersedes.as_ref().map(|s| s.id.clone()),
+            "supersedes": loaded.spec.supersedes.as_ref().map(|s| s.id.clone()), "builds_on": loaded.spec.builds_on,
             "key_finding": key_finding(root, registry, loaded)?,
-            "planned_runs": plan.measured_runs(), "recorded_runs": runs,
+            "planned_runs": has_matrix.then(|| plan.measured_runs()), "recorded_runs": recorded_runs, "stated_runs": stated_runs,
+            "runs": runs, "runs_from": runs_from,
             "has_report": reports_dir(root).join(format!("{id}.md")).is_file(),
         }));
     }
-    let mut phases: IndexMap<String, Vec<serde_json::Value>> = IndexMap::new();
+    let mut phases: IndexMap<Option<String>, Vec<serde_json::Value>> = IndexMap::new();
     for r in &reports {
         phases
-            .entry(r["phase"].as_str().unwrap_or_default().to_owned())
+            .entry(r["phase"].as_str().map(str::to_owned))
             .or_default()
             .push(r.clone());
     }
+    let count = |f: &dyn Fn(&serde_json::Value) -> bool| reports.iter().filter(|r| f(r)).count();
     let ctx = serde_json::json!({
-        "reports": reports,
         "phases": phases.into_iter().map(|(name, reports)| serde_json::json!({"name": name, "reports": reports})).collect::<Vec<_>>(),
-        "totals": {"reports": registry.specs.len(), "planned_runs": total_planned, "recorded_runs": total_recorded},
+        "totals": {
+            "reports": reports.len(),
+            "current": count(&|r| r["superseded_by"].is_null() && r["declared_status"] != "planned"),
+            "superseded": count(&|r| !r["superseded_by"].is_null()),
+            "planned": count(&|r| r["declared_status"] == "planned"),
+            "runs": total_runs,
+        },
+        "reports": reports,
     });
     let tmpl = env
         .get_template(INDEX_TEMPLATE)

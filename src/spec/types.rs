@@ -26,6 +26,10 @@ pub struct Spec {
     /// The earlier report this one replaces, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<Supersedes>,
+    /// Earlier reports this one builds on or compares against (not replaces): edges of the
+    /// index's relationship graph.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds_on: Vec<String>,
     /// The question the experiment answers.
     pub question: String,
     /// Named LLM servers: launched by the runner or reached at external endpoints.
