@@ -52,7 +52,7 @@ fn the_repository_audits_clean_apart_from_what_is_true_of_the_seed() {
         assert!(
             matches!(check, "claim" | "plan-vs-data" | "supersession"),
             "{}",
-            show(&[f.clone()])
+            show(std::slice::from_ref(f))
         );
         if f["severity"] == "error" {
             assert!(
