@@ -163,3 +163,24 @@ fn empty_project_is_an_input_error() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("no specs found"), "{}", out.stderr);
 }
+
+/// The seed catalogue's stated matrices plan exactly the run totals the seed states.
+#[test]
+fn catalogue_plans_match_the_seed_run_counts() {
+    let root = common::repo_root();
+    for (tr, cells, runs) in [
+        ("TR110", 30, 150),
+        ("TR111_v2", 19, 57),
+        ("TR112_v2", 37, 111),
+        ("TR114_v2", 27, 135),
+        ("TR115_v2", 30, 150),
+        ("TR116", 12, 60),
+        ("TR119", 50, 350),
+    ] {
+        let out = banterhearts(&root, &["plan", tr, "--format", "json"]);
+        assert_eq!(out.code, 0, "{tr}: {}", out.stderr);
+        let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+        let measured = plan["runs"].as_array().unwrap().iter().filter(|r| r["warmup"] == false).count();
+        assert_eq!((plan["cells"].as_array().unwrap().len(), measured), (cells, runs), "{tr}");
+    }
+}
