@@ -180,7 +180,16 @@ fn catalogue_plans_match_the_seed_run_counts() {
         let out = banterhearts(&root, &["plan", tr, "--format", "json"]);
         assert_eq!(out.code, 0, "{tr}: {}", out.stderr);
         let plan: Value = serde_json::from_str(&out.stdout).unwrap();
-        let measured = plan["runs"].as_array().unwrap().iter().filter(|r| r["warmup"] == false).count();
-        assert_eq!((plan["cells"].as_array().unwrap().len(), measured), (cells, runs), "{tr}");
+        let measured = plan["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["warmup"] == false)
+            .count();
+        assert_eq!(
+            (plan["cells"].as_array().unwrap().len(), measured),
+            (cells, runs),
+            "{tr}"
+        );
     }
 }

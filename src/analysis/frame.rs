@@ -53,6 +53,12 @@ struct LeanAgent {
     itl_p99_ms: Option<f64>,
     prefill_overhead_ms: Option<f64>,
     decode_overhead_ms: Option<f64>,
+    #[serde(default)]
+    startup_ms: Option<f64>,
+    #[serde(default)]
+    process_peak_rss_mb: Option<f64>,
+    #[serde(default)]
+    process_cpu_s: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +173,9 @@ impl Columns {
                 a.itl_p99_ms,
                 a.prefill_overhead_ms,
                 a.decode_overhead_ms,
+                a.startup_ms,
+                a.process_peak_rss_mb,
+                a.process_cpu_s,
             ];
             for (column, v) in self.agent_values.iter_mut().zip(values) {
                 column.push(v);

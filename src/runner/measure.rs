@@ -11,15 +11,18 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{GenerationRequest, Protocol, ServerReport, StreamEvent};
 use crate::stats::percentile;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
+    #[default]
     Ok,
     Degraded,
 }
 
 /// One agent's request: what the client saw, what the server reported, and the difference.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// For an agent program (`scenario: command`), one program's run: its own reported requests
+/// summarised, plus what the runner measured of the process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AgentRun {
     pub agent: u32,
     pub server: String,
@@ -50,6 +53,21 @@ pub struct AgentRun {
     pub itl_p95_ms: Option<f64>,
     pub itl_p99_ms: Option<f64>,
     pub text: String,
+    /// Agent programs: exec until the program's ready line (or first reported request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<f64>,
+    /// Agent programs: peak resident memory of the program's process group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_peak_rss_mb: Option<f64>,
+    /// Agent programs: user + system CPU seconds of the program and its children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_cpu_s: Option<f64>,
+    /// Agent programs: how the process ended ("exit 0", "exit 3", "signal 9", "killed at timeout").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    /// Agent programs: the requests the program reported (docs/agent-protocol.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<super::program::ReportedRequest>,
 }
 
 /// What a group of agents released together achieved.
@@ -280,6 +298,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         itl_p95_ms: percentile(&gaps, 95.0),
         itl_p99_ms: percentile(&gaps, 99.0),
         text: obs.text,
+        ..AgentRun::default()
     }
 }
 
@@ -362,7 +381,16 @@ pub async fn run_group(
         .enumerate()
         .map(|(i, (server, obs))| derive(i as u32, server, start, obs))
         .collect();
-    let group = (n > 1 && agents.iter().all(|a| a.status == RunStatus::Ok)).then(|| {
+    let group = group_stats(&agents);
+    (agents, group)
+}
+
+/// Group figures of agents released together (DESIGN.md): wall from the first start to the
+/// last finish, speedup = sum of agent times / wall, efficiency = speedup / N. Only when every
+/// agent finished well: a failed agent's time says nothing about concurrency.
+pub fn group_stats(agents: &[AgentRun]) -> Option<GroupStats> {
+    let n = agents.len();
+    (n > 1 && agents.iter().all(|a| a.status == RunStatus::Ok)).then(|| {
         let wall = agents
             .iter()
             .map(|a| a.sent_offset_ms + a.e2e_ms.unwrap_or(0.0))
@@ -377,6 +405,5 @@ pub async fn run_group(
             parallel_efficiency: speedup / n as f64,
             aggregate_tok_s: rate(tokens, Some(wall)),
         }
-    });
-    (agents, group)
+    })
 }

@@ -6,6 +6,7 @@
 
 pub mod journal;
 pub mod measure;
+pub mod program;
 mod progress;
 pub mod servers;
 pub mod telemetry;
@@ -20,7 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::backend::{self, GenerationRequest};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::plan::{self, Plan, PlannedRun};
-use crate::spec::{Backend, BackendKind, LoadedSpec, Placement, Scenario, matrix::label_of};
+use crate::spec::{Backend, BackendKind, LoadedSpec, Scenario, matrix::label_of};
 use crate::store::{self, TrPaths};
 use journal::{Journal, JournalError, RunRecord};
 use measure::{LagMonitor, RunStatus, Target};
@@ -40,7 +41,9 @@ pub const REQUEST_PARAMS: &[&str] = &[
     "num_gpu",
     "keep_alive",
 ];
-const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens"];
+/// Seconds an agent program may run before it is killed, unless its spec says otherwise.
+const DEFAULT_PROGRAM_TIMEOUT_S: f64 = 300.0;
+const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens", "agent"];
 const OLLAMA_ONLY: &[&str] = &["num_ctx", "num_gpu", "keep_alive"];
 const DEFAULT_TIMEOUT_S: f64 = 300.0;
 
@@ -121,14 +124,19 @@ fn unix_ms() -> u64 {
 fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
     let spec = &loaded.spec;
     let mut errors = Diagnostics::default();
-    if spec.backends.is_empty() {
+    let all_command = !loaded.cells.is_empty()
+        && loaded
+            .cells
+            .iter()
+            .all(|c| matches!(cell_scenario(&c.params), Some(Scenario::Command { .. })));
+    if spec.backends.is_empty() && !all_command {
         errors.push(
             loaded
                 .error_at("", "this TR has no backends, so there is nothing to run")
                 .help("add a `backends:` entry (see docs/spec.md)"),
         );
     }
-    if spec.workload.is_none() {
+    if spec.workload.is_none() && !all_command {
         errors.push(
             loaded
                 .error_at("", "this TR has no workload, so there is nothing to send")
@@ -137,7 +145,8 @@ fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
     }
     let known: Vec<&str> = REQUEST_PARAMS.iter().chain(ROUTING_AXES).copied().collect();
     for axis in loaded.matrix.axes.keys() {
-        if !known.contains(&axis.as_str()) {
+        // Agent programs receive every axis in their environment, so any axis is theirs to use.
+        if !known.contains(&axis.as_str()) && !all_command {
             let help = did_you_mean(axis, known.iter().copied())
                 .unwrap_or_else(|| format!("the runner can vary: {}", known.join(", ")));
             errors.push(
@@ -177,6 +186,170 @@ fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
         }
     }
     errors.into_result(())
+}
+
+/// The scenario of a cell (single when the matrix has no scenario axis).
+fn cell_scenario(params: &indexmap::IndexMap<String, Value>) -> Option<Scenario> {
+    match params.get("scenario") {
+        Some(v) => serde_json::from_value(v.clone()).ok(),
+        None => Some(Scenario::Single),
+    }
+}
+
+/// An axis value as an agent program receives it: strings bare, everything else as JSON.
+fn env_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The backend to restart before a command run whose program asks for a cold start.
+fn cold_backend<'a>(
+    loaded: &'a LoadedSpec,
+    params: &indexmap::IndexMap<String, Value>,
+) -> Option<(&'a str, &'a Backend)> {
+    let spec = &loaded.spec;
+    let name = params
+        .get("agent")
+        .and_then(Value::as_str)
+        .or_else(|| spec.agents.keys().next().map(String::as_str))?;
+    let program = spec.agents.get(name).filter(|p| p.cold_start)?;
+    let backend = program
+        .backend
+        .as_deref()
+        .or_else(|| params.get("backend").and_then(Value::as_str))
+        .or_else(|| spec.backends.keys().next().map(String::as_str))?;
+    spec.backends
+        .get_key_value(backend)
+        .filter(|(_, b)| b.launch.is_some())
+        .map(|(n, b)| (n.as_str(), b))
+}
+
+/// The programs to start for a command run, with their environment and arguments.
+fn program_targets(
+    loaded: &LoadedSpec,
+    plan: &Plan,
+    run: &PlannedRun,
+    running: &[Servers],
+    paths: &TrPaths,
+) -> Result<(Vec<program::ProgramTarget>, Duration), String> {
+    let spec = &loaded.spec;
+    let params = &plan.cells[run.cell].params;
+    let name = params
+        .get("agent")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| spec.agents.keys().next().cloned())
+        .ok_or("no agent program defined")?;
+    let program = spec
+        .agents
+        .get(&name)
+        .ok_or_else(|| format!("agent program `{name}` is not defined"))?;
+    let backend_name = program
+        .backend
+        .clone()
+        .or_else(|| {
+            params
+                .get("backend")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .or_else(|| spec.backends.keys().next().cloned());
+    let servers: Vec<String> = backend_name
+        .as_ref()
+        .and_then(|b| running.iter().find(|s| &s.name == b))
+        .map(|s| s.urls.clone())
+        .unwrap_or_default();
+    let backend = backend_name.as_ref().and_then(|b| spec.backends.get(b));
+    let (agents, per_agent) = cell_scenario(params).map_or((1, false), |s| s.shape());
+    let mut env: Vec<(String, String)> = vec![
+        ("BANTERHEARTS_TR".into(), spec.id.clone()),
+        ("BANTERHEARTS_RUN_ID".into(), run.run_id.clone()),
+        ("BANTERHEARTS_REPETITION".into(), run.repetition.to_string()),
+        (
+            "BANTERHEARTS_WARMUP".into(),
+            u8::from(run.warmup).to_string(),
+        ),
+        ("BANTERHEARTS_AGENTS".into(), agents.to_string()),
+    ];
+    if let Some(b) = backend {
+        env.push((
+            "BANTERHEARTS_BACKEND_KIND".into(),
+            serde_json::to_value(b.kind)
+                .ok()
+                .map(|v| env_value(&v))
+                .unwrap_or_default(),
+        ));
+        if let Some(model) = &b.model {
+            env.push(("BANTERHEARTS_MODEL_NAME".into(), model.clone()));
+        }
+        if program.cold_start && b.kind == BackendKind::Ollama {
+            env.push(("BANTERHEARTS_KEEP_ALIVE".into(), "0".into()));
+        }
+    }
+    if let Some(w) = &spec.workload {
+        env.push(("BANTERHEARTS_MAX_TOKENS".into(), w.max_tokens.to_string()));
+        if let Some(seed) = w.seed {
+            env.push(("BANTERHEARTS_SEED".into(), seed.to_string()));
+        }
+        if let Some(file) = &w.prompts_file {
+            let path = loaded.path.parent().unwrap_or(Path::new(".")).join(file);
+            env.push((
+                "BANTERHEARTS_PROMPTS_FILE".into(),
+                std::fs::canonicalize(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+            ));
+        }
+    }
+    // Cell parameters last, so an axis (max_tokens, say) wins over the workload's default.
+    for (k, v) in params {
+        if k != "scenario" {
+            env.retain(|(key, _)| *key != format!("BANTERHEARTS_{}", k.to_uppercase()));
+            env.push((format!("BANTERHEARTS_{}", k.to_uppercase()), env_value(v)));
+        }
+    }
+    env.extend(program.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let targets = (0..agents as usize)
+        .map(|agent| {
+            let server = if servers.is_empty() {
+                String::new()
+            } else {
+                servers[if per_agent { agent % servers.len() } else { 0 }].clone()
+            };
+            let mut env = env.clone();
+            env.push(("BANTERHEARTS_ENDPOINT".into(), server.clone()));
+            env.push(("BANTERHEARTS_AGENT".into(), agent.to_string()));
+            let argv = program
+                .command
+                .iter()
+                .map(|arg| {
+                    let mut arg = arg
+                        .replace("{endpoint}", &server)
+                        .replace("{run_id}", &run.run_id)
+                        .replace("{agent}", &agent.to_string());
+                    for (k, v) in params {
+                        arg = arg.replace(&format!("{{{k}}}"), &env_value(v));
+                    }
+                    arg
+                })
+                .collect();
+            program::ProgramTarget {
+                argv,
+                env,
+                server,
+                log: paths
+                    .logs()
+                    .join(format!("agent-{}-{agent}.log", run.run_id)),
+            }
+        })
+        .collect();
+    Ok((
+        targets,
+        Duration::from_secs_f64(program.timeout_s.unwrap_or(DEFAULT_PROGRAM_TIMEOUT_S)),
+    ))
 }
 
 fn prompts(loaded: &LoadedSpec) -> Result<Vec<String>, RunError> {
@@ -227,34 +400,76 @@ async fn start_servers(
                 .collect(),
             launched: Vec::new(),
         };
-        if let Some(launch) = &b.launch {
-            let binary = servers::find_llama_server()?;
-            let args = servers::expand_args(name, &launch.args)?;
-            for i in 0..launch.count.max(1) {
-                progress.note(&format!(
-                    "starting llama-server {} of {} for backend `{name}`",
-                    i + 1,
-                    launch.count
-                ));
-                let log = paths.logs().join(format!("server-{name}-{i}.log"));
-                let started =
-                    ManagedServer::launch(&binary, &args, log, Duration::from_secs(180)).await;
-                match started {
-                    Ok(server) => {
-                        entry.urls.push(server.base_url.clone());
-                        entry.launched.push(server);
-                    }
-                    Err(e) => {
-                        stop_servers(std::mem::take(&mut all)).await;
-                        stop_servers(vec![entry]).await;
-                        return Err(e.into());
-                    }
-                }
+        match launch_backend(name, b, paths, progress).await {
+            Ok(launched) => {
+                entry
+                    .urls
+                    .extend(launched.iter().map(|m| m.base_url.clone()));
+                entry.launched = launched;
+            }
+            Err(e) => {
+                stop_servers(std::mem::take(&mut all)).await;
+                return Err(e);
             }
         }
         all.push(entry);
     }
     Ok(all)
+}
+
+/// Starts the llama-servers a backend launches (none for external endpoints); on failure the
+/// ones already started are stopped.
+async fn launch_backend(
+    name: &str,
+    b: &Backend,
+    paths: &TrPaths,
+    progress: &progress::Progress,
+) -> Result<Vec<ManagedServer>, RunError> {
+    let Some(launch) = &b.launch else {
+        return Ok(Vec::new());
+    };
+    let binary = servers::find_llama_server()?;
+    let args = servers::expand_args(name, &launch.args)?;
+    let mut started = Vec::new();
+    for i in 0..launch.count.max(1) {
+        progress.note(&format!(
+            "starting llama-server {} of {} for backend `{name}`",
+            i + 1,
+            launch.count
+        ));
+        let log = paths.logs().join(format!("server-{name}-{i}.log"));
+        match ManagedServer::launch(&binary, &args, log, Duration::from_secs(180)).await {
+            Ok(server) => started.push(server),
+            Err(e) => {
+                for s in started {
+                    s.stop().await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(started)
+}
+
+/// A cold start for an agent program: the backend's launched servers are stopped and started
+/// again (new processes, empty caches); external endpoints are left as they are.
+async fn restart_backend(
+    entry: &mut Servers,
+    b: &Backend,
+    paths: &TrPaths,
+    progress: &progress::Progress,
+) -> Result<(), RunError> {
+    let old: Vec<String> = entry.launched.iter().map(|m| m.base_url.clone()).collect();
+    for server in std::mem::take(&mut entry.launched) {
+        server.stop().await;
+    }
+    entry.urls.retain(|u| !old.contains(u));
+    let launched = launch_backend(&entry.name, b, paths, progress).await?;
+    entry
+        .urls
+        .extend(launched.iter().map(|m| m.base_url.clone()));
+    entry.launched = launched;
+    Ok(())
 }
 
 async fn stop_servers(all: Vec<Servers>) {
@@ -376,12 +591,8 @@ fn targets(
         Some(v) => serde_json::from_value(v.clone()).map_err(|e| e.to_string())?,
         None => Scenario::Single,
     };
-    let (agents, per_agent) = match scenario {
-        Scenario::Single => (1, false),
-        Scenario::Concurrent { agents, placement } => {
-            (agents as usize, placement == Placement::ServerPerAgent)
-        }
-    };
+    let (agents, per_agent) = scenario.shape();
+    let agents = agents as usize;
     let workload = spec.workload.as_ref().ok_or("no workload")?;
     let max_tokens = params
         .get("max_tokens")
@@ -509,7 +720,7 @@ pub async fn run(
             needed.push(name);
         }
     }
-    let running = start_servers(loaded, &paths, &needed, &progress).await?;
+    let mut running = start_servers(loaded, &paths, &needed, &progress).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
@@ -559,14 +770,32 @@ pub async fn run(
     let outcome: Result<(), RunError> = async {
         for run in &pending {
             let cell = &plan.cells[run.cell];
-            let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
-            let backend_name = cell.params.get("backend").and_then(Value::as_str).map(str::to_owned).or_else(|| loaded.spec.backends.keys().next().cloned()).unwrap_or_default();
+            let command = matches!(cell_scenario(&cell.params), Some(Scenario::Command { .. }));
             telemetry.begin_run();
             let started = unix_ms();
             let lag = LagMonitor::start();
-            let measured = tokio::select! {
-                m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
-                _ = interrupt.recv() => None,
+            let measured = if command {
+                if let Some((name, b)) = cold_backend(loaded, &cell.params)
+                    && let Some(entry) = running.iter_mut().find(|s| s.name == name)
+                {
+                    restart_backend(entry, b, &paths, &progress).await?;
+                    let pids: Vec<u32> = running.iter().flat_map(|s| s.launched.iter().map(|m| m.pid)).collect();
+                    telemetry = telemetry::Telemetry::new(&pids);
+                    telemetry.begin_run();
+                }
+                let (programs, timeout) = program_targets(loaded, &plan, run, &running, &paths).map_err(RunError::Other)?;
+                std::fs::create_dir_all(paths.logs()).map_err(|e| RunError::Other(format!("{}: {e}", paths.logs().display())))?;
+                tokio::select! {
+                    m = program::run_group(programs, root, timeout) => Some(m),
+                    _ = interrupt.recv() => None,
+                }
+            } else {
+                let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
+                let backend_name = cell.params.get("backend").and_then(Value::as_str).map(str::to_owned).or_else(|| loaded.spec.backends.keys().next().cloned()).unwrap_or_default();
+                tokio::select! {
+                    m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
+                    _ = interrupt.recv() => None,
+                }
             };
             let harness_lag = lag.finish().await;
             let Some((agents, group)) = measured else {

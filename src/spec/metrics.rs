@@ -18,6 +18,9 @@ pub const AGENT_METRICS: &[&str] = &[
     "itl_p99_ms",
     "prefill_overhead_ms",
     "decode_overhead_ms",
+    "startup_ms",
+    "process_peak_rss_mb",
+    "process_cpu_s",
 ];
 
 /// Run-level: one value per run (group, harness and server telemetry).

@@ -37,6 +37,10 @@ pub struct Spec {
     pub backends: IndexMap<String, Backend>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// Agent programs the runner launches for `scenario: {kind: command}` (any language; the
+    /// protocol is in docs/agent-protocol.md). An `agent` axis picks one by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub agents: IndexMap<String, AgentProgram>,
     /// Axes to sweep (name -> list of values) plus optional `exclude` and `include` lists,
     /// with GitHub Actions semantics: include is applied after exclude. Omit for one cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,6 +380,28 @@ fn matrix_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// An external agent program: launched once per agent per run, with the cell's parameters in
+/// its environment (`BANTERHEARTS_<AXIS>`) and `{axis}` placeholders in its arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProgram {
+    /// Program and arguments, run in the project root: `["python3", "agents/python/agent.py"]`.
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// Seconds before the program is killed and its run recorded as degraded (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+    /// Restart launched servers before every run, so the program meets a cold server (for
+    /// Ollama, the program receives BANTERHEARTS_KEEP_ALIVE=0 instead).
+    #[serde(default)]
+    pub cold_start: bool,
+    /// The backend whose server URL the program receives (default: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
 /// How the agents of one run talk to the servers: the value of a `scenario` matrix axis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -388,6 +414,30 @@ pub enum Scenario {
         #[serde(default)]
         placement: Placement,
     },
+    /// `agents` copies of an agent program (see `agents:`), released together.
+    Command {
+        #[serde(default = "one_agent")]
+        agents: u32,
+        #[serde(default)]
+        placement: Placement,
+    },
+}
+
+fn one_agent() -> u32 {
+    1
+}
+
+impl Scenario {
+    /// Agents in the run and whether each gets a server of its own.
+    pub fn shape(&self) -> (u32, bool) {
+        match *self {
+            Scenario::Single => (1, false),
+            Scenario::Concurrent { agents, placement }
+            | Scenario::Command { agents, placement } => {
+                (agents, placement == Placement::ServerPerAgent)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

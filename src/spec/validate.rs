@@ -70,6 +70,7 @@ pub(super) fn check(
     };
     if let (Some(matrix), Some(cells)) = (&matrix, &cells) {
         check_axis_references(&mut c, spec, matrix, cells);
+        check_agent_programs(&mut c, spec, matrix);
         check_claims(&mut c, spec, matrix, cells);
     }
     match (matrix, cells) {
@@ -431,6 +432,54 @@ fn expand(c: &mut Checker, m: &Matrix) -> Option<Vec<Cell>> {
     }
 }
 
+/// Agent programs can be started, and an `agent` axis names them.
+fn check_agent_programs(c: &mut Checker, spec: &Spec, m: &Matrix) {
+    for (name, program) in &spec.agents {
+        if program.command.first().is_none_or(|p| p.trim().is_empty()) {
+            c.error(
+                &format!("agents.{name}.command"),
+                "the command is empty",
+                "give the program and its arguments: `[\"python3\", \"agents/python/agent.py\"]`",
+            );
+        }
+        if program
+            .timeout_s
+            .is_some_and(|t| !(t > 0.0 && t.is_finite()))
+        {
+            c.error(
+                &format!("agents.{name}.timeout_s"),
+                "timeout_s must be a positive number of seconds",
+                "e.g. `timeout_s: 300`",
+            );
+        }
+        if let Some(b) = &program.backend
+            && !spec.backends.contains_key(b)
+        {
+            let help = did_you_mean(b, spec.backends.keys().map(String::as_str))
+                .unwrap_or_else(|| "name a backend defined under `backends:`".into());
+            c.error(
+                &format!("agents.{name}.backend"),
+                format!("backend `{b}` is not defined"),
+                help,
+            );
+        }
+    }
+    let names: Vec<&str> = spec.agents.keys().map(String::as_str).collect();
+    for (at, value) in axis_values(m, "agent") {
+        let name = value.as_str().unwrap_or_default();
+        if !spec.agents.contains_key(name) {
+            let help = did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
+                format!("define it under `agents:` (defined: {})", names.join(", "))
+            });
+            c.error(
+                &at,
+                format!("agent program `{}` is not defined", compact(value)),
+                help,
+            );
+        }
+    }
+}
+
 /// `backend` and `scenario` axes refer to things the spec must define correctly.
 fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
     let names: Vec<&str> = spec.backends.keys().map(String::as_str).collect();
@@ -461,21 +510,40 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
     for (at, value) in axis_values(m, "scenario") {
         if let Err(e) = serde_json::from_value::<Scenario>(value.clone()) {
             scenario_ok = false;
-            c.error(&at, format!("invalid scenario: {e}"), "write `{kind: single}` or `{kind: concurrent, agents: 2, placement: shared | server-per-agent}`");
+            c.error(&at, format!("invalid scenario: {e}"), "write `{kind: single}`, `{kind: concurrent, agents: 2, placement: shared | server-per-agent}` or `{kind: command, agents: 1}`");
         }
     }
     if !scenario_ok {
         return;
     }
     for cell in cells {
-        let Some(Ok(Scenario::Concurrent { agents, placement })) = cell
+        let Some(Ok(scenario)) = cell
             .params
             .get("scenario")
             .map(|v| serde_json::from_value::<Scenario>(v.clone()))
         else {
             continue;
         };
-        if agents < 2 {
+        let (agents, placement) = match scenario {
+            Scenario::Single => continue,
+            Scenario::Concurrent { agents, placement } => (agents, placement),
+            Scenario::Command { agents, placement } => {
+                if spec.agents.is_empty() {
+                    c.error("matrix.scenario", "a command scenario runs an agent program, but `agents:` defines none", "add `agents: {name: {command: [\"python3\", \"agents/python/agent.py\"]}}`");
+                    return;
+                }
+                if agents < 1 {
+                    c.error(
+                        "matrix.scenario",
+                        "a command scenario needs at least 1 agent",
+                        "set `agents: 1` or more",
+                    );
+                    return;
+                }
+                (agents, placement)
+            }
+        };
+        if agents < 2 && matches!(scenario, Scenario::Concurrent { .. }) {
             c.error(
                 "matrix.scenario",
                 format!("a concurrent scenario needs at least 2 agents, got {agents}"),

@@ -1,0 +1,193 @@
+//! Agent programs (`scenario: {kind: command}`) and how the runner copes with bad ones: a
+//! malformed metrics line, a program that hangs, one that crashes and leaves a child behind.
+//! The programs here are small shell scripts; the reference agents against a real llama-server
+//! are exercised in runner_llama.rs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{banterhearts, journal, project};
+use serde_json::Value;
+
+const REQUEST: &str =
+    r#"{"event": "request", "step": "only", "ttft_ms": 10, "e2e_ms": 20, "output_tokens": 5}"#;
+
+fn spec(agents: &str, scenario: &str) -> String {
+    format!(
+        "id: TR970\ntitle: programs\nstatus: running\nquestion: do bad programs get caught?\nagents:\n{agents}\nmatrix:\n  scenario: [{scenario}]\nrepetitions: 1\n"
+    )
+}
+
+fn script(root: &Path, name: &str, body: &str) {
+    std::fs::write(root.join(name), format!("#!/bin/sh\n{body}\n")).unwrap();
+}
+
+fn only_agent(root: &Path) -> Value {
+    let records = journal(root, "TR970");
+    assert_eq!(records.len(), 1);
+    records[0]["agents"][0].clone()
+}
+
+/// Running, as opposed to gone or a zombie waiting for a parent that may never reap it.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rfind(')')
+                .map(|i| stat[i + 1..].trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[test]
+fn a_malformed_metrics_line_degrades_the_run_and_is_quoted() {
+    let dir = project(&[]);
+    let root = dir.path();
+    script(
+        root,
+        "agent.sh",
+        &format!("echo '{{\"event\": \"ready\"}}'\necho 'progress: 50%'\necho '{REQUEST}'"),
+    );
+    std::fs::write(
+        root.join("experiments/TR970.yaml"),
+        spec("  bad: {command: [sh, agent.sh]}", "{kind: command}"),
+    )
+    .unwrap();
+    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
+    assert_eq!(out.code, 1, "degraded runs exit 1: {}", out.stderr);
+    let agent = only_agent(root);
+    assert_eq!(agent["status"], "degraded");
+    let reason = agent["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("malformed metrics line 2: `progress: 50%`: "),
+        "{reason}"
+    );
+    assert_eq!(
+        agent["requests"].as_array().unwrap().len(),
+        1,
+        "the valid line after it is still read"
+    );
+    assert_eq!(agent["exit"], "exit 0");
+}
+
+#[test]
+fn a_hanging_program_is_killed_at_its_timeout() {
+    let dir = project(&[]);
+    let root = dir.path();
+    script(root, "agent.sh", "echo '{\"event\": \"ready\"}'\nsleep 600");
+    std::fs::write(
+        root.join("experiments/TR970.yaml"),
+        spec(
+            "  slow: {command: [sh, agent.sh], timeout_s: 1}",
+            "{kind: command}",
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        started.elapsed().as_secs_f64() < 20.0,
+        "the runner did not wait for the program"
+    );
+    let agent = only_agent(root);
+    assert_eq!(
+        agent["reason"],
+        "timed out after 1 s; the program was killed"
+    );
+    assert_eq!(agent["exit"], "killed at timeout");
+    let wall = agent["e2e_ms"].as_f64().unwrap();
+    assert!((1000.0..3000.0).contains(&wall), "wall {wall}");
+}
+
+#[test]
+fn a_crashing_program_leaves_no_orphans_and_says_why() {
+    let dir = project(&[]);
+    let root = dir.path();
+    // The child inherits stdout, so the runner cannot wait for end of output alone.
+    script(
+        root,
+        "agent.sh",
+        &format!(
+            "sleep 600 &\necho $! > child.pid\necho '{REQUEST}'\necho 'Traceback: something broke' >&2\nexit 3"
+        ),
+    );
+    std::fs::write(
+        root.join("experiments/TR970.yaml"),
+        spec(
+            "  crashy: {command: [sh, agent.sh], timeout_s: 30}",
+            "{kind: command}",
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        started.elapsed().as_secs_f64() < 15.0,
+        "a child holding stdout must not stall the run"
+    );
+    let agent = only_agent(root);
+    assert_eq!(
+        agent["reason"],
+        "the program ended with exit 3; last stderr line: Traceback: something broke"
+    );
+    assert_eq!(agent["exit"], "exit 3");
+    let child: i32 = std::fs::read_to_string(root.join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(child), "the program's child {child} outlived it");
+}
+
+#[test]
+fn programs_released_together_form_a_group_with_their_process_figures() {
+    let dir = project(&[]);
+    let root = dir.path();
+    script(
+        root,
+        "agent.sh",
+        &format!(
+            "echo '{{\"event\": \"ready\"}}'\nsleep 0.3\necho \"$BANTERHEARTS_AGENT $BANTERHEARTS_AGENTS $BANTERHEARTS_FLAVOUR\" >&2\necho '{REQUEST}'"
+        ),
+    );
+    let agents = "  ok: {command: [sh, agent.sh, \"{flavour}\"]}";
+    let text = spec(agents, "{kind: command, agents: 2}")
+        .replace("matrix:\n", "matrix:\n  flavour: [plain]\n");
+    std::fs::write(root.join("experiments/TR970.yaml"), text).unwrap();
+    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let record = &journal(root, "TR970")[0];
+    let agents = record["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 2);
+    for a in agents {
+        assert_eq!(a["status"], "ok", "{a}");
+        assert!(
+            a["sent_offset_ms"].as_f64().unwrap() < 100.0,
+            "released together: {a}"
+        );
+        let wall = a["e2e_ms"].as_f64().unwrap();
+        assert!((300.0..3000.0).contains(&wall), "{a}");
+        assert!(a["startup_ms"].as_f64().unwrap() < wall);
+        assert!(
+            a["process_peak_rss_mb"].as_f64().unwrap() > 0.0
+                && a["process_cpu_s"].as_f64().is_some(),
+            "{a}"
+        );
+        assert_eq!(
+            (a["ttft_ms"].as_f64(), a["output_tokens"].as_u64()),
+            (Some(10.0), Some(5))
+        );
+    }
+    let eff = record["group"]["parallel_efficiency"].as_f64().unwrap();
+    assert!(eff > 0.5 && eff <= 1.0 + 1e-9, "{eff}");
+    // The cell's parameters reach the program as environment variables.
+    let log = std::fs::read_to_string(root.join(format!(
+        "data/TR970/logs/agent-{}-1.log",
+        record["run_id"].as_str().unwrap()
+    )))
+    .unwrap();
+    assert_eq!(log.trim(), "1 2 plain");
+}
