@@ -474,3 +474,77 @@ fn openai_protocol_against_llama_server_reads_usage_and_timings() {
         assert!(!a["text"].as_str().unwrap().is_empty());
     }
 }
+
+/// The two reference agents (Rust and Python) run the same workflow against a real
+/// llama-server as command scenarios, and the report shows their process figures.
+#[test]
+fn reference_agents_in_rust_and_python_run_against_llama_server() {
+    let _serial = serial();
+    let examples = std::path::Path::new(env!("CARGO_BIN_EXE_banterhearts"))
+        .parent()
+        .unwrap()
+        .join("examples/reference_agent");
+    assert!(
+        examples.is_file(),
+        "cargo test builds the example: {}",
+        examples.display()
+    );
+    let python = common::repo_root().join("agents/python/agent.py");
+    let spec = format!(
+        r#"id: TR955
+title: reference agents
+status: running
+question: do both reference agents run the workflow?
+backends:
+  llama:
+    kind: llama-cpp
+    launch: {{count: 1, args: ["-m", "${{BANTERHEARTS_MODEL}}", "-c", "2048", "-np", "2", "-t", "2"]}}
+agents:
+  rust: {{command: ["{rust}"], timeout_s: 120, env: {{BANTERHEARTS_MAX_TOKENS: "8"}}}}
+  python: {{command: ["python3", "{python}"], timeout_s: 120, env: {{BANTERHEARTS_MAX_TOKENS: "8"}}}}
+matrix:
+  agent: [rust, python]
+  scenario: [{{kind: command}}]
+repetitions: 1
+"#,
+        rust = examples.display(),
+        python = python.display()
+    );
+    let dir = project(&[("TR955.yaml", &spec)]);
+    let out = banterhearts_with_model(dir.path(), &["run", "TR955", "--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR955");
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let a = &r["agents"][0];
+        assert_eq!(a["status"], "ok", "{a}");
+        let steps: Vec<&str> = a["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["ingest", "analyse", "report"], "{a}");
+        assert!(
+            a["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|q| q["output_tokens"] == 8),
+            "exactly max_tokens per step: {a}"
+        );
+        assert_eq!(a["output_tokens"], 24);
+        assert!(
+            f(a, "startup_ms") < f(a, "e2e_ms") && f(a, "process_peak_rss_mb") > 1.0,
+            "{a}"
+        );
+    }
+    copy_templates(dir.path());
+    let out = banterhearts(dir.path(), &["report", "TR955"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = std::fs::read_to_string(dir.path().join("reports/TR955.md")).unwrap();
+    assert!(
+        report.contains("### Agent programs") && report.contains("| C1 | agent=rust"),
+        "{report}"
+    );
+}

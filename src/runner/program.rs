@@ -121,38 +121,73 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Resident memory of every process in the group, in MB (from /proc).
-fn group_rss_mb(pgid: i32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    let mut pages = 0u64;
-    for entry in dir.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
+/// Peak memory of a process group, from samples of /proc.
+#[derive(Default)]
+struct MemoryPeak {
+    /// Highest sum of the members' resident memory seen in one sample, in kB.
+    group_kb: u64,
+    /// The program's own high-water mark (`VmHWM`, reset by exec, so the runner's memory that
+    /// the child shares between fork and exec is not counted): catches spikes between samples.
+    program_kb: u64,
+}
+
+impl MemoryPeak {
+    fn sample(&mut self, pgid: i32) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
         };
-        // Fields after the command name (which may contain spaces) start at `state`.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|p| p.parse::<i32>().ok()) == Some(pgid) {
-            pages += fields
-                .get(21)
-                .and_then(|r| r.parse::<u64>().ok())
-                .unwrap_or(0);
+        let mut total = 0;
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name (which may contain spaces) start at `state`.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            if rest
+                .split_whitespace()
+                .nth(2)
+                .and_then(|p| p.parse::<i32>().ok())
+                != Some(pgid)
+            {
+                continue;
+            }
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+                continue;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            total += field("VmRSS:");
+            if pid == pgid {
+                self.program_kb = self.program_kb.max(field("VmHWM:"));
+            }
         }
+        self.group_kb = self.group_kb.max(total);
     }
-    pages as f64 * page / (1024.0 * 1024.0)
+
+    fn mb(&self) -> Option<f64> {
+        let kb = self.group_kb.max(self.program_kb);
+        (kb > 0).then(|| kb as f64 / 1024.0)
+    }
 }
 
 /// How a waited-for process ended, and its resource use (with its waited-for children's).
 struct Ended {
     status: i32,
     cpu_s: f64,
-    max_rss_mb: f64,
 }
 
 enum Event {
@@ -176,10 +211,11 @@ fn wait_blocking(pid: i32) -> Ended {
         }
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    // ru_maxrss is not used: it includes the runner's own memory, shared by the child between
+    // fork and exec.
     Ended {
         status,
         cpu_s: secs(usage.ru_utime) + secs(usage.ru_stime),
-        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
     }
 }
 
@@ -260,13 +296,19 @@ fn run_one(
     std::thread::spawn(move || {
         let _ = tx.send(Event::Exited(wait_blocking(pid), Instant::now()));
     });
-    let mut peak_rss: f64 = 0.0;
+    let mut memory = MemoryPeak::default();
+    let mut sampled = Instant::now() - Duration::from_secs(1);
     let mut ready_at: Option<Instant> = None;
     let mut timed_out = false;
     let mut exited: Option<(Ended, Instant)> = None;
     let mut line_no = 0;
     while !(eof && exited.is_some()) {
-        match rx.recv_timeout(Duration::from_millis(20)) {
+        // Memory every 10 ms, whether or not the program is printing.
+        if exited.is_none() && sampled.elapsed() >= Duration::from_millis(10) {
+            memory.sample(pid);
+            sampled = Instant::now();
+        }
+        match rx.recv_timeout(Duration::from_millis(10)) {
             Ok(Event::Line(at, Ok(line))) => {
                 line_no += 1;
                 if line.trim().is_empty() {
@@ -296,9 +338,6 @@ fn run_one(
                 exited = Some((e, at));
             }
             Err(_) => {
-                if exited.is_none() {
-                    peak_rss = peak_rss.max(group_rss_mb(pid));
-                }
                 let now = Instant::now();
                 if exited.is_none() && now >= deadline && !timed_out {
                     timed_out = true;
@@ -319,7 +358,6 @@ fn run_one(
         Ended {
             status: 0,
             cpu_s: 0.0,
-            max_rss_mb: 0.0,
         },
         Instant::now(),
     ));
@@ -327,7 +365,7 @@ fn run_one(
     kill_group(pid);
     run.e2e_ms = Some(ms(finished.duration_since(started)));
     run.startup_ms = ready_at.map(|t| ms(t.duration_since(started)));
-    run.process_peak_rss_mb = Some(peak_rss.max(ended.max_rss_mb));
+    run.process_peak_rss_mb = memory.mb();
     run.process_cpu_s = Some(ended.cpu_s);
     let (clean, how) = describe_status(ended.status);
     if timed_out {
