@@ -116,7 +116,13 @@ async fn main() {
         env_u64("BANTERHEARTS_MAX_TOKENS", 64),
         env_u64("BANTERHEARTS_SEED", 42),
     );
-    let client = match reqwest::Client::builder().tcp_nodelay(true).build() {
+    // A connection per request, as the Python agent does: llama-server may close a streamed
+    // response's connection, and a pooled one that it closed fails the next request.
+    let client = match reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(0)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("HTTP client: {e}");

@@ -500,12 +500,12 @@ backends:
     kind: llama-cpp
     launch: {{count: 1, args: ["-m", "${{BANTERHEARTS_MODEL}}", "-c", "2048", "-np", "2", "-t", "2"]}}
 agents:
-  rust: {{command: ["{rust}"], timeout_s: 120, env: {{BANTERHEARTS_MAX_TOKENS: "8"}}}}
+  rust: {{command: ["{rust}"], timeout_s: 120, cold_start: true, env: {{BANTERHEARTS_MAX_TOKENS: "8"}}}}
   python: {{command: ["python3", "{python}"], timeout_s: 120, env: {{BANTERHEARTS_MAX_TOKENS: "8"}}}}
 matrix:
   agent: [rust, python]
   scenario: [{{kind: command}}]
-repetitions: 1
+repetitions: 2
 "#,
         rust = examples.display(),
         python = python.display()
@@ -514,7 +514,18 @@ repetitions: 1
     let out = banterhearts_with_model(dir.path(), &["run", "TR955", "--quiet"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR955");
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 4);
+    // cold_start: every Rust run meets a freshly started server.
+    let rust_servers: Vec<u64> = records
+        .iter()
+        .filter(|r| r["params"]["agent"] == "rust")
+        .map(|r| r["servers"][0]["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rust_servers.len(), 2);
+    assert_ne!(
+        rust_servers[0], rust_servers[1],
+        "a cold start restarts the server"
+    );
     for r in &records {
         let a = &r["agents"][0];
         assert_eq!(a["status"], "ok", "{a}");
@@ -546,5 +557,83 @@ repetitions: 1
     assert!(
         report.contains("### Agent programs") && report.contains("| C1 | agent=rust"),
         "{report}"
+    );
+}
+
+/// A workflow run: three steps, each prompt built from the earlier steps' text, each measured,
+/// the final text scored by the spec's rules; two agents run it together as a group.
+#[test]
+fn a_workflow_runs_its_steps_in_order_and_scores_the_final_output() {
+    let _serial = serial();
+    let spec = r#"id: TR956
+title: workflow
+status: running
+question: does a three-step workflow run and get scored?
+backends:
+  llama: {kind: llama-cpp, launch: {count: 1, args: ["-m", "${BANTERHEARTS_MODEL}", "-c", "2048", "-np", "2", "-t", "2"]}}
+workload: {prompts: ["Two agents shared one server and their first tokens came late."], max_tokens: 12, seed: 42, ignore_eos: true}
+workflow:
+  steps:
+    - {id: summarise, prompt: "Summarise: {{ input }}\nSummary:"}
+    - {id: risks, prompt: "Name two risks of this: {{ steps.summarise }}\nRisks:"}
+    - {id: report, prompt: "Report.\nSummary: {{ steps.summarise }}\nRisks: {{ steps.risks }}\n", max_tokens: 20}
+  quality: {required_sections: [Zebra Appendix], min_words: 1, max_words: 400}
+matrix:
+  scenario: [{kind: workflow}, {kind: workflow, agents: 2}]
+repetitions: 1
+"#;
+    let dir = project(&[("TR956.yaml", spec)]);
+    let out = banterhearts_with_model(dir.path(), &["run", "TR956", "--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR956");
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        for a in r["agents"].as_array().unwrap() {
+            let steps: Vec<(&str, u64)> = a["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| {
+                    (
+                        q["step"].as_str().unwrap(),
+                        q["output_tokens"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                steps,
+                [("summarise", 12), ("risks", 12), ("report", 20)],
+                "{a}"
+            );
+            let step_time: f64 = a["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| f(q, "e2e_ms"))
+                .sum();
+            assert!(
+                f(a, "e2e_ms") >= step_time,
+                "the workflow's time covers its steps: {a}"
+            );
+            // The final text has no "Zebra Appendix" section (nothing asks for one),
+            // while the length rules hold: two of three rules met.
+            assert!((f(a, "quality_score") - 2.0 / 3.0).abs() < 1e-9, "{a}");
+            assert_eq!(
+                a["quality_missed"],
+                serde_json::json!(["section `Zebra Appendix`"])
+            );
+        }
+    }
+    let group = records
+        .iter()
+        .find(|r| r["agents"].as_array().unwrap().len() == 2)
+        .unwrap();
+    assert!(f(&group["group"], "parallel_efficiency") > 0.3, "{group}");
+    let out = banterhearts(dir.path(), &["analyze", "TR956"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let summary = std::fs::read_to_string(dir.path().join("data/TR956/summary.csv")).unwrap();
+    assert!(
+        summary.lines().any(|l| l.contains(",quality_score,")),
+        "quality is summarised like any metric"
     );
 }

@@ -59,6 +59,8 @@ struct LeanAgent {
     process_peak_rss_mb: Option<f64>,
     #[serde(default)]
     process_cpu_s: Option<f64>,
+    #[serde(default)]
+    quality_score: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +178,7 @@ impl Columns {
                 a.startup_ms,
                 a.process_peak_rss_mb,
                 a.process_cpu_s,
+                a.quality_score,
             ];
             for (column, v) in self.agent_values.iter_mut().zip(values) {
                 column.push(v);

@@ -65,7 +65,12 @@ pub struct AgentRun {
     /// Agent programs: how the process ended ("exit 0", "exit 3", "signal 9", "killed at timeout").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<String>,
-    /// Agent programs: the requests the program reported (docs/agent-protocol.md).
+    /// Workflows: the share of the spec's quality rules the final output meets, and the missed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality_missed: Vec<String>,
+    /// Agent programs and workflows: the requests made (reported by the program, or the steps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<super::program::ReportedRequest>,
 }
@@ -114,17 +119,25 @@ async fn observe(
     target: &Target,
     deadline: tokio::time::Instant,
 ) -> Observed {
-    let builder = protocol.request(client, &target.server, &target.request);
-    let sent = Instant::now();
+    let mut sent = Instant::now();
     let mut obs = Observed {
         sent,
         failure: None,
         ..Observed::failed(String::new())
     };
-    let response = match tokio::time::timeout_at(deadline, builder.send()).await {
-        Err(_) => return obs.fail(timeout_reason(sent)),
-        Ok(Err(e)) => return obs.fail(request_error(&e)),
-        Ok(Ok(r)) => r,
+    let mut attempt = 0;
+    let response = loop {
+        let builder = protocol.request(client, &target.server, &target.request);
+        sent = Instant::now();
+        obs.sent = sent;
+        match tokio::time::timeout_at(deadline, builder.send()).await {
+            Err(_) => return obs.fail(timeout_reason(sent)),
+            // A pooled connection the server had already closed fails before the request is
+            // read (llama-server closes some after a stream): send once more, timed afresh.
+            Ok(Err(e)) if attempt == 0 && closed_before_response(&e) => attempt += 1,
+            Ok(Err(e)) => return obs.fail(request_error(&e)),
+            Ok(Ok(r)) => break r,
+        }
     };
     if !response.status().is_success() {
         let status = response.status();
@@ -234,7 +247,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -345,6 +358,33 @@ impl LagMonitor {
     }
 }
 
+/// Whether a request failed because its (reused) connection was closed before any response.
+fn closed_before_response(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err
+            .to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Sends one request and measures it (a workflow step).
+pub async fn measure_one(
+    client: &reqwest::Client,
+    protocol: &dyn Protocol,
+    target: &Target,
+    deadline: tokio::time::Instant,
+) -> AgentRun {
+    let obs = observe(client, protocol, target, deadline).await;
+    let sent = obs.sent;
+    derive(0, target.server.clone(), sent, obs)
+}
+
 /// Sends every target's request at once (released by one barrier) and measures each.
 pub async fn run_group(
     client: &reqwest::Client,
@@ -380,6 +420,23 @@ pub async fn run_group(
         .into_iter()
         .enumerate()
         .map(|(i, (server, obs))| derive(i as u32, server, start, obs))
+        .collect();
+    let group = group_stats(&agents);
+    (agents, group)
+}
+
+/// Agents that each ran from their own start: numbered in order, placed in the group by their
+/// start's offset from the first one, with the group's figures.
+pub fn place_in_group(ran: Vec<(AgentRun, Instant)>) -> (Vec<AgentRun>, Option<GroupStats>) {
+    let first = ran.iter().map(|(_, t)| *t).min();
+    let agents: Vec<AgentRun> = ran
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut run, started))| {
+            run.agent = i as u32;
+            run.sent_offset_ms = first.map_or(0.0, |f| ms(started.duration_since(f)));
+            run
+        })
         .collect();
     let group = group_stats(&agents);
     (agents, group)

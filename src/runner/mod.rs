@@ -10,6 +10,7 @@ pub mod program;
 mod progress;
 pub mod servers;
 pub mod telemetry;
+pub mod workflow;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -792,9 +793,20 @@ pub async fn run(
             } else {
                 let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
                 let backend_name = cell.params.get("backend").and_then(Value::as_str).map(str::to_owned).or_else(|| loaded.spec.backends.keys().next().cloned()).unwrap_or_default();
-                tokio::select! {
-                    m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
-                    _ = interrupt.recv() => None,
+                let workflow = loaded.spec.workflow.clone().filter(|_| matches!(cell_scenario(&cell.params), Some(Scenario::Workflow { .. })));
+                match workflow {
+                    Some(steps) => {
+                        // Each agent's workflow starts from its run's workload prompt.
+                        let agents = targets.into_iter().map(|t| workflow::WorkflowTarget { server: t.server, input: t.request.prompt.clone(), base: t.request }).collect();
+                        tokio::select! {
+                            m = workflow::run_group(&client, protocol, Arc::new(steps), agents, timeout_for(&backend_name)) => Some(m),
+                            _ = interrupt.recv() => None,
+                        }
+                    }
+                    None => tokio::select! {
+                        m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
+                        _ = interrupt.recv() => None,
+                    },
                 }
             };
             let harness_lag = lag.finish().await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::measure::{AgentRun, GroupStats, RunStatus, group_stats};
+use super::measure::{AgentRun, GroupStats, RunStatus, ms, place_in_group};
 
 /// One request as the program reported it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,10 +115,6 @@ fn kill_group(pgid: i32) {
     unsafe {
         libc::killpg(pgid, libc::SIGKILL);
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// Peak memory of a process group, from samples of /proc.
@@ -398,7 +394,7 @@ fn run_one(
 
 /// The program's requests as one agent's figures: TTFT of its first request (the cold one),
 /// tokens summed, decode rate over all decode time.
-fn summarise_requests(run: &mut AgentRun) {
+pub fn summarise_requests(run: &mut AgentRun) {
     let r = &run.requests;
     run.ttft_ms = r.first().map(|q| q.ttft_ms);
     if r.is_empty() {
@@ -446,16 +442,7 @@ pub async fn run_group(
         }));
     }
     // e2e counts from each program's own start; the offset places it in the group.
-    let first = ran.iter().map(|(_, t)| *t).min();
-    let agents: Vec<AgentRun> = ran
-        .into_iter()
-        .map(|(mut run, started)| {
-            run.sent_offset_ms = first.map_or(0.0, |f| ms(started.duration_since(f)));
-            run
-        })
-        .collect();
-    let group = group_stats(&agents);
-    (agents, group)
+    place_in_group(ran)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub const AGENT_METRICS: &[&str] = &[
     "startup_ms",
     "process_peak_rss_mb",
     "process_cpu_s",
+    "quality_score",
 ];
 
 /// Run-level: one value per run (group, harness and server telemetry).

@@ -37,6 +37,10 @@ pub struct Spec {
     pub backends: IndexMap<String, Backend>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// A multi-step workflow the runner itself drives for `scenario: {kind: workflow}`: each run
+    /// is the whole sequence of LLM calls, and its final output is scored by the quality rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Workflow>,
     /// Agent programs the runner launches for `scenario: {kind: command}` (any language; the
     /// protocol is in docs/agent-protocol.md). An `agent` axis picks one by name.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -380,6 +384,43 @@ fn matrix_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// Steps run in order; a step's prompt is a template over `input` (the run's workload prompt)
+/// and `steps.<id>` (the text of an earlier step).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub steps: Vec<WorkflowStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityRules>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowStep {
+    pub id: String,
+    /// e.g. "List three risks in: {{ steps.summarise }}"
+    pub prompt: String,
+    /// Tokens for this step (default: the workload's `max_tokens` or the cell's axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+}
+
+/// Rules the final step's output is scored by: the score is the share of rules it meets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualityRules {
+    /// Section names that must start a line (as a Markdown heading, or followed by a colon).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_sections: Vec<String>,
+    /// Terms that must appear (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_terms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_words: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_words: Option<u64>,
+}
+
 /// An external agent program: launched once per agent per run, with the cell's parameters in
 /// its environment (`BANTERHEARTS_<AXIS>`) and `{axis}` placeholders in its arguments.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -414,6 +455,13 @@ pub enum Scenario {
         #[serde(default)]
         placement: Placement,
     },
+    /// `agents` agents, each running the spec's `workflow` from first step to last.
+    Workflow {
+        #[serde(default = "one_agent")]
+        agents: u32,
+        #[serde(default)]
+        placement: Placement,
+    },
     /// `agents` copies of an agent program (see `agents:`), released together.
     Command {
         #[serde(default = "one_agent")]
@@ -433,6 +481,7 @@ impl Scenario {
         match *self {
             Scenario::Single => (1, false),
             Scenario::Concurrent { agents, placement }
+            | Scenario::Workflow { agents, placement }
             | Scenario::Command { agents, placement } => {
                 (agents, placement == Placement::ServerPerAgent)
             }

@@ -71,6 +71,7 @@ pub(super) fn check(
     if let (Some(matrix), Some(cells)) = (&matrix, &cells) {
         check_axis_references(&mut c, spec, matrix, cells);
         check_agent_programs(&mut c, spec, matrix);
+        check_workflow(&mut c, spec);
         check_claims(&mut c, spec, matrix, cells);
     }
     match (matrix, cells) {
@@ -432,6 +433,100 @@ fn expand(c: &mut Checker, m: &Matrix) -> Option<Vec<Cell>> {
     }
 }
 
+/// Workflow steps have unique ids and refer only to earlier steps; quality bounds make sense.
+fn check_workflow(c: &mut Checker, spec: &Spec) {
+    let Some(w) = &spec.workflow else { return };
+    if w.steps.is_empty() {
+        c.error(
+            "workflow.steps",
+            "the workflow has no steps",
+            "add at least one `{id, prompt}`",
+        );
+    }
+    let mut earlier: Vec<&str> = Vec::new();
+    for (i, step) in w.steps.iter().enumerate() {
+        let at = format!("workflow.steps[{i}]");
+        if step.id.trim().is_empty()
+            || !step
+                .id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            c.error(
+                &format!("{at}.id"),
+                format!(
+                    "step id `{}` must be letters, digits and underscores",
+                    step.id
+                ),
+                "e.g. `id: summarise`",
+            );
+        } else if earlier.contains(&step.id.as_str()) {
+            c.error(
+                &format!("{at}.id"),
+                format!("step id `{}` is used twice", step.id),
+                "give each step its own id",
+            );
+        }
+        for name in step_references(&step.prompt) {
+            if !earlier.contains(&name) {
+                let help = if w.steps.iter().any(|s| s.id == name) {
+                    format!("step `{name}` runs later; a prompt can use only the steps before it")
+                } else {
+                    did_you_mean(name, earlier.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "earlier steps: {}",
+                            if earlier.is_empty() {
+                                "none".into()
+                            } else {
+                                earlier.join(", ")
+                            }
+                        )
+                    })
+                };
+                c.error(
+                    &format!("{at}.prompt"),
+                    format!("the prompt uses `steps.{name}`, which is not an earlier step"),
+                    help,
+                );
+            }
+        }
+        if step.max_tokens.is_some_and(|n| n < 1) {
+            c.error(
+                &format!("{at}.max_tokens"),
+                "max_tokens must be at least 1",
+                "e.g. `max_tokens: 64`",
+            );
+        }
+        earlier.push(&step.id);
+    }
+    if let Some(q) = &w.quality
+        && let (Some(lo), Some(hi)) = (q.min_words, q.max_words)
+        && lo > hi
+    {
+        c.error(
+            "workflow.quality.min_words",
+            format!("min_words {lo} is above max_words {hi}"),
+            "swap them or widen the range",
+        );
+    }
+}
+
+/// The step ids a prompt template refers to as `steps.<id>`.
+pub fn step_references(prompt: &str) -> Vec<&str> {
+    prompt
+        .match_indices("steps.")
+        .filter(|(i, _)| *i == 0 || !prompt.as_bytes()[i - 1].is_ascii_alphanumeric())
+        .map(|(i, m)| {
+            let rest = &prompt[i + m.len()..];
+            let end = rest
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
 /// Agent programs can be started, and an `agent` axis names them.
 fn check_agent_programs(c: &mut Checker, spec: &Spec, m: &Matrix) {
     for (name, program) in &spec.agents {
@@ -527,6 +622,21 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
         let (agents, placement) = match scenario {
             Scenario::Single => continue,
             Scenario::Concurrent { agents, placement } => (agents, placement),
+            Scenario::Workflow { agents, placement } => {
+                if spec.workflow.as_ref().is_none_or(|w| w.steps.is_empty()) {
+                    c.error("matrix.scenario", "a workflow scenario runs the spec's workflow, but `workflow:` has no steps", "add `workflow: {steps: [{id: summarise, prompt: \"Summarise: {{ input }}\"}]}`");
+                    return;
+                }
+                if agents < 1 {
+                    c.error(
+                        "matrix.scenario",
+                        "a workflow scenario needs at least 1 agent",
+                        "set `agents: 1` or more",
+                    );
+                    return;
+                }
+                (agents, placement)
+            }
             Scenario::Command { agents, placement } => {
                 if spec.agents.is_empty() {
                     c.error("matrix.scenario", "a command scenario runs an agent program, but `agents:` defines none", "add `agents: {name: {command: [\"python3\", \"agents/python/agent.py\"]}}`");
