@@ -1,11 +1,12 @@
 //! The pacer: a streaming server that emits tokens on an exact schedule (first after
 //! `ttft_ms`, then one every `itl_ms`). It speaks llama.cpp's `/completion` and the OpenAI
 //! `/v1/chat/completions` SSE formats, so the runner can be pointed at it to measure the
-//! harness itself: any difference between what the runner records and the schedule is
-//! the harness's own error. A calibrated signal source, not a stand-in for a real server.
+//! harness itself: the final event reports when the tokens were really sent, so any
+//! difference between what the runner records and those times is the harness's own error.
+//! A calibrated signal source, not a stand-in for a real server.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -13,7 +14,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy)]
@@ -34,38 +34,71 @@ fn sse(v: &Value) -> String {
     format!("data: {v}\n\n")
 }
 
+/// Send times of a response's tokens, kept by the stream that sends them.
+struct Sent {
+    next: u32,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    done: bool,
+}
+
 /// The response body: one SSE event per token at its scheduled time, then the final events
-/// with server-side counts and the schedule's own timings.
+/// with server-side counts and the timings as they happened: `prompt_ms` from the request's
+/// arrival to the first token's send, `predicted_ms` from the first send to the last. Any
+/// difference between these and what a client measures is the client's own error.
 fn paced(schedule: Schedule, tokens: u32, format: Format) -> Response {
-    let start = tokio::time::Instant::now();
-    let token_ms = schedule.itl.as_secs_f64() * 1000.0;
-    let events = (0..tokens).map(move |i| (start + schedule.ttft + schedule.itl * i, i));
-    let stream = futures_util::stream::iter(events).then(move |(at, i)| async move {
-        tokio::time::sleep_until(at).await;
-        let text = format!(" t{i}");
-        let body = match format {
-            Format::LlamaCpp => sse(&json!({"content": text, "stop": false, "tokens_predicted": i + 1})),
-            Format::OpenAi => sse(&json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]})),
-        };
-        Ok::<_, Infallible>(body)
-    });
-    let timings = json!({
-        "prompt_n": 1, "prompt_ms": schedule.ttft.as_secs_f64() * 1000.0, "cache_n": 0,
-        "predicted_n": tokens, "predicted_ms": token_ms * tokens.saturating_sub(1) as f64,
-    });
-    let tail = match format {
-        Format::LlamaCpp => sse(&json!({"content": "", "stop": true, "timings": timings})),
-        Format::OpenAi => format!(
-            "{}{}data: [DONE]\n\n",
-            sse(
-                &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
-            ),
-            sse(
-                &json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": tokens}, "timings": timings})
-            ),
-        ),
+    let received = Instant::now();
+    let start = tokio::time::Instant::from_std(received);
+    let state = Sent {
+        next: 0,
+        first: None,
+        last: None,
+        done: false,
     };
-    let stream = stream.chain(futures_util::stream::once(async move { Ok(tail) }));
+    let stream = futures_util::stream::unfold(state, move |mut sent| async move {
+        if sent.next < tokens {
+            let i = sent.next;
+            tokio::time::sleep_until(start + schedule.ttft + schedule.itl * i).await;
+            let now = Instant::now();
+            sent.first.get_or_insert(now);
+            sent.last = Some(now);
+            sent.next += 1;
+            let text = format!(" t{i}");
+            let body = match format {
+                Format::LlamaCpp => {
+                    sse(&json!({"content": text, "stop": false, "tokens_predicted": i + 1}))
+                }
+                Format::OpenAi => sse(
+                    &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}),
+                ),
+            };
+            return Some((Ok::<_, Infallible>(body), sent));
+        }
+        if sent.done {
+            return None;
+        }
+        sent.done = true;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let prompt_ms = sent.first.map_or(0.0, |f| ms(f.duration_since(received)));
+        let predicted_ms = sent
+            .first
+            .zip(sent.last)
+            .map_or(0.0, |(f, l)| ms(l.duration_since(f)));
+        let timings = json!({"prompt_n": 1, "prompt_ms": prompt_ms, "cache_n": 0, "predicted_n": tokens, "predicted_ms": predicted_ms});
+        let tail = match format {
+            Format::LlamaCpp => sse(&json!({"content": "", "stop": true, "timings": timings})),
+            Format::OpenAi => format!(
+                "{}{}data: [DONE]\n\n",
+                sse(
+                    &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+                ),
+                sse(
+                    &json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": tokens}, "timings": timings})
+                ),
+            ),
+        };
+        Some((Ok(tail), sent))
+    });
     (
         [("content-type", "text/event-stream")],
         Body::from_stream(stream),

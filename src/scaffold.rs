@@ -88,6 +88,18 @@ pub fn create(root: &Path, id: &str, origin: Origin<'_>) -> Result<PathBuf, Diag
             .into());
     }
     let (registry, _) = Registry::load(root);
+    if registry.specs.contains_key(id) || registry.broken.contains_key(id) {
+        let file = registry
+            .specs
+            .get(id)
+            .map(|s| s.path.clone())
+            .or_else(|| registry.broken.get(id).cloned())
+            .unwrap_or(path.clone());
+        return Err(Diagnostic::new(format!("{id} already exists"))
+            .in_file(file)
+            .help("pick the next free number; `new` never overwrites a spec")
+            .into());
+    }
     let source = match origin {
         Origin::Starter => {
             let template = root.join("templates").join(STARTER);

@@ -102,6 +102,33 @@ fn a_hanging_program_is_killed_at_its_timeout() {
 }
 
 #[test]
+fn a_program_that_never_stops_printing_is_still_killed_at_its_timeout() {
+    let dir = project(&[]);
+    let root = dir.path();
+    script(
+        root,
+        "agent.sh",
+        "while :; do echo '{\"event\": \"ready\"}'; done",
+    );
+    std::fs::write(
+        root.join("experiments/TR970.yaml"),
+        spec(
+            "  chatty: {command: [sh, agent.sh], timeout_s: 1}",
+            "{kind: command}",
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        started.elapsed().as_secs_f64() < 20.0,
+        "the timeout holds while output flows"
+    );
+    assert_eq!(only_agent(root)["exit"], "killed at timeout");
+}
+
+#[test]
 fn a_crashing_program_leaves_no_orphans_and_says_why() {
     let dir = project(&[]);
     let root = dir.path();

@@ -290,13 +290,14 @@ fn evaluate_one(
             }
         }
     }
+    // A check that failed decides the outcome even when another part lacks data.
     let outcome = match missing.or(assertion_missing) {
+        _ if !holds => Outcome::Fails,
         Some(why) => {
             notes.push(why);
             Outcome::NoData
         }
-        None if holds => Outcome::Holds,
-        None => Outcome::Fails,
+        None => Outcome::Holds,
     };
     Ok(ClaimCheck {
         id: claim.id.clone(),

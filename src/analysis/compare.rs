@@ -53,7 +53,8 @@ pub fn select(
     let measured = col("ok").and(col("warmup").not());
     let values = if AGENT_METRICS.contains(&metric) {
         only_cells(frames.agents.clone().lazy().filter(measured), cells)?
-            .group_by([col("run")])
+            // Stable: runs in journal order, so sums and files are the same on every analysis.
+            .group_by_stable([col("run")])
             .agg([col(metric).mean().alias("v")])
             .collect()?
     } else if RUN_METRICS.contains(&metric) {
@@ -65,10 +66,14 @@ pub fn select(
             format!("`{metric}` is not a per-run metric that can be compared").into(),
         ));
     };
-    Ok(floats(&values, "v")?
+    // Joins and group-bys may return rows in any order; sorted values make every sum, and so
+    // every file written from them, the same on each analysis.
+    let mut values: Vec<f64> = floats(&values, "v")?
         .into_iter()
         .filter(|v| v.is_finite())
-        .collect())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    Ok(values)
 }
 
 /// Compares two selections of runs.

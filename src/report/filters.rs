@@ -84,6 +84,18 @@ pub fn sentence(v: String) -> String {
     }
 }
 
+/// Text safe inside a Markdown table cell: pipes escaped, line breaks folded into spaces.
+pub fn cell(v: Value) -> String {
+    if v.is_none() || v.is_undefined() {
+        return MISSING.into();
+    }
+    let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
 pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_filter("num", num);
     env.add_filter("ms", ms);
@@ -94,6 +106,7 @@ pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_filter("usd", usd);
     env.add_filter("pvalue", pvalue);
     env.add_filter("sentence", sentence);
+    env.add_filter("cell", cell);
     env.add_filter("ci", ci);
 }
 
@@ -113,6 +126,10 @@ mod tests {
         assert_eq!(usd(Value::from(0.275463), None), "$0.2755");
         assert_eq!(pvalue(Value::from(0.00123)), "0.0012");
         assert_eq!(sentence("fixed it.".into()), "fixed it.");
+        assert_eq!(
+            cell(Value::from("Shared | per-agent\nservers")),
+            "Shared \\| per-agent servers"
+        );
         assert_eq!(sentence("fixed it ".into()), "fixed it.");
         assert_eq!(pvalue(Value::from(3e-7)), "< 0.0001");
         assert_eq!(num(Value::from(()), None), "–");

@@ -181,9 +181,9 @@ fn file_hash(path: &Path) -> String {
     sha256_file(path).unwrap_or_else(|_| "none".into())
 }
 
-/// Why measured runs degraded, per cell: reason (without its agent prefix) -> count.
-fn degraded_reasons(paths: &TrPaths) -> BTreeMap<usize, BTreeMap<String, u32>> {
-    let mut out: BTreeMap<usize, BTreeMap<String, u32>> = BTreeMap::new();
+/// Why measured runs degraded, per cell id: reason (without its agent prefix) -> count.
+fn degraded_reasons(paths: &TrPaths) -> BTreeMap<String, BTreeMap<String, u32>> {
+    let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     for r in runner::journal::read_records(&paths.runs()).unwrap_or_default() {
         if r.warmup || r.status != runner::measure::RunStatus::Degraded {
             continue;
@@ -193,7 +193,7 @@ fn degraded_reasons(paths: &TrPaths) -> BTreeMap<usize, BTreeMap<String, u32>> {
             Some((agent, rest)) if agent.starts_with("agent ") => rest.to_owned(),
             _ => reason,
         };
-        *out.entry(r.cell).or_default().entry(reason).or_default() += 1;
+        *out.entry(r.cell_id).or_default().entry(reason).or_default() += 1;
     }
     out
 }
@@ -204,7 +204,7 @@ fn threats(
     loaded: &LoadedSpec,
     a: &Analysis,
     manifest: Option<&Manifest>,
-    reasons: &BTreeMap<usize, BTreeMap<String, u32>>,
+    reasons: &BTreeMap<String, BTreeMap<String, u32>>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (n, cell) in a.cells_in_order().into_iter().enumerate() {
@@ -218,7 +218,7 @@ fn threats(
             }
             if r.degraded > 0 {
                 let why: Vec<String> = reasons
-                    .get(&cell)
+                    .get(&a.cells[cell].cell_id)
                     .into_iter()
                     .flatten()
                     .map(|(reason, k)| format!("{k}x {reason}"))
@@ -643,13 +643,18 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
         let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
         let has_matrix = !loaded.matrix.axes.is_empty();
         // The best count there is: runs recorded here, else the matrix, else the report's own figure.
+        let planned = loaded.spec.status == crate::spec::Status::Planned;
         let (runs, runs_from) = match (recorded_runs, has_matrix, stated_runs) {
             (Some(n), _, _) => (Some(n as f64), "recorded here"),
+            (None, true, _) if planned => (Some(plan.measured_runs() as f64), "planned, not run"),
             (None, true, _) => (Some(plan.measured_runs() as f64), "matrix"),
             (None, false, Some(n)) => (Some(n), "stated"),
             _ => (None, ""),
         };
-        total_runs += runs.unwrap_or(0.0) as usize;
+        // Runs that were made count; runs only planned do not.
+        if runs_from != "planned, not run" {
+            total_runs += runs.unwrap_or(0.0) as usize;
+        }
         let status = registry.effective_status(id);
         let (superseded_by, reason) = match &status {
             Some(EffectiveStatus::Superseded { by, reason }) => {

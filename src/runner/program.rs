@@ -93,6 +93,13 @@ impl Groups {
         }
     }
 
+    /// Called once a group's leader is reaped: its pgid may be reused from then on.
+    fn remove(&self, pgid: i32) {
+        if let Ok(mut g) = self.0.lock() {
+            g.retain(|&p| p != pgid);
+        }
+    }
+
     fn kill_all(&self) {
         if let Ok(groups) = self.0.lock() {
             for &pgid in groups.iter() {
@@ -128,35 +135,18 @@ struct MemoryPeak {
 }
 
 impl MemoryPeak {
-    fn sample(&mut self, pgid: i32) {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
+    /// Samples the program and its descendants (walked through /proc/<pid>/task/*/children, so
+    /// a sample costs a few reads however many processes the machine runs).
+    fn sample(&mut self, pid: i32) {
+        let mut pending = vec![pid];
         let mut total = 0;
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // Fields after the command name (which may contain spaces) start at `state`.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                continue;
-            };
-            if rest
-                .split_whitespace()
-                .nth(2)
-                .and_then(|p| p.parse::<i32>().ok())
-                != Some(pgid)
-            {
-                continue;
+        let mut seen = 0;
+        while let Some(p) = pending.pop() {
+            seen += 1;
+            if seen > 4096 {
+                break;
             }
-            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
                 continue;
             };
             let field = |name: &str| {
@@ -167,8 +157,20 @@ impl MemoryPeak {
                     .unwrap_or(0)
             };
             total += field("VmRSS:");
-            if pid == pgid {
+            if p == pid {
                 self.program_kb = self.program_kb.max(field("VmHWM:"));
+            }
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                    pending.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<i32>().ok()),
+                    );
+                }
             }
         }
         self.group_kb = self.group_kb.max(total);
@@ -192,8 +194,29 @@ enum Event {
     Exited(Ended, Instant),
 }
 
-/// Waits for `pid` to end (on its own thread, so the exit time is exact).
-fn wait_blocking(pid: i32) -> Ended {
+/// Waits for `pid` to end (on its own thread, so the exit time is exact), then ends the rest
+/// of its process group and reaps it. The group is killed while the exited leader is still a
+/// zombie, so its pgid cannot have been reused by another process yet.
+fn wait_end_and_reap(pid: i32, groups: &Groups) -> (Ended, Instant) {
+    loop {
+        // SAFETY: an all-zero siginfo is valid for waitid to fill in; WNOWAIT leaves the
+        // child waitable.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let at = Instant::now();
+    // Whatever it started may still hold stdout open: the group goes with it.
+    kill_group(pid);
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -206,13 +229,17 @@ fn wait_blocking(pid: i32) -> Ended {
             break;
         }
     }
+    groups.remove(pid);
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // ru_maxrss is not used: it includes the runner's own memory, shared by the child between
     // fork and exec.
-    Ended {
-        status,
-        cpu_s: secs(usage.ru_utime) + secs(usage.ru_stime),
-    }
+    (
+        Ended {
+            status,
+            cpu_s: secs(usage.ru_utime) + secs(usage.ru_stime),
+        },
+        at,
+    )
 }
 
 fn describe_status(status: i32) -> (bool, String) {
@@ -276,7 +303,8 @@ fn run_one(
     groups.add(pid);
     let deadline = started + timeout;
     // One channel for everything the program does: lines, end of output, exit.
-    let (tx, rx) = mpsc::channel::<Event>();
+    // Bounded: a program that floods stdout waits for the runner instead of filling memory.
+    let (tx, rx) = mpsc::sync_channel::<Event>(4096);
     let mut eof = child.stdout.is_none();
     if let Some(stdout) = child.stdout.take() {
         let tx = tx.clone();
@@ -289,8 +317,10 @@ fn run_one(
             let _ = tx.send(Event::Eof);
         });
     }
+    let waiter_groups = groups.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(Event::Exited(wait_blocking(pid), Instant::now()));
+        let (ended, at) = wait_end_and_reap(pid, &waiter_groups);
+        let _ = tx.send(Event::Exited(ended, at));
     });
     let mut memory = MemoryPeak::default();
     let mut sampled = Instant::now() - Duration::from_secs(1);
@@ -299,12 +329,34 @@ fn run_one(
     let mut exited: Option<(Ended, Instant)> = None;
     let mut line_no = 0;
     while !(eof && exited.is_some()) {
+        let now = Instant::now();
         // Memory every 10 ms, whether or not the program is printing.
-        if exited.is_none() && sampled.elapsed() >= Duration::from_millis(10) {
+        if exited.is_none() && now.duration_since(sampled) >= Duration::from_millis(10) {
             memory.sample(pid);
-            sampled = Instant::now();
+            sampled = now;
         }
-        match rx.recv_timeout(Duration::from_millis(10)) {
+        // The deadline holds however much the program prints. The waiter reaps the leader
+        // after a kill, so this only signals a group whose leader is not yet reaped.
+        if exited.is_none() && now >= deadline && !timed_out {
+            timed_out = true;
+            kill_group(pid);
+        }
+        // Output held open past the exit by something outside the group: stop waiting.
+        let stuck = exited
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(2))
+            || now > deadline + Duration::from_secs(10);
+        if stuck {
+            break;
+        }
+        let wait = if exited.is_none() && !timed_out {
+            deadline
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(10))
+        } else {
+            Duration::from_millis(10)
+        };
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(Event::Line(at, Ok(line))) => {
                 line_no += 1;
                 if line.trim().is_empty() {
@@ -328,26 +380,8 @@ fn run_one(
                 degrade(&mut run, format!("cannot read the program's output: {e}"))
             }
             Ok(Event::Eof) => eof = true,
-            Ok(Event::Exited(e, at)) => {
-                // Whatever it started may still hold stdout open: the group goes with it.
-                kill_group(pid);
-                exited = Some((e, at));
-            }
-            Err(_) => {
-                let now = Instant::now();
-                if exited.is_none() && now >= deadline && !timed_out {
-                    timed_out = true;
-                    kill_group(pid);
-                }
-                // Output held open past the exit by something outside the group: stop waiting.
-                let stuck = exited
-                    .as_ref()
-                    .is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(2))
-                    || now > deadline + Duration::from_secs(10);
-                if stuck {
-                    break;
-                }
-            }
+            Ok(Event::Exited(e, at)) => exited = Some((e, at)),
+            Err(_) => {}
         }
     }
     let (ended, finished) = exited.unwrap_or((
@@ -357,8 +391,6 @@ fn run_one(
         },
         Instant::now(),
     ));
-    // Whatever the program left behind in its group goes with it.
-    kill_group(pid);
     run.e2e_ms = Some(ms(finished.duration_since(started)));
     run.startup_ms = ready_at.map(|t| ms(t.duration_since(started)));
     run.process_peak_rss_mb = memory.mb();

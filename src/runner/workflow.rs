@@ -13,6 +13,13 @@ use super::program::{ReportedRequest, summarise_requests};
 use crate::backend::{GenerationRequest, Protocol};
 use crate::spec::{QualityRules, Workflow};
 
+fn has_rules(q: &QualityRules) -> bool {
+    !q.required_sections.is_empty()
+        || !q.required_terms.is_empty()
+        || q.min_words.is_some()
+        || q.max_words.is_some()
+}
+
 /// The share of quality rules the text meets, and the rules it misses.
 pub fn score(text: &str, rules: &QualityRules) -> (f64, Vec<String>) {
     let lower = text.to_lowercase();
@@ -134,15 +141,12 @@ async fn run_one(
     run.e2e_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     summarise_requests(&mut run);
     if run.status == RunStatus::Ok {
-        let (quality, missed) = score(
-            &last_text,
-            workflow
-                .quality
-                .as_ref()
-                .unwrap_or(&QualityRules::default()),
-        );
-        run.quality_score = Some(quality);
-        run.quality_missed = missed;
+        // Without rules there is nothing to score: no score rather than a perfect one.
+        if let Some(rules) = workflow.quality.as_ref().filter(|q| has_rules(q)) {
+            let (quality, missed) = score(&last_text, rules);
+            run.quality_score = Some(quality);
+            run.quality_missed = missed;
+        }
         run.text = last_text;
     }
     (run, started)

@@ -45,16 +45,48 @@ impl Stated {
             })
             .map_or(t.len(), |(i, _)| i);
         let (number, unit) = t.split_at(end);
+        let unsigned = number.trim_start_matches(['+', '-', '−']);
+        // Commas only as thousands separators: "1,234" but not "1,5" (a decimal comma).
+        if let Some((whole, _)) = unsigned.split_once('.').or(Some((unsigned, "")))
+            && whole.contains(',')
+        {
+            let groups: Vec<&str> = whole.split(',').collect();
+            if groups[0].is_empty()
+                || groups[0].len() > 3
+                || groups[1..].iter().any(|g| g.len() != 3)
+            {
+                return Err(format!(
+                    "`{text}`: commas separate thousands (1,234); write decimals with a point"
+                ));
+            }
+        }
         let digits = number.replace(',', "").replace('−', "-");
         let value: f64 = digits
             .parse()
             .map_err(|_| format!("`{text}` does not start with a number"))?;
         let decimals = digits.split_once('.').map_or(0, |(_, frac)| frac.len());
-        let unit = match unit.trim() {
+        let unit_text = unit.trim();
+        // "1.5k tok/s" would read as 1.5 of a unit "k tok/s": magnitude suffixes must be spelt out.
+        if unit.starts_with(['k', 'K', 'M', 'B', 'G'])
+            && !unit.starts_with("ms")
+            && !unit.starts_with("MB")
+            && !unit.starts_with("GB")
+            && !unit.starts_with("KB")
+        {
+            return Err(format!(
+                "`{text}`: write the number in full (1500, not 1.5k)"
+            ));
+        }
+        let unit = match unit_text {
             _ if dollars => Unit::Dollars,
             "%" => Unit::Percent,
             "pp" | "percentage points" => Unit::Points,
             "x" | "×" => Unit::Times,
+            other if other.split_whitespace().count() > 1 => {
+                return Err(format!(
+                    "`{text}`: after the number, write only its unit (`+15.2%`, `58 ms`, `1,234 runs`), no other words"
+                ));
+            }
             other => Unit::Other(other.to_owned()),
         };
         if dollars && !unit_is_empty(t, end) {
@@ -263,6 +295,26 @@ mod tests {
         assert_eq!(d.format(0.27546), "$0.2755");
         assert_eq!(Stated::parse("1,234 runs").unwrap().value, 1234.0);
         assert!(Stated::parse("about 15%").is_err());
+        assert!(
+            Stated::parse("+15.2% faster")
+                .unwrap_err()
+                .contains("only its unit")
+        );
+        assert!(Stated::parse("1.5k tok/s").unwrap_err().contains("in full"));
+        assert!(
+            Stated::parse("1,5%")
+                .unwrap_err()
+                .contains("commas separate thousands")
+        );
+        assert_eq!(Stated::parse("12,345.6 tok/s").unwrap().value, 12345.6);
+        assert_eq!(
+            Stated::parse("58ms").unwrap().unit,
+            Unit::Other("ms".into())
+        );
+        assert_eq!(
+            Stated::parse("75 MB").unwrap().unit,
+            Unit::Other("MB".into())
+        );
     }
 
     #[test]

@@ -742,7 +742,25 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
     {
         c.error(&format!("{at}.stated"), format!("cannot read the stated value: {e}"), "write a number with its unit as the report does: \"+15.2%\", \"58 ms\", \"2.3x\", \"-1.5pp\", \"$0.27\"");
     }
+    let recorded_side = claim.selection.contains_key("recorded")
+        || claim
+            .compare
+            .as_ref()
+            .is_some_and(|c| c.a.contains_key("recorded") || c.b.contains_key("recorded"));
+    if let Some(metric) = &claim.metric
+        && metrics::is_known(metric)
+        && !metrics::per_run().any(|m| m == metric)
+    {
+        c.error(&format!("{at}.metric"), format!("`{metric}` is derived per cell, so a claim cannot re-derive it from runs"), "claim a per-run metric (docs/metrics.md), e.g. `aggregate_tok_s` instead of a cost per 1M tokens");
+    }
     if let Some(assert) = &claim.assert {
+        if recorded_side || !claim.of.is_empty() {
+            c.error(
+                &format!("{at}.assert"),
+                "an assertion is tested on runs, but this claim rests on recorded figures",
+                "use `stated:` for recorded figures; keep `assert:` for claims over measured runs",
+            );
+        }
         if let Err(e) = Assertion::parse(assert, claim.compare.is_some()) {
             c.error(
                 &format!("{at}.assert"),
