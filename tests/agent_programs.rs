@@ -40,23 +40,30 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
-#[test]
-fn a_malformed_metrics_line_degrades_the_run_and_is_quoted() {
+/// Runs one command-scenario run of `body` (a shell script) with the given agent options in a
+/// temp project; returns the project, the exit code and how long `run` took.
+fn run_script(body: &str, options: &str) -> (tempfile::TempDir, i32, f64) {
     let dir = project(&[]);
-    let root = dir.path();
-    script(
-        root,
-        "agent.sh",
-        &format!("echo '{{\"event\": \"ready\"}}'\necho 'progress: 50%'\necho '{REQUEST}'"),
-    );
+    script(dir.path(), "agent.sh", body);
+    let agents = format!("  prog: {{command: [sh, agent.sh]{options}}}");
     std::fs::write(
-        root.join("experiments/TR970.yaml"),
-        spec("  bad: {command: [sh, agent.sh]}", "{kind: command}"),
+        dir.path().join("experiments/TR970.yaml"),
+        spec(&agents, "{kind: command}"),
     )
     .unwrap();
-    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
-    assert_eq!(out.code, 1, "degraded runs exit 1: {}", out.stderr);
-    let agent = only_agent(root);
+    let started = std::time::Instant::now();
+    let code = banterhearts(dir.path(), &["run", "TR970", "--quiet"]).code;
+    (dir, code, started.elapsed().as_secs_f64())
+}
+
+#[test]
+fn a_malformed_metrics_line_degrades_the_run_and_is_quoted() {
+    let (dir, code, _) = run_script(
+        &format!("echo '{{\"event\": \"ready\"}}'\necho 'progress: 50%'\necho '{REQUEST}'"),
+        "",
+    );
+    assert_eq!(code, 1, "degraded runs exit 1");
+    let agent = only_agent(dir.path());
     assert_eq!(agent["status"], "degraded");
     let reason = agent["reason"].as_str().unwrap();
     assert!(
@@ -73,25 +80,11 @@ fn a_malformed_metrics_line_degrades_the_run_and_is_quoted() {
 
 #[test]
 fn a_hanging_program_is_killed_at_its_timeout() {
-    let dir = project(&[]);
-    let root = dir.path();
-    script(root, "agent.sh", "echo '{\"event\": \"ready\"}'\nsleep 600");
-    std::fs::write(
-        root.join("experiments/TR970.yaml"),
-        spec(
-            "  slow: {command: [sh, agent.sh], timeout_s: 1}",
-            "{kind: command}",
-        ),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        started.elapsed().as_secs_f64() < 20.0,
-        "the runner did not wait for the program"
-    );
-    let agent = only_agent(root);
+    let (dir, code, took) =
+        run_script("echo '{\"event\": \"ready\"}'\nsleep 600", ", timeout_s: 1");
+    assert_eq!(code, 1);
+    assert!(took < 20.0, "the runner did not wait for the program");
+    let agent = only_agent(dir.path());
     assert_eq!(
         agent["reason"],
         "timed out after 1 s; the program was killed"
@@ -103,65 +96,33 @@ fn a_hanging_program_is_killed_at_its_timeout() {
 
 #[test]
 fn a_program_that_never_stops_printing_is_still_killed_at_its_timeout() {
-    let dir = project(&[]);
-    let root = dir.path();
-    script(
-        root,
-        "agent.sh",
+    let (dir, code, took) = run_script(
         "while :; do echo '{\"event\": \"ready\"}'; done",
+        ", timeout_s: 1",
     );
-    std::fs::write(
-        root.join("experiments/TR970.yaml"),
-        spec(
-            "  chatty: {command: [sh, agent.sh], timeout_s: 1}",
-            "{kind: command}",
-        ),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        started.elapsed().as_secs_f64() < 20.0,
-        "the timeout holds while output flows"
-    );
-    assert_eq!(only_agent(root)["exit"], "killed at timeout");
+    assert_eq!(code, 1);
+    assert!(took < 20.0, "the timeout holds while output flows");
+    assert_eq!(only_agent(dir.path())["exit"], "killed at timeout");
 }
 
 #[test]
 fn a_crashing_program_leaves_no_orphans_and_says_why() {
-    let dir = project(&[]);
-    let root = dir.path();
     // The child inherits stdout, so the runner cannot wait for end of output alone.
-    script(
-        root,
-        "agent.sh",
+    let (dir, code, took) = run_script(
         &format!(
             "sleep 600 &\necho $! > child.pid\necho '{REQUEST}'\necho 'Traceback: something broke' >&2\nexit 3"
         ),
+        ", timeout_s: 30",
     );
-    std::fs::write(
-        root.join("experiments/TR970.yaml"),
-        spec(
-            "  crashy: {command: [sh, agent.sh], timeout_s: 30}",
-            "{kind: command}",
-        ),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        started.elapsed().as_secs_f64() < 15.0,
-        "a child holding stdout must not stall the run"
-    );
-    let agent = only_agent(root);
+    assert_eq!(code, 1);
+    assert!(took < 15.0, "a child holding stdout must not stall the run");
+    let agent = only_agent(dir.path());
     assert_eq!(
         agent["reason"],
         "the program ended with exit 3; last stderr line: Traceback: something broke"
     );
     assert_eq!(agent["exit"], "exit 3");
-    let child: i32 = std::fs::read_to_string(root.join("child.pid"))
+    let child: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
         .unwrap()
         .trim()
         .parse()
