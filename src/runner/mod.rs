@@ -722,8 +722,10 @@ pub async fn run(
         }
     }
     let mut running = start_servers(loaded, &paths, &needed, &progress).await?;
+    // No cap on idle connections: with N concurrent agents, N connections made in the warm-up
+    // stay open, so measured requests do not pay for connection setup (bench-fidelity found
+    // SYN retries of 1 s at 256 streams when only 64 were kept).
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| RunError::Other(format!("HTTP client: {e}")))?;
