@@ -130,6 +130,9 @@ pub enum Command {
         /// Tokens per response when the request sets no limit.
         #[arg(long, default_value_t = 64)]
         tokens: u32,
+        /// Also write each response's true timings here, one JSON line each.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
 }
 
@@ -187,6 +190,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
             ttft_ms,
             itl_ms,
             tokens,
+            log,
         } => {
             let bad = |name: &str| {
                 Diagnostics::from(Diagnostic::new(format!(
@@ -202,7 +206,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
                 tokens: *tokens,
             };
             runtime
-                .block_on(crate::pacer::serve(host, *port, schedule))
+                .block_on(crate::pacer::serve(host, *port, schedule, log.as_deref()))
                 .map_err(|e| {
                     Diagnostic::new(format!("pacer: cannot serve on {host}:{port}: {e}"))
                         .help("pick another --port")

@@ -6,6 +6,8 @@
 //! A calibrated signal source, not a stand-in for a real server.
 
 use std::convert::Infallible;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -24,6 +26,16 @@ pub struct Schedule {
     pub tokens: u32,
 }
 
+/// The true timings of every finished response, one JSON line each, for clients that do not
+/// record the server's final event (other benchmark tools measured against the same pacer).
+type TruthLog = Option<Arc<Mutex<std::fs::File>>>;
+
+#[derive(Clone)]
+struct Pacer {
+    schedule: Schedule,
+    log: TruthLog,
+}
+
 #[derive(Clone, Copy)]
 enum Format {
     LlamaCpp,
@@ -36,6 +48,7 @@ fn sse(v: &Value) -> String {
 
 /// Send times of a response's tokens, kept by the stream that sends them.
 struct Sent {
+    log: TruthLog,
     next: u32,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -46,10 +59,11 @@ struct Sent {
 /// with server-side counts and the timings as they happened: `prompt_ms` from the request's
 /// arrival to the first token's send, `predicted_ms` from the first send to the last. Any
 /// difference between these and what a client measures is the client's own error.
-fn paced(schedule: Schedule, tokens: u32, format: Format) -> Response {
+fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Response {
     let received = Instant::now();
     let start = tokio::time::Instant::from_std(received);
     let state = Sent {
+        log,
         next: 0,
         first: None,
         last: None,
@@ -85,6 +99,15 @@ fn paced(schedule: Schedule, tokens: u32, format: Format) -> Response {
             .zip(sent.last)
             .map_or(0.0, |(f, l)| ms(l.duration_since(f)));
         let timings = json!({"prompt_n": 1, "prompt_ms": prompt_ms, "cache_n": 0, "predicted_n": tokens, "predicted_ms": predicted_ms});
+        if let Some(file) = &sent.log
+            && let Ok(mut f) = file.lock()
+        {
+            let _ = writeln!(
+                f,
+                "{}",
+                json!({"prompt_ms": prompt_ms, "predicted_ms": predicted_ms, "tokens": tokens})
+            );
+        }
         let tail = match format {
             Format::LlamaCpp => sse(&json!({"content": "", "stop": true, "timings": timings})),
             Format::OpenAi => format!(
@@ -112,30 +135,40 @@ fn requested_tokens(body: &Value, key: &str, default: u32) -> u32 {
         .map_or(default, |n| n as u32)
 }
 
-async fn completion(State(s): State<Schedule>, Json(body): Json<Value>) -> Response {
-    paced(
-        s,
-        requested_tokens(&body, "n_predict", s.tokens),
-        Format::LlamaCpp,
-    )
+async fn completion(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
+    let tokens = requested_tokens(&body, "n_predict", p.schedule.tokens);
+    paced(p.schedule, p.log, tokens, Format::LlamaCpp)
 }
 
-async fn chat(State(s): State<Schedule>, Json(body): Json<Value>) -> Response {
-    paced(
-        s,
-        requested_tokens(&body, "max_tokens", s.tokens),
-        Format::OpenAi,
-    )
+async fn chat(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
+    // OpenAI clients name the limit max_tokens or max_completion_tokens.
+    let tokens = requested_tokens(
+        &body,
+        "max_tokens",
+        requested_tokens(&body, "max_completion_tokens", p.schedule.tokens),
+    );
+    paced(p.schedule, p.log, tokens, Format::OpenAi)
 }
 
 /// Serves until the process is stopped. Prints the URL once listening.
-pub async fn serve(host: &str, port: u16, schedule: Schedule) -> std::io::Result<()> {
+pub async fn serve(
+    host: &str,
+    port: u16,
+    schedule: Schedule,
+    log: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    let log = log
+        .map(std::fs::File::create)
+        .transpose()?
+        .map(|f| Arc::new(Mutex::new(f)));
     let app = axum::Router::new()
         .route("/completion", post(completion))
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        // OpenAI clients (GuideLLM among them) ask which models a server has before they send.
+        .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": [{"id": "pacer", "object": "model", "owned_by": "banterhearts"}]})) }))
         .route("/props", get(|| async { Json(json!({"build_info": concat!("banterhearts-pacer ", env!("CARGO_PKG_VERSION")), "total_slots": 4096})) }))
-        .with_state(schedule);
+        .with_state(Pacer { schedule, log });
     let listener = tokio::net::TcpListener::bind((host, port)).await?;
     println!("pacer listening on http://{}", listener.local_addr()?);
     // Without TCP_NODELAY a token written while the headers are still unacknowledged waits for
