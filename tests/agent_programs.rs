@@ -179,3 +179,30 @@ fn programs_released_together_form_a_group_with_their_process_figures() {
     .unwrap();
     assert_eq!(log.trim(), "1 2 plain");
 }
+
+/// A program's own `backend` decides which servers are started and which URL it receives, even
+/// when the cell's `backend` axis names another.
+#[test]
+fn a_program_gets_the_endpoint_of_its_own_backend() {
+    let dir = project(&[]);
+    let root = dir.path();
+    script(
+        root,
+        "agent.sh",
+        &format!("echo \"$BANTERHEARTS_ENDPOINT\" >&2\necho '{REQUEST}'"),
+    );
+    let text = spec("  prog: {command: [sh, agent.sh], backend: second}", "{kind: command}").replace(
+        "agents:\n",
+        "backends:\n  first: {kind: openai, endpoints: [\"http://127.0.0.1:9/first\"]}\n  second: {kind: openai, endpoints: [\"http://127.0.0.1:9/second\"]}\nagents:\n",
+    ).replace("matrix:\n", "matrix:\n  backend: [first]\n");
+    std::fs::write(root.join("experiments/TR970.yaml"), text).unwrap();
+    let out = banterhearts(root, &["run", "TR970", "--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let record = &journal(root, "TR970")[0];
+    let log = std::fs::read_to_string(root.join(format!(
+        "data/TR970/logs/agent-{}-0.log",
+        record["run_id"].as_str().unwrap()
+    )))
+    .unwrap();
+    assert_eq!(log.trim(), "http://127.0.0.1:9/second");
+}

@@ -22,7 +22,12 @@ use serde_json::{Map, Value, json};
 use crate::backend::{self, GenerationRequest};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::plan::{self, Plan, PlannedRun};
-use crate::spec::{Backend, BackendKind, LoadedSpec, Scenario, matrix::label_of};
+use crate::spec::{
+    AgentProgram, Backend, BackendKind, LoadedSpec, Scenario, Spec, matrix::label_of,
+};
+
+/// A cell's parameters: axis name -> value.
+type Params = indexmap::IndexMap<String, Value>;
 use crate::store::{self, TrPaths};
 use journal::{Journal, JournalError, RunRecord};
 use measure::{LagMonitor, RunStatus, Target};
@@ -190,7 +195,7 @@ fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
 }
 
 /// The scenario of a cell (single when the matrix has no scenario axis).
-fn cell_scenario(params: &indexmap::IndexMap<String, Value>) -> Option<Scenario> {
+fn cell_scenario(params: &Params) -> Option<Scenario> {
     match params.get("scenario") {
         Some(v) => serde_json::from_value(v.clone()).ok(),
         None => Some(Scenario::Single),
@@ -205,24 +210,39 @@ fn env_value(v: &Value) -> String {
     }
 }
 
-/// The backend to restart before a command run whose program asks for a cold start.
-fn cold_backend<'a>(
-    loaded: &'a LoadedSpec,
-    params: &indexmap::IndexMap<String, Value>,
-) -> Option<(&'a str, &'a Backend)> {
-    let spec = &loaded.spec;
+/// The agent program a cell runs: its `agent` axis, else the first program defined.
+fn agent_program<'a>(spec: &'a Spec, params: &Params) -> Option<(&'a str, &'a AgentProgram)> {
     let name = params
         .get("agent")
         .and_then(Value::as_str)
         .or_else(|| spec.agents.keys().next().map(String::as_str))?;
-    let program = spec.agents.get(name).filter(|p| p.cold_start)?;
-    let backend = program
-        .backend
-        .as_deref()
+    spec.agents
+        .get_key_value(name)
+        .map(|(n, p)| (n.as_str(), p))
+}
+
+/// The backend a cell's requests go to: for a command cell its program's own `backend`, else
+/// the cell's `backend` axis, else the first backend defined.
+fn cell_backend(spec: &Spec, params: &Params) -> Option<String> {
+    let program_backend = match cell_scenario(params) {
+        Some(Scenario::Command { .. }) => {
+            agent_program(spec, params).and_then(|(_, p)| p.backend.as_deref())
+        }
+        _ => None,
+    };
+    program_backend
         .or_else(|| params.get("backend").and_then(Value::as_str))
-        .or_else(|| spec.backends.keys().next().map(String::as_str))?;
+        .or_else(|| spec.backends.keys().next().map(String::as_str))
+        .map(str::to_owned)
+}
+
+/// The backend to restart before a command run whose program asks for a cold start.
+fn cold_backend<'a>(loaded: &'a LoadedSpec, params: &Params) -> Option<(&'a str, &'a Backend)> {
+    let spec = &loaded.spec;
+    agent_program(spec, params).filter(|(_, p)| p.cold_start)?;
+    let backend = cell_backend(spec, params)?;
     spec.backends
-        .get_key_value(backend)
+        .get_key_value(&backend)
         .filter(|(_, b)| b.launch.is_some())
         .map(|(n, b)| (n.as_str(), b))
 }
@@ -237,26 +257,9 @@ fn program_targets(
 ) -> Result<(Vec<program::ProgramTarget>, Duration), String> {
     let spec = &loaded.spec;
     let params = &plan.cells[run.cell].params;
-    let name = params
-        .get("agent")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| spec.agents.keys().next().cloned())
-        .ok_or("no agent program defined")?;
-    let program = spec
-        .agents
-        .get(&name)
-        .ok_or_else(|| format!("agent program `{name}` is not defined"))?;
-    let backend_name = program
-        .backend
-        .clone()
-        .or_else(|| {
-            params
-                .get("backend")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .or_else(|| spec.backends.keys().next().cloned());
+    let (_, program) = agent_program(spec, params)
+        .ok_or("the cell names no agent program defined under `agents:`")?;
+    let backend_name = cell_backend(spec, params);
     let servers: Vec<String> = backend_name
         .as_ref()
         .and_then(|b| running.iter().find(|s| &s.name == b))
@@ -576,23 +579,16 @@ fn targets(
 ) -> Result<(Vec<Target>, Arc<dyn backend::Protocol>), String> {
     let spec = &loaded.spec;
     let params = &plan.cells[run.cell].params;
-    let backend_name = params
-        .get("backend")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| spec.backends.keys().next().cloned())
-        .unwrap_or_default();
+    let backend_name = cell_backend(spec, params).unwrap_or_default();
     let b: &Backend = &spec.backends[&backend_name];
     let servers = &running
         .iter()
         .find(|s| s.name == backend_name)
         .ok_or("backend has no running servers")?
         .urls;
-    let scenario = match params.get("scenario") {
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| e.to_string())?,
-        None => Scenario::Single,
-    };
-    let (agents, per_agent) = scenario.shape();
+    let (agents, per_agent) = cell_scenario(params)
+        .ok_or("the cell's scenario is not valid")?
+        .shape();
     let agents = agents as usize;
     let workload = spec.workload.as_ref().ok_or("no workload")?;
     let max_tokens = params
@@ -710,13 +706,7 @@ pub async fn run(
     }
     let mut needed: Vec<String> = Vec::new();
     for r in &pending {
-        let name = plan.cells[r.cell]
-            .params
-            .get("backend")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| loaded.spec.backends.keys().next().cloned())
-            .unwrap_or_default();
+        let name = cell_backend(&loaded.spec, &plan.cells[r.cell].params).unwrap_or_default();
         if !needed.contains(&name) {
             needed.push(name);
         }
@@ -773,11 +763,11 @@ pub async fn run(
     let outcome: Result<(), RunError> = async {
         for run in &pending {
             let cell = &plan.cells[run.cell];
-            let command = matches!(cell_scenario(&cell.params), Some(Scenario::Command { .. }));
+            let scenario = cell_scenario(&cell.params);
             telemetry.begin_run();
             let started = unix_ms();
             let lag = LagMonitor::start();
-            let measured = if command {
+            let measured = if matches!(scenario, Some(Scenario::Command { .. })) {
                 if let Some((name, b)) = cold_backend(loaded, &cell.params)
                     && let Some(entry) = running.iter_mut().find(|s| s.name == name)
                 {
@@ -794,8 +784,8 @@ pub async fn run(
                 }
             } else {
                 let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
-                let backend_name = cell.params.get("backend").and_then(Value::as_str).map(str::to_owned).or_else(|| loaded.spec.backends.keys().next().cloned()).unwrap_or_default();
-                let workflow = loaded.spec.workflow.clone().filter(|_| matches!(cell_scenario(&cell.params), Some(Scenario::Workflow { .. })));
+                let backend_name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
+                let workflow = loaded.spec.workflow.clone().filter(|_| matches!(scenario, Some(Scenario::Workflow { .. })));
                 match workflow {
                     Some(steps) => {
                         // Each agent's workflow starts from its run's workload prompt.
