@@ -44,11 +44,14 @@ impl From<Diagnostic> for ReportError {
     }
 }
 
+/// Figure files: file name -> SVG text.
+pub type FigureFiles = Vec<(String, String)>;
+
 /// A rendered report: the Markdown and its figures (file name -> SVG).
 pub struct Rendered {
     pub tr: String,
     pub markdown: String,
-    pub figures: Vec<(String, String)>,
+    pub figures: FigureFiles,
 }
 
 fn templates_dir(root: &Path) -> PathBuf {
@@ -282,12 +285,99 @@ fn threats(
     out
 }
 
+/// The report's figures, drawn from its cells: (figure views for the template, file -> SVG).
+/// A figure whose values no cell has is left out.
+fn draw_figures(id: &str, cells: &[CellView]) -> Result<(Vec<Figure>, FigureFiles), ReportError> {
+    let mut views = Vec::new();
+    let mut files = Vec::new();
+    let mut add =
+        |file: String, caption: &str, svg: Result<String, String>| -> Result<(), ReportError> {
+            let svg = svg.map_err(|e| ReportError::Input(Diagnostic::new(e)))?;
+            views.push(Figure {
+                file: format!("figures/{file}"),
+                caption: caption.into(),
+            });
+            files.push((file, svg));
+            Ok(())
+        };
+    let summary = |c: &CellView, metric: &str| c.metrics.get(metric).cloned().flatten();
+    let bars = |metric: &str, scale: f64| -> Vec<figures::Bar> {
+        cells
+            .iter()
+            .filter_map(|c| {
+                summary(c, metric).map(|s| figures::Bar {
+                    label: format!("C{}", c.n),
+                    value: s.mean * scale,
+                    interval: Some((s.ci_low * scale, s.ci_high * scale)),
+                })
+            })
+            .collect()
+    };
+    let throughput = bars("decode_tok_s", 1.0);
+    if !throughput.is_empty() {
+        add(
+            format!("{id}-throughput.svg"),
+            "Decode throughput per cell (mean, 95% CI).",
+            figures::bars("Decode throughput per cell", "tok/s", &throughput),
+        )?;
+    }
+    let ttft: Vec<figures::Spread> = cells
+        .iter()
+        .filter_map(|c| {
+            summary(c, "ttft_ms").map(|s| figures::Spread {
+                label: format!("C{}", c.n),
+                min: s.min,
+                median: s.median,
+                p95: s.p95,
+                max: s.max,
+            })
+        })
+        .collect();
+    if !ttft.is_empty() {
+        add(
+            format!("{id}-ttft.svg"),
+            "Time to first token per cell: whisker min to max, box median to p95.",
+            figures::spreads("Time to first token", "ms", &ttft),
+        )?;
+    }
+    // Only concurrent cells have an efficiency; shown in percent.
+    let efficiency = bars("parallel_efficiency", 100.0);
+    if !efficiency.is_empty() {
+        add(
+            format!("{id}-efficiency.svg"),
+            "Parallel efficiency of the concurrent groups (mean, 95% CI).",
+            figures::bars("Parallel efficiency", "%", &efficiency),
+        )?;
+    }
+    let costs: Vec<figures::Bar> = cells
+        .iter()
+        .filter_map(|c| {
+            let k = c.cost.as_ref()?;
+            Some(figures::Bar {
+                label: format!("C{}", c.n),
+                value: k.usd_per_1m?,
+                interval: k.usd_per_1m_ci_low.zip(k.usd_per_1m_ci_high),
+            })
+        })
+        .collect();
+    if !costs.is_empty() {
+        add(
+            format!("{id}-cost.svg"),
+            "On-demand cost per 1M output tokens per cell (from the throughput CI).",
+            figures::bars("Cost per 1M tokens", "USD", &costs),
+        )?;
+    }
+    Ok((views, files))
+}
+
 /// Everything a report template can use (documented in docs/reports.md).
+/// Figures are not in it (`figures` is added by `render`): the cells they are drawn from are
+/// returned beside it.
 fn context(
     root: &Path,
     registry: &Registry,
     loaded: &LoadedSpec,
-) -> Result<(Value, Vec<(String, String)>), ReportError> {
+) -> Result<(serde_json::Value, Vec<CellView>), ReportError> {
     let spec = &loaded.spec;
     let paths = TrPaths::new(root, &spec.id);
     let analysed = if paths.runs().is_file() {
@@ -300,8 +390,6 @@ fn context(
     };
     let manifest = runner::read_manifest(&paths);
     let mut cells = Vec::new();
-    let mut figures_out = Vec::new();
-    let mut figure_views = Vec::new();
     if let Some(a) = &analysed {
         for (n, cell) in a.cells_in_order().into_iter().enumerate() {
             let r = a.runs.iter().find(|r| r.cell == cell);
@@ -330,108 +418,6 @@ fn context(
                 agents_compared: contention.map(|c| c.agents),
                 cost: a.cost.iter().find(|c| c.cell == cell).cloned(),
             });
-        }
-        let id = &spec.id;
-        let bar_of = |c: &CellView, metric: &str| {
-            c.metrics
-                .get(metric)
-                .cloned()
-                .flatten()
-                .map(|s| figures::Bar {
-                    label: format!("C{}", c.n),
-                    value: s.mean,
-                    interval: Some((s.ci_low, s.ci_high)),
-                })
-        };
-        let mut add = |file: String,
-                       caption: String,
-                       svg: Result<String, String>|
-         -> Result<(), ReportError> {
-            let svg = svg.map_err(|e| ReportError::Input(Diagnostic::new(e)))?;
-            figure_views.push(Figure {
-                file: format!("figures/{file}"),
-                caption,
-            });
-            figures_out.push((file, svg));
-            Ok(())
-        };
-        let throughput: Vec<figures::Bar> = cells
-            .iter()
-            .filter_map(|c| bar_of(c, "decode_tok_s"))
-            .collect();
-        if !throughput.is_empty() {
-            add(
-                format!("{id}-throughput.svg"),
-                "Decode throughput per cell (mean, 95% CI).".into(),
-                figures::bars("Decode throughput per cell", "tok/s", &throughput),
-            )?;
-        }
-        let ttft: Vec<figures::Spread> = cells
-            .iter()
-            .filter_map(|c| {
-                c.metrics
-                    .get("ttft_ms")
-                    .cloned()
-                    .flatten()
-                    .map(|s| figures::Spread {
-                        label: format!("C{}", c.n),
-                        min: s.min,
-                        median: s.median,
-                        p95: s.p95,
-                        max: s.max,
-                    })
-            })
-            .collect();
-        if !ttft.is_empty() {
-            add(
-                format!("{id}-ttft.svg"),
-                "Time to first token per cell: whisker min to max, box median to p95.".into(),
-                figures::spreads("Time to first token", "ms", &ttft),
-            )?;
-        }
-        let groups: Vec<&CellView> = cells
-            .iter()
-            .filter(|c| {
-                c.metrics
-                    .get("parallel_efficiency")
-                    .is_some_and(Option::is_some)
-            })
-            .collect();
-        if !groups.is_empty() {
-            let bars: Vec<figures::Bar> = groups
-                .iter()
-                .filter_map(|c| {
-                    bar_of(c, "parallel_efficiency").map(|b| figures::Bar {
-                        value: b.value * 100.0,
-                        label: b.label,
-                        interval: b.interval.map(|(l, h)| (l * 100.0, h * 100.0)),
-                    })
-                })
-                .collect();
-            add(
-                format!("{id}-efficiency.svg"),
-                "Parallel efficiency of the concurrent groups (mean, 95% CI).".into(),
-                figures::bars("Parallel efficiency", "%", &bars),
-            )?;
-        }
-        let costs: Vec<figures::Bar> = cells
-            .iter()
-            .filter_map(|c| {
-                c.cost.as_ref().and_then(|k| {
-                    Some(figures::Bar {
-                        label: format!("C{}", c.n),
-                        value: k.usd_per_1m?,
-                        interval: k.usd_per_1m_ci_low.zip(k.usd_per_1m_ci_high),
-                    })
-                })
-            })
-            .collect();
-        if !costs.is_empty() {
-            add(
-                format!("{id}-cost.svg"),
-                "On-demand cost per 1M output tokens per cell (from the throughput CI).".into(),
-                figures::bars("Cost per 1M tokens", "USD", &costs),
-            )?;
         }
     }
     let status = registry.effective_status(&spec.id);
@@ -529,10 +515,9 @@ fn context(
         "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &degraded_reasons(&paths))).unwrap_or_default(),
         "claims": claims,
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
-        "figures": figure_views,
         "footer": footer,
     });
-    Ok((Value::from(Serde(ctx)), figures_out))
+    Ok((ctx, cells))
 }
 
 /// A recorded figure as its author wrote it: whole numbers print without ".0".
@@ -552,7 +537,10 @@ pub fn render(
 ) -> Result<Rendered, ReportError> {
     let template = template_name(loaded);
     let env = environment(root, &[&template])?;
-    let (ctx, figures) = context(root, registry, loaded)?;
+    let (mut ctx, cells) = context(root, registry, loaded)?;
+    let (views, figures) = draw_figures(&loaded.spec.id, &cells)?;
+    ctx["figures"] = serde_json::json!(views);
+    let ctx = Value::from(Serde(ctx));
     let tmpl = env
         .get_template(&template)
         .map_err(|e| template_error(root, &e))?;
@@ -582,7 +570,10 @@ pub fn key_finding(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     filters::register(&mut env);
-    let (ctx, _) = context(root, registry, loaded)?;
+    // A one-line finding cites numbers, not figures: none are drawn for it.
+    let (mut ctx, _) = context(root, registry, loaded)?;
+    ctx["figures"] = serde_json::json!([]);
+    let ctx = Value::from(Serde(ctx));
     let has_data = TrPaths::new(root, &loaded.spec.id).runs().is_file();
     env.render_str(&text, ctx)
         .map(Some)
