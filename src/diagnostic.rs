@@ -70,14 +70,22 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// `file:line:column`, or just `file` without a location; None without a file.
+    pub fn place(&self) -> Option<String> {
+        let file = self.file.as_ref()?;
+        Some(match self.location {
+            Some(loc) => format!("{}:{}:{}", file.display(), loc.line, loc.column),
+            None => file.display().to_string(),
+        })
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error: {}", self.message)?;
-        if let Some(file) = &self.file {
-            match self.location {
-                Some(loc) => writeln!(f, "  --> {}:{}:{}", file.display(), loc.line, loc.column)?,
-                None => writeln!(f, "  --> {}", file.display())?,
-            }
+        if let Some(place) = self.place() {
+            writeln!(f, "  --> {place}")?;
         }
         if let (Some(loc), Some(line)) = (self.location, &self.snippet) {
             let number = loc.line.to_string();

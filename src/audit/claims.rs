@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::{Finding, Severity};
 use crate::analysis::{self, claims::Basis, claims::ClaimCheck, claims::Outcome};
-use crate::registry::Registry;
 use crate::runner::{self, journal};
 use crate::spec::matrix::values_equal;
 use crate::spec::{Claim, LoadedSpec, Status};
@@ -18,13 +17,11 @@ use crate::store::TrPaths;
 /// Where a claim's field sits in the spec, as `file:line:column`.
 fn location(loaded: &LoadedSpec, index: usize, field: &str) -> String {
     let d = loaded.error_at(&format!("claims[{index}].{field}"), "");
-    match d.location {
-        Some(l) => format!("{}:{}:{}", loaded.path.display(), l.line, l.column),
-        None => loaded.path.display().to_string(),
-    }
+    d.place()
+        .unwrap_or_else(|| loaded.path.display().to_string())
 }
 
-pub fn check(root: &Path, _registry: &Registry, loaded: &LoadedSpec) -> Vec<Finding> {
+pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
     let id = &loaded.spec.id;
     if loaded.spec.claims.is_empty() {
         return Vec::new();

@@ -75,16 +75,12 @@ impl Finding {
         if let Some(help) = &d.help {
             let _ = write!(message, " (help: {help})");
         }
-        let location = d.file.as_ref().map(|f| match &d.location {
-            Some(l) => format!("{}:{}:{}", f.display(), l.line, l.column),
-            None => f.display().to_string(),
-        });
         Finding {
             tr: tr.to_owned(),
             severity: Severity::Error,
             check,
             message,
-            location,
+            location: d.place(),
         }
     }
 }
@@ -168,7 +164,7 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
             continue;
         };
         findings.extend(coverage::check(root, loaded));
-        findings.extend(claims::check(root, registry, loaded));
+        findings.extend(claims::check(root, loaded));
         findings.extend(regeneration::check(root, registry, loaded));
     }
     // Stable output: by TR, then severity, then check; within that, in the order found.
