@@ -619,46 +619,41 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
         else {
             continue;
         };
-        let (agents, placement) = match scenario {
+        let (kind, agents, placement) = match scenario {
             Scenario::Single => continue,
-            Scenario::Concurrent { agents, placement } => (agents, placement),
-            Scenario::Workflow { agents, placement } => {
-                if spec.workflow.as_ref().is_none_or(|w| w.steps.is_empty()) {
-                    c.error("matrix.scenario", "a workflow scenario runs the spec's workflow, but `workflow:` has no steps", "add `workflow: {steps: [{id: summarise, prompt: \"Summarise: {{ input }}\"}]}`");
-                    return;
-                }
-                if agents < 1 {
-                    c.error(
-                        "matrix.scenario",
-                        "a workflow scenario needs at least 1 agent",
-                        "set `agents: 1` or more",
-                    );
-                    return;
-                }
-                (agents, placement)
-            }
-            Scenario::Command { agents, placement } => {
-                if spec.agents.is_empty() {
-                    c.error("matrix.scenario", "a command scenario runs an agent program, but `agents:` defines none", "add `agents: {name: {command: [\"python3\", \"agents/python/agent.py\"]}}`");
-                    return;
-                }
-                if agents < 1 {
-                    c.error(
-                        "matrix.scenario",
-                        "a command scenario needs at least 1 agent",
-                        "set `agents: 1` or more",
-                    );
-                    return;
-                }
-                (agents, placement)
-            }
+            Scenario::Concurrent { agents, placement } => ("concurrent", agents, placement),
+            Scenario::Workflow { agents, placement } => ("workflow", agents, placement),
+            Scenario::Command { agents, placement } => ("command", agents, placement),
         };
-        if agents < 2 && matches!(scenario, Scenario::Concurrent { .. }) {
-            c.error(
-                "matrix.scenario",
+        // What a workflow or command scenario runs must be defined.
+        let undefined = match kind {
+            "workflow" if spec.workflow.as_ref().is_none_or(|w| w.steps.is_empty()) => Some((
+                "a workflow scenario runs the spec's workflow, but `workflow:` has no steps",
+                "add `workflow: {steps: [{id: summarise, prompt: \"Summarise: {{ input }}\"}]}`",
+            )),
+            "command" if spec.agents.is_empty() => Some((
+                "a command scenario runs an agent program, but `agents:` defines none",
+                "add `agents: {name: {command: [\"python3\", \"agents/python/agent.py\"]}}`",
+            )),
+            _ => None,
+        };
+        if let Some((message, help)) = undefined {
+            c.error("matrix.scenario", message, help);
+            return;
+        }
+        let too_few = match kind {
+            "concurrent" if agents < 2 => Some((
                 format!("a concurrent scenario needs at least 2 agents, got {agents}"),
                 "use `kind: single` for one agent",
-            );
+            )),
+            _ if agents < 1 => Some((
+                format!("a {kind} scenario needs at least 1 agent"),
+                "set `agents: 1` or more",
+            )),
+            _ => None,
+        };
+        if let Some((message, help)) = too_few {
+            c.error("matrix.scenario", message, help);
             return;
         }
         let backend = match cell.params.get("backend").and_then(Value::as_str) {
