@@ -285,44 +285,35 @@ fn compare_reports_ratio_interval_and_effect_size() {
         out.stdout
     );
 
-    let bad = banterhearts(
-        dir.path(),
-        &[
-            "compare",
-            "TR970",
-            "--metric",
+    // A misspelt metric or axis is named, with the right spelling.
+    for (metric, a, hint) in [
+        (
             "decode_toks",
-            "--a",
             "temperature=0.2",
-            "--b",
-            "temperature=0.8",
-        ],
-    );
-    assert_eq!(bad.code, 2);
-    assert!(
-        bad.stderr.contains("did you mean `decode_tok_s`?"),
-        "{}",
-        bad.stderr
-    );
-    let bad = banterhearts(
-        dir.path(),
-        &[
-            "compare",
-            "TR970",
-            "--metric",
+            "did you mean `decode_tok_s`?",
+        ),
+        (
             "decode_tok_s",
-            "--a",
             "temprature=0.2",
-            "--b",
-            "temperature=0.8",
-        ],
-    );
-    assert_eq!(bad.code, 2);
-    assert!(
-        bad.stderr.contains("did you mean `temperature`?"),
-        "{}",
-        bad.stderr
-    );
+            "did you mean `temperature`?",
+        ),
+    ] {
+        let bad = banterhearts(
+            dir.path(),
+            &[
+                "compare",
+                "TR970",
+                "--metric",
+                metric,
+                "--a",
+                a,
+                "--b",
+                "temperature=0.8",
+            ],
+        );
+        assert_eq!(bad.code, 2);
+        assert!(bad.stderr.contains(hint), "{}", bad.stderr);
+    }
 }
 
 #[test]
