@@ -21,36 +21,25 @@ fn location(loaded: &LoadedSpec, index: usize, field: &str) -> String {
         .unwrap_or_else(|| loaded.path.display().to_string())
 }
 
-pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
+/// `rendered` holds the claims as the report rendered now shows them; without it (the report
+/// does not render) they are evaluated here.
+pub fn check(root: &Path, loaded: &LoadedSpec, rendered: Option<&[ClaimCheck]>) -> Vec<Finding> {
     let id = &loaded.spec.id;
     if loaded.spec.claims.is_empty() {
         return Vec::new();
     }
     let has_runs = TrPaths::new(root, id).runs().is_file();
-    let checks: Vec<ClaimCheck> = if has_runs {
-        match analysis::analyze(root, loaded) {
-            Ok(a) => a.claims,
-            Err(e) => {
-                return vec![Finding::new(
-                    id,
-                    Severity::Error,
-                    "claim",
-                    format!("cannot analyse the data to check the claims: {e}"),
-                )];
-            }
-        }
-    } else {
-        match analysis::claims::evaluate(loaded, None, &[]) {
-            Ok(c) => c,
-            Err(e) => {
-                return vec![Finding::new(
-                    id,
-                    Severity::Error,
-                    "claim",
-                    format!("cannot evaluate the claims: {e}"),
-                )];
-            }
-        }
+    let evaluated = match rendered {
+        Some(checks) => Ok(checks.to_vec()),
+        None if has_runs => analysis::analyze(root, loaded)
+            .map(|a| a.claims)
+            .map_err(|e| format!("cannot analyse the data to check the claims: {e}")),
+        None => analysis::claims::evaluate(loaded, None, &[])
+            .map_err(|e| format!("cannot evaluate the claims: {e}")),
+    };
+    let checks = match evaluated {
+        Ok(c) => c,
+        Err(message) => return vec![Finding::new(id, Severity::Error, "claim", message)],
     };
     let mut out = Vec::new();
     for (i, c) in checks.iter().enumerate() {

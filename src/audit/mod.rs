@@ -164,8 +164,14 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
             continue;
         };
         findings.extend(coverage::check(root, loaded));
-        findings.extend(claims::check(root, loaded));
-        findings.extend(regeneration::check(root, registry, loaded));
+        // One render serves the drift check and the claims (it re-derives them already).
+        let rendered = crate::report::render(root, registry, loaded);
+        findings.extend(claims::check(
+            root,
+            loaded,
+            rendered.as_ref().ok().map(|r| r.claims.as_slice()),
+        ));
+        findings.extend(regeneration::check(root, loaded, &rendered));
     }
     // Stable output: by TR, then severity, then check; within that, in the order found.
     findings.sort_by(|a, b| (&a.tr, a.severity).cmp(&(&b.tr, b.severity)));

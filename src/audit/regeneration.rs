@@ -7,14 +7,18 @@ use std::path::Path;
 use similar::{DiffTag, TextDiff};
 
 use super::{Finding, Severity};
-use crate::registry::Registry;
-use crate::report::{self, Footer};
+use crate::report::{self, Footer, Rendered, ReportError};
 use crate::spec::{LoadedSpec, Status};
 
 /// Changed lines reported per report before the rest are summarised.
 const MAX_DRIFT_FINDINGS: usize = 12;
 
-pub fn check(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Vec<Finding> {
+/// `rendered` is the report rendered now, in memory.
+pub fn check(
+    root: &Path,
+    loaded: &LoadedSpec,
+    rendered: &Result<Rendered, ReportError>,
+) -> Vec<Finding> {
     let id = &loaded.spec.id;
     let path = report::reports_dir(root).join(format!("{id}.md"));
     let shown = path.display().to_string();
@@ -60,10 +64,10 @@ pub fn check(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Vec<Findi
             }
         }
     }
-    let rendered = match report::render(root, registry, loaded) {
+    let rendered = match rendered {
         Ok(r) => r,
-        Err(report::ReportError::Input(d)) => {
-            return [out, vec![Finding::from_diagnostic(id, "regeneration", &d)]].concat();
+        Err(ReportError::Input(d)) => {
+            return [out, vec![Finding::from_diagnostic(id, "regeneration", d)]].concat();
         }
         Err(e) => {
             return [
@@ -78,8 +82,6 @@ pub fn check(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Vec<Findi
             .concat();
         }
     };
-    // The footer's hashes change whenever an input does; staleness reports that, so drift
-    // compares the rest.
     out.extend(drift(
         id,
         &shown,

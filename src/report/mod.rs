@@ -52,6 +52,8 @@ pub struct Rendered {
     pub tr: String,
     pub markdown: String,
     pub figures: FigureFiles,
+    /// The claims as the report shows them, re-derived (the audit reads them from here).
+    pub claims: Vec<analysis::claims::ClaimCheck>,
 }
 
 fn templates_dir(root: &Path) -> PathBuf {
@@ -377,7 +379,14 @@ fn context(
     root: &Path,
     registry: &Registry,
     loaded: &LoadedSpec,
-) -> Result<(serde_json::Value, Vec<CellView>), ReportError> {
+) -> Result<
+    (
+        serde_json::Value,
+        Vec<CellView>,
+        Vec<analysis::claims::ClaimCheck>,
+    ),
+    ReportError,
+> {
     let spec = &loaded.spec;
     let paths = TrPaths::new(root, &spec.id);
     let analysed = if paths.runs().is_file() {
@@ -517,7 +526,7 @@ fn context(
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "footer": footer,
     });
-    Ok((ctx, cells))
+    Ok((ctx, cells, checks))
 }
 
 /// A recorded figure as its author wrote it: whole numbers print without ".0".
@@ -537,7 +546,7 @@ pub fn render(
 ) -> Result<Rendered, ReportError> {
     let template = template_name(loaded);
     let env = environment(root, &[&template])?;
-    let (mut ctx, cells) = context(root, registry, loaded)?;
+    let (mut ctx, cells, claims) = context(root, registry, loaded)?;
     let (views, figures) = draw_figures(&loaded.spec.id, &cells)?;
     ctx["figures"] = serde_json::json!(views);
     let ctx = Value::from(Serde(ctx));
@@ -549,6 +558,7 @@ pub fn render(
         tr: loaded.spec.id.clone(),
         markdown,
         figures,
+        claims,
     })
 }
 
@@ -571,7 +581,7 @@ pub fn key_finding(
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     filters::register(&mut env);
     // A one-line finding cites numbers, not figures: none are drawn for it.
-    let (mut ctx, _) = context(root, registry, loaded)?;
+    let (mut ctx, _, _) = context(root, registry, loaded)?;
     ctx["figures"] = serde_json::json!([]);
     let ctx = Value::from(Serde(ctx));
     let has_data = TrPaths::new(root, &loaded.spec.id).runs().is_file();
