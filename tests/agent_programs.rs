@@ -91,7 +91,8 @@ fn a_hanging_program_is_killed_at_its_timeout() {
     );
     assert_eq!(agent["exit"], "killed at timeout");
     let wall = agent["e2e_ms"].as_f64().unwrap();
-    assert!((1000.0..3000.0).contains(&wall), "wall {wall}");
+    // Killed after its 1 s, long before its 600 s sleep; the margin is for a loaded machine.
+    assert!((1000.0..15000.0).contains(&wall), "wall {wall}");
 }
 
 #[test]

@@ -47,20 +47,22 @@ fn the_pacer_reports_its_real_send_times_and_the_runner_reconciles_them() {
     for r in journal(dir.path(), "TR957") {
         for a in r["agents"].as_array().unwrap() {
             let f = |k: &str| a[k].as_f64().unwrap();
-            // The schedule: first token at 30 ms, the other 19 at 5 ms intervals (95 ms).
+            // The pacer never sends early: first token no sooner than 30 ms, the other 19 at
+            // 5 ms intervals after it, so the last no sooner than 30 + 19 x 5 = 125 ms. How late
+            // it runs depends on the machine's load, so only a unit slip (s or us for ms) is
+            // bounded above.
+            let prompt = f("server_prompt_ms");
+            assert!((30.0..1000.0).contains(&prompt), "{a}");
+            let last = prompt + f("server_decode_ms");
+            assert!((125.0..2000.0).contains(&last), "{a}");
+            // Reconciliation: the client cannot see a token before the pacer reports sending
+            // it, so the overheads are never negative and are what the two clocks differ by.
+            assert!(f("prefill_overhead_ms") >= 0.0, "{a}");
             assert!(
-                f("server_prompt_ms") >= 30.0 && f("server_prompt_ms") < 60.0,
+                (f("ttft_ms") - prompt - f("prefill_overhead_ms")).abs() < 1e-6,
                 "{a}"
             );
-            // The last token is sent no earlier than its slot at 30 + 19 x 5 = 125 ms.
-            let last = f("server_prompt_ms") + f("server_decode_ms");
-            assert!((125.0..180.0).contains(&last), "{a}");
-            // The client cannot see the first token before it is sent, and on loopback sees it
-            // within a few milliseconds.
-            assert!(
-                f("prefill_overhead_ms") >= 0.0 && f("prefill_overhead_ms") < 20.0,
-                "{a}"
-            );
+            assert!(f("e2e_ms") >= last, "{a}");
             assert_eq!(a["output_tokens"], 20);
         }
     }
