@@ -183,31 +183,39 @@ impl Columns {
         self.run_warmup.push(r.warmup);
     }
 
-    /// The cell's rows as (agents, runs) frames; the vectors are freed as they are converted.
-    fn into_frames(self, cell: u32) -> PolarsResult<(DataFrame, DataFrame)> {
+    /// The rows collected so far as (agents, runs) frames; the buffers are emptied but keep
+    /// their capacity for the next batch, so parsing does not keep growing fresh vectors.
+    fn take_frames(&mut self, cell: u32) -> PolarsResult<(DataFrame, DataFrame)> {
         let mut agent_cols: Vec<Column> = vec![
             Column::new("cell".into(), vec![cell; self.agent_run.len()]),
-            Column::new("run".into(), self.agent_run),
-            Column::new("ok".into(), self.agent_ok),
-            Column::new("warmup".into(), self.agent_warmup),
+            Column::new("run".into(), &self.agent_run[..]),
+            Column::new("ok".into(), &self.agent_ok[..]),
+            Column::new("warmup".into(), &self.agent_warmup[..]),
         ];
         agent_cols.extend(
             AGENT_METRICS
                 .iter()
-                .zip(self.agent_values)
-                .map(|(name, v)| Column::new((*name).into(), v)),
+                .zip(&self.agent_values)
+                .map(|(name, v)| Column::new((*name).into(), &v[..])),
         );
         let mut run_cols: Vec<Column> = vec![
             Column::new("cell".into(), vec![cell; self.run_ok.len()]),
-            Column::new("ok".into(), self.run_ok),
-            Column::new("warmup".into(), self.run_warmup),
+            Column::new("ok".into(), &self.run_ok[..]),
+            Column::new("warmup".into(), &self.run_warmup[..]),
         ];
         run_cols.extend(
             RUN_METRICS
                 .iter()
-                .zip(self.run_values)
-                .map(|(name, v)| Column::new((*name).into(), v)),
+                .zip(&self.run_values)
+                .map(|(name, v)| Column::new((*name).into(), &v[..])),
         );
+        self.agent_run.clear();
+        self.agent_ok.clear();
+        self.agent_warmup.clear();
+        self.agent_values.iter_mut().for_each(Vec::clear);
+        self.run_ok.clear();
+        self.run_warmup.clear();
+        self.run_values.iter_mut().for_each(Vec::clear);
         Ok((
             DataFrame::new_infer_height(agent_cols)?,
             DataFrame::new_infer_height(run_cols)?,
@@ -258,18 +266,25 @@ fn line_at(path: &Path, offset: usize) -> usize {
     })
 }
 
+/// A parsing thread's buffers, kept from one batch to the next.
+#[derive(Default)]
+struct Parser {
+    /// Column buffers by cell index.
+    by_cell: Vec<Columns>,
+    /// Cell ids already registered, so the shared registry is locked only for new ones.
+    known: HashMap<String, u32>,
+}
+
 /// Parses one batch of complete journal lines into per-cell frames. Run numbers are
 /// `batch << 32 | line`, unique without counting the lines of earlier batches. A new cell's
 /// parameters are parsed from its first line only; every other line skips them.
 fn parse_batch(
     path: &Path,
-    batch: u64,
-    start: usize,
-    bytes: &[u8],
+    (batch, start, bytes): (u64, usize, &[u8]),
     cells: &CellRegistry,
+    parser: &mut Parser,
 ) -> BatchResult {
-    let mut by_cell: Vec<Option<Columns>> = Vec::new();
-    let mut known: HashMap<String, u32> = HashMap::new();
+    let Parser { by_cell, known } = parser;
     let mut line_start = 0;
     // memchr finds line ends with SIMD: splitting byte by byte cost a second per gigabyte.
     for (i, line_end) in memchr::memchr_iter(b'\n', bytes).enumerate() {
@@ -310,16 +325,14 @@ fn parse_batch(
         };
         let slot = cell as usize;
         if by_cell.len() <= slot {
-            by_cell.resize_with(slot + 1, || None);
+            by_cell.resize_with(slot + 1, Columns::new);
         }
-        by_cell[slot]
-            .get_or_insert_with(Columns::new)
-            .push(batch << 32 | i as u64, &record);
+        by_cell[slot].push(batch << 32 | i as u64, &record);
     }
     let mut frames = Vec::new();
-    for (cell, columns) in by_cell.into_iter().enumerate() {
-        if let Some(columns) = columns {
-            let (agents, runs) = columns.into_frames(cell as u32)?;
+    for (cell, columns) in by_cell.iter_mut().enumerate() {
+        if !columns.run_ok.is_empty() {
+            let (agents, runs) = columns.take_frames(cell as u32)?;
             frames.push((cell as u32, agents, runs));
         }
     }
@@ -350,9 +363,11 @@ fn stack_by_cell(
 }
 
 /// Reads a journal into frames. The file is read in large blocks cut at line ends, which a pool
-/// of threads (one per core) parses without copying lines, so memory stays bounded by the frames.
+/// of threads (one per core) parses in place. Blocks go back to the reader once parsed, so a
+/// gigabyte is read through a handful of buffers instead of fresh (zeroed, faulted-in) memory.
 pub fn load(path: &Path) -> Result<Frames, FrameError> {
     use std::io::Read;
+    use std::sync::mpsc;
     let io = |source| FrameError::Io {
         path: path.display().to_string(),
         source,
@@ -362,18 +377,28 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(u64, usize, Vec<u8>)>(threads);
+    // (batch index, byte offset of the batch in the file, block, bytes of whole lines in it)
+    let (batch_tx, batch_rx) = mpsc::channel::<(u64, usize, Vec<u8>, usize)>();
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..threads + 1 {
+        let _ = free_tx.send(vec![0; BATCH_BYTES]);
+    }
     let batch_rx = std::sync::Mutex::new(batch_rx);
     let results: std::sync::Mutex<Vec<(u64, BatchResult)>> = std::sync::Mutex::new(Vec::new());
     let read_result = std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| {
+            let free_tx = free_tx.clone();
+            let (batch_rx, results, cells) = (&batch_rx, &results, &cells);
+            scope.spawn(move || {
+                let mut parser = Parser::default();
                 loop {
                     let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((index, start, bytes)) = next else {
+                    let Ok((index, start, block, len)) = next else {
                         break;
                     };
-                    let parsed = parse_batch(path, index, start, &bytes, &cells);
+                    let parsed =
+                        parse_batch(path, (index, start, &block[..len]), cells, &mut parser);
+                    let _ = free_tx.send(block);
                     results
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -381,32 +406,39 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
                 }
             });
         }
-        let mut carry: Vec<u8> = Vec::new();
+        drop(free_tx);
+        let (mut carry, mut spare) = (Vec::new(), None);
         let (mut index, mut consumed) = (0u64, 0usize);
         let result: Result<(), FrameError> = loop {
-            let mut block = std::mem::take(&mut carry);
-            let filled = block.len();
-            block.resize(filled + BATCH_BYTES, 0);
-            let n = match file.read(&mut block[filled..]) {
+            let Some(mut block) = spare.take().or_else(|| free_rx.recv().ok()) else {
+                break Ok(());
+            };
+            // A line longer than a block (never written by the runner, but possible) grows it.
+            if block.len() < carry.len() + BATCH_BYTES / 2 {
+                block.resize(carry.len() + BATCH_BYTES, 0);
+            }
+            block[..carry.len()].copy_from_slice(&carry);
+            let n = match file.read(&mut block[carry.len()..]) {
                 Ok(n) => n,
                 Err(e) => break Err(io(e)),
             };
-            block.truncate(filled + n);
+            let filled = carry.len() + n;
             // Bytes after the last newline wait for the next block; at the end of the file they
             // are a torn line, not a finished run, and are dropped.
-            let Some(last) = block.iter().rposition(|b| *b == b'\n') else {
+            let Some(last) = memchr::memrchr(b'\n', &block[..filled]) else {
+                carry = block[..filled].to_vec();
+                spare = Some(block);
                 if n == 0 {
                     break Ok(());
                 }
-                carry = block;
                 continue;
             };
-            carry = block.split_off(last + 1);
-            let len = block.len();
-            if batch_tx.send((index, consumed, block)).is_err() {
+            carry.clear();
+            carry.extend_from_slice(&block[last + 1..filled]);
+            if batch_tx.send((index, consumed, block, last + 1)).is_err() {
                 break Ok(());
             }
-            consumed += len;
+            consumed += last + 1;
             index += 1;
             if n == 0 {
                 break Ok(());
@@ -431,7 +463,7 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
         .unwrap_or_else(|p| p.into_inner())
         .into_values()
         .collect();
-    let (no_agents, no_runs) = Columns::new().into_frames(0)?;
+    let (no_agents, no_runs) = Columns::new().take_frames(0)?;
     Ok(Frames {
         agents: stack_by_cell(no_agents, agents)?,
         runs: stack_by_cell(no_runs, runs)?,
@@ -493,5 +525,47 @@ mod tests {
         assert_eq!(get(&frames.runs, "client_rss_mb"), Some(12.0));
         assert_eq!(frames.agents.width(), 4 + AGENT_METRICS.len());
         assert_eq!(frames.runs.width(), 3 + RUN_METRICS.len());
+    }
+
+    // Blocks are reused and cut at line ends: a record longer than a block, and records on
+    // both sides of it, must all be read, in order, with none split or repeated.
+    #[test]
+    fn a_record_longer_than_a_block_is_read_whole() {
+        let record = |cell: &str, text: &str, ttft: f64| {
+            format!(
+                r#"{{"cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"{text}","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":null,"cache_n":0,"itl_p50_ms":1.0,"itl_p95_ms":1.0,"itl_p99_ms":1.0,"prefill_overhead_ms":0.1,"decode_overhead_ms":0.1}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
+            )
+        };
+        let long = "x".repeat(BATCH_BYTES + BATCH_BYTES / 2);
+        let mut journal = String::new();
+        for i in 0..2000 {
+            journal += &record(if i % 2 == 0 { "a" } else { "b" }, "short", i as f64);
+            journal.push('\n');
+        }
+        journal += &record("b", &long, 2000.0);
+        journal.push('\n');
+        journal += &record("a", "short", 2001.0);
+        journal.push('\n');
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        std::fs::write(&path, journal).unwrap();
+        let frames = load(&path).unwrap();
+        assert_eq!(frames.runs.height(), 2002);
+        let ttft: Vec<f64> = floats(&frames.agents, "ttft_ms").unwrap();
+        // Rows come grouped by cell (a first: it was seen first), each in record order.
+        let want_a: Vec<f64> = (0..2000)
+            .step_by(2)
+            .map(f64::from)
+            .chain([2001.0])
+            .collect();
+        let want_b: Vec<f64> = (1..2000)
+            .step_by(2)
+            .map(f64::from)
+            .chain([2000.0])
+            .collect();
+        assert_eq!(ttft[..want_a.len()], want_a[..]);
+        assert_eq!(ttft[want_a.len()..], want_b[..]);
+        assert_eq!(frames.cells.len(), 2);
+        assert_eq!(frames.cells[1].params["cell"], "b");
     }
 }
