@@ -132,14 +132,17 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
             flagged.column("contended")?.cast(&DataType::UInt32)?,
         );
         let n = n.u32()?;
-        (0..flagged.height())
+        let mut rates: Vec<(usize, f64)> = (0..flagged.height())
             .map(|i| {
                 (
                     c.get(i).unwrap_or(0) as usize,
                     n.get(i).unwrap_or(0) as f64 / a.get(i).unwrap_or(1).max(1) as f64,
                 )
             })
-            .collect()
+            .collect();
+        // group_by returns groups in any order; these rates are summed, so fix the order.
+        rates.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+        rates
     };
     let flagged = flagged
         .lazy()
