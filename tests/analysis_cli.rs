@@ -328,3 +328,75 @@ fn analyze_without_runs_says_what_to_do() {
         out.stderr
     );
 }
+
+/// Two numbers agree to 1e-12 relative: debug and release builds may round a last digit
+/// differently (p95 of TR124's TTFT is 18.452491 in one and 18.452491000000002 in the other).
+fn same_number(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()) || (a.is_nan() && b.is_nan())
+}
+
+/// CSV or JSON text equal field by field, numbers to within `same_number`.
+fn same_figures(a: &str, b: &str) -> bool {
+    if let (Ok(x), Ok(y)) = (
+        serde_json::from_str::<Value>(a),
+        serde_json::from_str::<Value>(b),
+    ) {
+        return same_json(&x, &y);
+    }
+    let fields = |t: &str| -> Vec<String> { t.split([',', '\n']).map(str::to_owned).collect() };
+    let (x, y) = (fields(a), fields(b));
+    x.len() == y.len()
+        && x.iter()
+            .zip(&y)
+            .all(|(p, q)| match (p.parse::<f64>(), q.parse::<f64>()) {
+                (Ok(p), Ok(q)) => same_number(p, q),
+                _ => p == q,
+            })
+}
+
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            same_number(x.as_f64().unwrap(), y.as_f64().unwrap())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The committed analysis files of every TR with runs are what `analyze` derives from its
+/// journal today: a change to the statistics that moves a figure must re-derive and commit
+/// them, never leave stale numbers beside the raw data.
+#[test]
+fn committed_analysis_files_are_what_analyze_derives_from_the_journals() {
+    let repo = repo_root();
+    let dir = common::repo_copy();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo.join("data")).unwrap() {
+        let tr_dir = entry.unwrap().path();
+        if !tr_dir.join("runs.jsonl").is_file() || !tr_dir.join("summary.csv").is_file() {
+            continue;
+        }
+        let tr = tr_dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let out = banterhearts(dir.path(), &["analyze", &tr]);
+        assert_eq!(out.code, 0, "{tr}: {}", out.stderr);
+        for file in ["summary.csv", "cost.csv", "comparisons.json", "claims.json"] {
+            let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+            let committed = read(tr_dir.join(file));
+            let derived = read(dir.path().join("data").join(&tr).join(file));
+            assert!(
+                same_figures(&committed, &derived),
+                "data/{tr}/{file} differs from what `banterhearts analyze {tr}` writes: re-run it and commit"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} TRs with committed analyses");
+}

@@ -10,7 +10,7 @@ fn mean(x: &[f64]) -> f64 {
 
 fn var(x: &[f64]) -> f64 {
     let m = mean(x);
-    x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64
+    x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64
 }
 
 /// Welch's unequal-variance t-test: (t, degrees of freedom, two-sided p). Needs n >= 2 per side.
@@ -24,7 +24,7 @@ pub fn welch_t(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
         return None;
     }
     let t = (mean(a) - mean(b)) / se2.sqrt();
-    let df = se2.powi(2) / (va.powi(2) / (a.len() - 1) as f64 + vb.powi(2) / (b.len() - 1) as f64);
+    let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     Some((t, df, 2.0 * dist.cdf(-t.abs())))
 }
@@ -67,7 +67,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
         }
         let rank = (i + j) as f64 / 2.0 + 1.0;
         let tied = (j - i + 1) as f64;
-        tie_term += tied.powi(3) - tied;
+        tie_term += tied * tied * tied - tied;
         rank_sum_a += all[i..=j].iter().filter(|(_, in_a)| *in_a).count() as f64 * rank;
         i = j + 1;
     }

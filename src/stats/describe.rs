@@ -99,7 +99,7 @@ pub fn summarize_in_place(values: &mut [f64]) -> Option<Summary> {
             (lo.min(*x), hi.max(*x))
         });
     let std = if n > 1 {
-        (compensated_sum(values.iter().map(|x| (x - mean).powi(2))) / (n - 1) as f64).sqrt()
+        (compensated_sum(values.iter().map(|x| (x - mean) * (x - mean))) / (n - 1) as f64).sqrt()
     } else {
         f64::NAN
     };
