@@ -341,7 +341,7 @@ fn same_figures(a: &str, b: &str) -> bool {
         serde_json::from_str::<Value>(a),
         serde_json::from_str::<Value>(b),
     ) {
-        return same_json(&x, &y);
+        return banterhearts::spec::matrix::values_equal_by(&x, &y, &same_number);
     }
     let fields = |t: &str| -> Vec<String> { t.split([',', '\n']).map(str::to_owned).collect() };
     let (x, y) = (fields(a), fields(b));
@@ -352,23 +352,6 @@ fn same_figures(a: &str, b: &str) -> bool {
                 (Ok(p), Ok(q)) => same_number(p, q),
                 _ => p == q,
             })
-}
-
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            same_number(x.as_f64().unwrap(), y.as_f64().unwrap())
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 /// The committed analysis files of every TR with runs are what `analyze` derives from its

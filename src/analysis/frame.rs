@@ -341,8 +341,9 @@ fn parse_batch(
 
 /// Stacks per-cell pieces in (cell, batch) order, so that each cell's rows are contiguous and
 /// in record order, and marks the cell column sorted: polars then groups by slices instead of
-/// gathering every group, and sums come out as in record order. `stacked` starts empty; each cell is made one chunk
-/// before the next is stacked, so the copy costs at most one cell's worth of extra memory.
+/// gathering every group, and sums come out as in record order. `stacked` starts empty; each
+/// cell is made one chunk before the next is stacked, so the copy costs at most one cell's
+/// worth of extra memory.
 fn stack_by_cell(
     mut stacked: DataFrame,
     mut pieces: Vec<(u32, u64, DataFrame)>,

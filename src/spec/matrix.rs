@@ -86,15 +86,22 @@ pub fn display_value(v: &Value) -> String {
 
 /// Equality as a user means it: `1` and `1.0` are the same temperature.
 pub fn values_equal(a: &Value, b: &Value) -> bool {
+    values_equal_by(a, b, &|x, y| x == y)
+}
+
+/// Structural equality of two JSON values, with numbers compared by `numbers_equal` (as f64).
+pub fn values_equal_by(a: &Value, b: &Value, numbers_equal: &impl Fn(f64, f64) -> bool) -> bool {
+    let equal = |a, b| values_equal_by(a, b, numbers_equal);
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => numbers_equal(x, y),
+            (x, y) => x == y,
+        },
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b))
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
         _ => a == b,
     }
