@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::frame::{AGENT_METRICS, Frames, RUN_METRICS, floats, only_cells};
+use super::frame::{AGENT_METRICS, Frames, RUN_METRICS, floats};
 use crate::spec::LoadedSpec;
 use crate::spec::matrix::values_equal;
 use crate::stats::{self, Comparison};
@@ -52,13 +52,19 @@ pub fn select(
         .collect();
     let measured = col("ok").and(col("warmup").not());
     let values = if AGENT_METRICS.contains(&metric) {
-        only_cells(frames.agents.clone().lazy().filter(measured), cells)?
+        frames
+            .agents_of(&cells)?
+            .lazy()
+            .filter(measured)
             // Stable: runs in journal order, so sums and files are the same on every analysis.
             .group_by_stable([col("run")])
             .agg([col(metric).mean().alias("v")])
             .collect()?
     } else if RUN_METRICS.contains(&metric) {
-        only_cells(frames.runs.clone().lazy().filter(measured), cells)?
+        frames
+            .runs_of(&cells)?
+            .lazy()
+            .filter(measured)
             .select([col(metric).alias("v")])
             .collect()?
     } else {

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::frame::{CellInfo, Frames, only_cells};
+use super::frame::{CellInfo, Frames};
 use crate::spec::ContentionThresholds;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,16 +50,15 @@ fn config_key(params: &Map<String, Value>) -> String {
 
 pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Contention> {
     let cells: &[CellInfo] = &frames.cells;
-    let measured = frames
-        .agents
-        .clone()
-        .lazy()
-        .filter(col("ok").and(col("warmup").not()));
+    let measured = || col("ok").and(col("warmup").not());
     let singles: Vec<u32> = (0..cells.len())
         .filter(|&i| cells[i].agents == 1)
         .map(|i| i as u32)
         .collect();
-    let medians = only_cells(measured.clone(), singles)?
+    let medians = frames
+        .agents_of(&singles)?
+        .lazy()
+        .filter(measured())
         .group_by([col("cell")])
         .agg([
             col("decode_tok_s").median().alias("decode"),
@@ -80,51 +79,69 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
             );
         }
     }
-    let (mut base_cells, mut base_decode, mut base_ttft, mut orphans) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut compared, mut orphans) = (Vec::new(), Vec::new());
     for (i, cell) in cells.iter().enumerate().filter(|(_, c)| c.agents > 1) {
         match baselines.get(&config_key(&cell.params)) {
-            Some((d, t)) => {
-                base_cells.push(i as u32);
-                base_decode.push(*d);
-                base_ttft.push(*t);
-            }
+            Some(&baseline) => compared.push((i as u32, baseline)),
             None => orphans.push(i as u32),
         }
     }
-    let without_baseline = only_cells(measured.clone(), orphans)?
+    let without_baseline = frames
+        .agents_of(&orphans)?
+        .lazy()
+        .filter(measured())
         .select([len().cast(DataType::UInt32).alias("n")])
         .collect()?
         .column("n")?
         .u32()?
         .get(0)
         .unwrap_or(0);
-    let base = df!("cell" => base_cells, "base_decode" => base_decode, "base_ttft" => base_ttft)?;
-    let flagged = measured
-        .join(
-            base.lazy(),
-            [col("cell")],
-            [col("cell")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .with_column(
-            (col("decode_tok_s")
-                .lt(col("base_decode") * lit(1.0 - t.decode_drop))
-                .fill_null(lit(false))
-                .or(col("ttft_ms")
-                    .gt(col("base_ttft") * lit(t.ttft_factor))
-                    .fill_null(lit(false))))
-            .alias("contended"),
-        )
-        .group_by([col("cell"), col("run")])
-        .agg([
-            len().cast(DataType::UInt32).alias("agents"),
-            col("contended")
-                .cast(DataType::UInt32)
-                .sum()
-                .alias("contended"),
-        ])
-        .collect()?;
+    // Per cell, with its baselines as literals: a cell's rows are one slice of the frame.
+    let beyond = |metric: &str, limit: Option<f64>, slower: bool| {
+        limit.map_or(lit(false), |limit| {
+            let c = col(metric);
+            let out = if slower {
+                c.lt(lit(limit))
+            } else {
+                c.gt(lit(limit))
+            };
+            out.fill_null(lit(false))
+        })
+    };
+    let mut per_run = Vec::new();
+    for (cell, (decode, ttft)) in compared {
+        per_run.push(
+            frames
+                .agents_of(&[cell])?
+                .lazy()
+                .filter(measured())
+                .with_column(
+                    beyond(
+                        "decode_tok_s",
+                        decode.map(|d| d * (1.0 - t.decode_drop)),
+                        true,
+                    )
+                    .or(beyond("ttft_ms", ttft.map(|f| f * t.ttft_factor), false))
+                    .alias("contended"),
+                )
+                .group_by([col("cell"), col("run")])
+                .agg([
+                    len().cast(DataType::UInt32).alias("agents"),
+                    col("contended")
+                        .cast(DataType::UInt32)
+                        .sum()
+                        .alias("contended"),
+                ]),
+        );
+    }
+    let flagged = match per_run.is_empty() {
+        true => df!(
+            "cell" => Vec::<u32>::new(),
+            "agents" => Vec::<u32>::new(),
+            "contended" => Vec::<u32>::new()
+        )?,
+        false => concat(per_run, UnionArgs::default())?.collect()?,
+    };
     let run_rates = {
         let (c, a, n) = (
             flagged.column("cell")?.u32()?,

@@ -3,11 +3,13 @@
 //! `cell_id`, the hash of their parameters, so records from an older version of the plan
 //! still land in the right cell.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::Path;
 
 use indexmap::IndexMap;
 use polars::prelude::*;
+use polars_arrow::bitmap::MutableBitmap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -103,23 +105,54 @@ pub struct CellInfo {
 /// The cells seen so far, shared by the parsing threads so that cell indices are global.
 type CellRegistry = std::sync::Mutex<IndexMap<String, CellInfo>>;
 
-/// Columns of one cell's records within one batch, under construction.
+/// A float column under construction: values and a validity mask, both of which polars takes
+/// over without copying (a `Vec<Option<f64>>` had to be rebuilt value by value).
+#[derive(Default)]
+struct Floats {
+    values: Vec<f64>,
+    valid: MutableBitmap,
+}
+
+impl Floats {
+    fn push(&mut self, value: Option<f64>) {
+        self.values.push(value.unwrap_or_default());
+        self.valid.push(value.is_some());
+    }
+
+    fn append(&mut self, other: &Floats) {
+        self.values.extend_from_slice(&other.values);
+        self.valid
+            .extend_from_slice(other.valid.as_slice(), 0, other.valid.len());
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.valid.clear();
+    }
+
+    fn into_column(self, name: &str) -> Column {
+        Float64Chunked::from_vec_validity(name.into(), self.values, self.valid.into()).into_column()
+    }
+}
+
+/// One cell's rows under construction: a parsing thread's share of one batch, or (once the
+/// batches are appended in file order) all of the cell's rows.
 #[derive(Default)]
 struct Columns {
     agent_run: Vec<u64>,
     agent_ok: Vec<bool>,
     agent_warmup: Vec<bool>,
-    agent_values: Vec<Vec<Option<f64>>>,
+    agent_values: Vec<Floats>,
     run_ok: Vec<bool>,
     run_warmup: Vec<bool>,
-    run_values: Vec<Vec<Option<f64>>>,
+    run_values: Vec<Floats>,
 }
 
 impl Columns {
     fn new() -> Columns {
         Columns {
-            agent_values: vec![Vec::new(); AGENT_METRICS.len()],
-            run_values: vec![Vec::new(); RUN_METRICS.len()],
+            agent_values: AGENT_METRICS.iter().map(|_| Floats::default()).collect(),
+            run_values: RUN_METRICS.iter().map(|_| Floats::default()).collect(),
             ..Columns::default()
         }
     }
@@ -183,39 +216,58 @@ impl Columns {
         self.run_warmup.push(r.warmup);
     }
 
-    /// The rows collected so far as (agents, runs) frames; the buffers are emptied but keep
-    /// their capacity for the next batch, so parsing does not keep growing fresh vectors.
-    fn take_frames(&mut self, cell: u32) -> PolarsResult<(DataFrame, DataFrame)> {
+    /// Appends `other`'s rows after this one's.
+    fn append(&mut self, other: &Columns) {
+        self.agent_run.extend_from_slice(&other.agent_run);
+        self.agent_ok.extend_from_slice(&other.agent_ok);
+        self.agent_warmup.extend_from_slice(&other.agent_warmup);
+        for (mine, theirs) in self.agent_values.iter_mut().zip(&other.agent_values) {
+            mine.append(theirs);
+        }
+        self.run_ok.extend_from_slice(&other.run_ok);
+        self.run_warmup.extend_from_slice(&other.run_warmup);
+        for (mine, theirs) in self.run_values.iter_mut().zip(&other.run_values) {
+            mine.append(theirs);
+        }
+    }
+
+    /// Empties the columns but keeps their capacity, so that a thread parses batch after batch
+    /// into the same (already faulted-in) memory.
+    fn clear(&mut self) {
+        self.agent_run.clear();
+        self.agent_ok.clear();
+        self.agent_warmup.clear();
+        self.agent_values.iter_mut().for_each(Floats::clear);
+        self.run_ok.clear();
+        self.run_warmup.clear();
+        self.run_values.iter_mut().for_each(Floats::clear);
+    }
+
+    /// The rows as (agents, runs) frames of cell `cell`.
+    fn into_frames(self, cell: u32) -> PolarsResult<(DataFrame, DataFrame)> {
         let mut agent_cols: Vec<Column> = vec![
             Column::new("cell".into(), vec![cell; self.agent_run.len()]),
-            Column::new("run".into(), &self.agent_run[..]),
-            Column::new("ok".into(), &self.agent_ok[..]),
-            Column::new("warmup".into(), &self.agent_warmup[..]),
+            UInt64Chunked::from_vec("run".into(), self.agent_run).into_column(),
+            Column::new("ok".into(), self.agent_ok),
+            Column::new("warmup".into(), self.agent_warmup),
         ];
         agent_cols.extend(
             AGENT_METRICS
                 .iter()
-                .zip(&self.agent_values)
-                .map(|(name, v)| Column::new((*name).into(), &v[..])),
+                .zip(self.agent_values)
+                .map(|(name, v)| v.into_column(name)),
         );
         let mut run_cols: Vec<Column> = vec![
             Column::new("cell".into(), vec![cell; self.run_ok.len()]),
-            Column::new("ok".into(), &self.run_ok[..]),
-            Column::new("warmup".into(), &self.run_warmup[..]),
+            Column::new("ok".into(), self.run_ok),
+            Column::new("warmup".into(), self.run_warmup),
         ];
         run_cols.extend(
             RUN_METRICS
                 .iter()
-                .zip(&self.run_values)
-                .map(|(name, v)| Column::new((*name).into(), &v[..])),
+                .zip(self.run_values)
+                .map(|(name, v)| v.into_column(name)),
         );
-        self.agent_run.clear();
-        self.agent_ok.clear();
-        self.agent_warmup.clear();
-        self.agent_values.iter_mut().for_each(Vec::clear);
-        self.run_ok.clear();
-        self.run_warmup.clear();
-        self.run_values.iter_mut().for_each(Vec::clear);
         Ok((
             DataFrame::new_infer_height(agent_cols)?,
             DataFrame::new_infer_height(run_cols)?,
@@ -230,6 +282,32 @@ pub struct Frames {
     pub runs: DataFrame,
     /// Indexed by the `cell` column, in order of first appearance.
     pub cells: Vec<CellInfo>,
+    /// Each cell's rows of `agents` and of `runs` (the frames are sorted by cell).
+    agent_rows: Vec<Range<usize>>,
+    run_rows: Vec<Range<usize>>,
+}
+
+impl Frames {
+    /// The agent rows of `cells`, in the order given; slices of `agents`, so nothing is copied
+    /// (a join against the wanted cells hashed every row).
+    pub fn agents_of(&self, cells: &[u32]) -> PolarsResult<DataFrame> {
+        rows_of(&self.agents, &self.agent_rows, cells)
+    }
+
+    /// The run rows of `cells`, in the order given, as `agents_of`.
+    pub fn runs_of(&self, cells: &[u32]) -> PolarsResult<DataFrame> {
+        rows_of(&self.runs, &self.run_rows, cells)
+    }
+}
+
+fn rows_of(frame: &DataFrame, rows: &[Range<usize>], cells: &[u32]) -> PolarsResult<DataFrame> {
+    let mut out = frame.clear();
+    for &cell in cells {
+        if let Some(r) = rows.get(cell as usize) {
+            out.vstack_mut_owned(frame.slice(r.start as i64, r.len()))?;
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,9 +327,6 @@ pub enum FrameError {
     Polars(#[from] PolarsError),
 }
 
-/// One parsed batch: (cell, agents frame, runs frame) for each cell it has records of.
-type BatchResult = Result<Vec<(u32, DataFrame, DataFrame)>, FrameError>;
-
 /// Bytes per batch: bounds the memory held by text and column buffers while parsing.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -269,13 +344,13 @@ fn line_at(path: &Path, offset: usize) -> usize {
 /// A parsing thread's buffers, kept from one batch to the next.
 #[derive(Default)]
 struct Parser {
-    /// Column buffers by cell index.
+    /// The batch's rows by cell index.
     by_cell: Vec<Columns>,
     /// Cell ids already registered, so the shared registry is locked only for new ones.
     known: HashMap<String, u32>,
 }
 
-/// Parses one batch of complete journal lines into per-cell frames. Run numbers are
+/// Parses one batch of complete journal lines into `parser.by_cell`. Run numbers are
 /// `batch << 32 | line`, unique without counting the lines of earlier batches. A new cell's
 /// parameters are parsed from its first line only; every other line skips them.
 fn parse_batch(
@@ -283,13 +358,18 @@ fn parse_batch(
     (batch, start, bytes): (u64, usize, &[u8]),
     cells: &CellRegistry,
     parser: &mut Parser,
-) -> BatchResult {
+) -> Result<(), FrameError> {
     let Parser { by_cell, known } = parser;
+    // One UTF-8 check for the whole block lets serde_json read each line as a str, which it
+    // parses without re-validating every string; an invalid block is read line by line as
+    // bytes, so that the error names its line.
+    let text = std::str::from_utf8(bytes).ok();
     let mut line_start = 0;
     // memchr finds line ends with SIMD: splitting byte by byte cost a second per gigabyte.
     for (i, line_end) in memchr::memchr_iter(b'\n', bytes).enumerate() {
-        let at = start + line_start;
-        let line = &bytes[line_start..line_end];
+        let begin = line_start;
+        let at = start + begin;
+        let line = &bytes[begin..line_end];
         line_start = line_end + 1;
         let unreadable = |message: String| FrameError::Record {
             path: path.display().to_string(),
@@ -299,8 +379,11 @@ fn parse_batch(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record: LeanRecord =
-            serde_json::from_slice(line).map_err(|e| unreadable(e.to_string()))?;
+        let record: LeanRecord = match text {
+            Some(text) => serde_json::from_str(&text[begin..line_end]),
+            None => serde_json::from_slice(line),
+        }
+        .map_err(|e| unreadable(e.to_string()))?;
         let cell = match known.get(record.cell_id.as_ref()) {
             Some(&cell) => cell,
             None => {
@@ -329,45 +412,105 @@ fn parse_batch(
         }
         by_cell[slot].push(batch << 32 | i as u64, &record);
     }
-    let mut frames = Vec::new();
-    for (cell, columns) in by_cell.iter_mut().enumerate() {
-        if !columns.run_ok.is_empty() {
-            let (agents, runs) = columns.take_frames(cell as u32)?;
-            frames.push((cell as u32, agents, runs));
-        }
-    }
-    Ok(frames)
+    Ok(())
 }
 
-/// Stacks per-cell pieces in (cell, batch) order, so that each cell's rows are contiguous and
-/// in record order, and marks the cell column sorted: polars then groups by slices instead of
-/// gathering every group, and sums come out as in record order. `stacked` starts empty; each
-/// cell is made one chunk before the next is stacked, so the copy costs at most one cell's
-/// worth of extra memory.
-fn stack_by_cell(
-    mut stacked: DataFrame,
-    mut pieces: Vec<(u32, u64, DataFrame)>,
-) -> PolarsResult<DataFrame> {
-    pieces.sort_by_key(|(cell, batch, _)| (*cell, *batch));
-    let mut pieces = pieces.into_iter().peekable();
-    while let Some((cell, _, mut of_cell)) = pieces.next() {
-        while let Some((_, _, df)) = pieces.next_if(|(c, _, _)| *c == cell) {
-            of_cell.vstack_mut_owned(df)?;
+/// Appends parsed batches to each cell's rows in file order, whatever order the threads
+/// finish them in, so that every cell's rows are in record order and sums come out the same
+/// on every analysis.
+#[derive(Default)]
+struct Merger {
+    /// The next batch to append.
+    next: u64,
+    /// Batches parsed before their turn.
+    waiting: BTreeMap<u64, (Result<(), FrameError>, Vec<Columns>)>,
+    by_cell: Vec<Columns>,
+    /// Emptied buffers, for threads that left theirs in `waiting`.
+    spare: Vec<Vec<Columns>>,
+    /// The first unreadable record in file order; later batches are not appended.
+    error: Option<FrameError>,
+}
+
+impl Merger {
+    /// Takes a thread's parsed batch and gives back (empty) buffers for its next one.
+    fn hand_in(
+        &mut self,
+        batch: u64,
+        parsed: Result<(), FrameError>,
+        mut buffers: Vec<Columns>,
+    ) -> Vec<Columns> {
+        if batch != self.next {
+            self.waiting.insert(batch, (parsed, buffers));
+            return self.spare.pop().unwrap_or_default();
         }
-        of_cell.rechunk_mut_par();
-        stacked.vstack_mut_owned(of_cell)?;
+        self.append(parsed, &mut buffers);
+        while let Some((parsed, mut waited)) = self.waiting.remove(&self.next) {
+            self.append(parsed, &mut waited);
+            self.spare.push(waited);
+        }
+        buffers
     }
-    let mut cell = stacked.column("cell")?.as_materialized_series().clone();
-    cell.set_sorted_flag(polars::series::IsSorted::Ascending);
-    stacked.with_column(cell.into_column())?;
-    Ok(stacked)
+
+    fn append(&mut self, parsed: Result<(), FrameError>, buffers: &mut [Columns]) {
+        self.next += 1;
+        match parsed {
+            Err(e) if self.error.is_none() => self.error = Some(e),
+            Ok(()) if self.error.is_none() => {
+                if self.by_cell.len() < buffers.len() {
+                    self.by_cell.resize_with(buffers.len(), Columns::new);
+                }
+                for (all, batch) in self.by_cell.iter_mut().zip(buffers.iter()) {
+                    all.append(batch);
+                }
+            }
+            _ => {}
+        }
+        buffers.iter_mut().for_each(Columns::clear);
+    }
+
+    /// The frames, each cell's rows one contiguous chunk, cells in index order, with the cell
+    /// column marked sorted: polars then groups by slices instead of gathering every group.
+    fn into_frames(self, cells: Vec<CellInfo>) -> Result<Frames, FrameError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let (mut agents, mut runs) = Columns::new().into_frames(0)?;
+        let (mut agent_rows, mut run_rows) = (Vec::new(), Vec::new());
+        let mut by_cell = self.by_cell;
+        by_cell.resize_with(cells.len(), Columns::new);
+        for (cell, columns) in by_cell.into_iter().enumerate() {
+            let (a, r) = columns.into_frames(cell as u32)?;
+            agent_rows.push(agents.height()..agents.height() + a.height());
+            run_rows.push(runs.height()..runs.height() + r.height());
+            agents.vstack_mut_owned(a)?;
+            runs.vstack_mut_owned(r)?;
+        }
+        for frame in [&mut agents, &mut runs] {
+            let mut cell = frame.column("cell")?.as_materialized_series().clone();
+            cell.set_sorted_flag(polars::series::IsSorted::Ascending);
+            frame.with_column(cell.into_column())?;
+        }
+        Ok(Frames {
+            agents,
+            runs,
+            cells,
+            agent_rows,
+            run_rows,
+        })
+    }
 }
 
 /// Reads a journal into frames. The file is read in large blocks cut at line ends, which a pool
-/// of threads (one per core) parses in place. Blocks go back to the reader once parsed, so a
-/// gigabyte is read through a handful of buffers instead of fresh (zeroed, faulted-in) memory.
+/// of threads (one per core) parses in place. Blocks and column buffers are reused, so a
+/// gigabyte is read through a handful of buffers instead of fresh (zeroed, faulted-in) memory,
+/// and each value is copied once, from a batch's buffer to its cell's column.
 pub fn load(path: &Path) -> Result<Frames, FrameError> {
+    load_in_batches(path, BATCH_BYTES)
+}
+
+fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError> {
     use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     let io = |source| FrameError::Io {
         path: path.display().to_string(),
@@ -382,14 +525,16 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
     let (batch_tx, batch_rx) = mpsc::channel::<(u64, usize, Vec<u8>, usize)>();
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..threads + 1 {
-        let _ = free_tx.send(vec![0; BATCH_BYTES]);
+        let _ = free_tx.send(vec![0; batch_bytes]);
     }
     let batch_rx = std::sync::Mutex::new(batch_rx);
-    let results: std::sync::Mutex<Vec<(u64, BatchResult)>> = std::sync::Mutex::new(Vec::new());
+    let merger = std::sync::Mutex::new(Merger::default());
+    // Set at the first unreadable record: the rest of the file need not be read.
+    let failed = AtomicBool::new(false);
     let read_result = std::thread::scope(|scope| {
         for _ in 0..threads {
             let free_tx = free_tx.clone();
-            let (batch_rx, results, cells) = (&batch_rx, &results, &cells);
+            let (batch_rx, merger, cells, failed) = (&batch_rx, &merger, &cells, &failed);
             scope.spawn(move || {
                 let mut parser = Parser::default();
                 loop {
@@ -399,11 +544,15 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
                     };
                     let parsed =
                         parse_batch(path, (index, start, &block[..len]), cells, &mut parser);
+                    if parsed.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
                     let _ = free_tx.send(block);
-                    results
+                    let buffers = std::mem::take(&mut parser.by_cell);
+                    parser.by_cell = merger
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push((index, parsed));
+                        .hand_in(index, parsed, buffers);
                 }
             });
         }
@@ -411,12 +560,15 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
         let (mut carry, mut spare) = (Vec::new(), None);
         let (mut index, mut consumed) = (0u64, 0usize);
         let result: Result<(), FrameError> = loop {
+            if failed.load(Ordering::Relaxed) {
+                break Ok(());
+            }
             let Some(mut block) = spare.take().or_else(|| free_rx.recv().ok()) else {
                 break Ok(());
             };
             // A line longer than a block (never written by the runner, but possible) grows it.
-            if block.len() < carry.len() + BATCH_BYTES / 2 {
-                block.resize(carry.len() + BATCH_BYTES, 0);
+            if block.len() < carry.len() + batch_bytes / 2 {
+                block.resize(carry.len() + batch_bytes, 0);
             }
             block[..carry.len()].copy_from_slice(&carry);
             let n = match file.read(&mut block[carry.len()..]) {
@@ -449,39 +601,15 @@ pub fn load(path: &Path) -> Result<Frames, FrameError> {
         result
     });
     read_result?;
-    let mut parts = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    // The first broken line in file order is the one reported.
-    parts.sort_by_key(|(i, _)| *i);
-    let (mut agents, mut runs) = (Vec::new(), Vec::new());
-    for (batch, part) in parts {
-        for (cell, a, r) in part? {
-            agents.push((cell, batch, a));
-            runs.push((cell, batch, r));
-        }
-    }
     let cells = cells
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_values()
         .collect();
-    let (no_agents, no_runs) = Columns::new().take_frames(0)?;
-    Ok(Frames {
-        agents: stack_by_cell(no_agents, agents)?,
-        runs: stack_by_cell(no_runs, runs)?,
-        cells,
-    })
-}
-
-/// Keeps the rows of `frame` whose `cell` is in `cells` (an inner join with a one-column frame:
-/// polars' `is_in` needs a feature we do not otherwise build).
-pub fn only_cells(frame: LazyFrame, cells: Vec<u32>) -> PolarsResult<LazyFrame> {
-    let keep = DataFrame::new_infer_height(vec![Column::new("cell".into(), cells)])?;
-    Ok(frame.join(
-        keep.lazy(),
-        [col("cell")],
-        [col("cell")],
-        JoinArgs::new(JoinType::Inner),
-    ))
+    merger
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_frames(cells)
 }
 
 /// Values of a float column, nulls skipped.
@@ -568,5 +696,81 @@ mod tests {
         assert_eq!(ttft[want_a.len()..], want_b[..]);
         assert_eq!(frames.cells.len(), 2);
         assert_eq!(frames.cells[1].params["cell"], "b");
+    }
+
+    fn record(cell: &str, ttft: f64) -> String {
+        format!(
+            r#"{{"cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"é","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
+        )
+    }
+
+    // Many small batches parsed by several threads finish in any order; each cell's rows must
+    // still come out complete and in record order.
+    #[test]
+    fn small_batches_come_out_in_record_order() {
+        let cells = ["a", "b", "c"];
+        let journal: String = (0..3000)
+            .map(|i| record(cells[i % 3], i as f64) + "\n")
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        std::fs::write(&path, journal).unwrap();
+        let frames = load_in_batches(&path, 1024).unwrap();
+        assert_eq!(frames.runs.height(), 3000);
+        for (index, info) in frames.cells.iter().enumerate() {
+            let first = cells
+                .iter()
+                .position(|c| *c == info.params["cell"])
+                .unwrap();
+            let want: Vec<f64> = (first..3000).step_by(3).map(|i| i as f64).collect();
+            let got = floats(&frames.agents_of(&[index as u32]).unwrap(), "ttft_ms").unwrap();
+            assert_eq!(got, want, "cell {}", info.cell_id);
+            assert_eq!(frames.runs_of(&[index as u32]).unwrap().height(), 1000);
+        }
+    }
+
+    // The error names the first unreadable line in the file, whichever thread meets it first,
+    // and a line with invalid UTF-8 is named too (its block is read as bytes).
+    #[test]
+    fn the_first_unreadable_line_is_reported() {
+        let mut journal: Vec<u8> = Vec::new();
+        for i in 0..400 {
+            let line = match i {
+                150 => b"{\"cell_id\":\"a\xff\"}".to_vec(),
+                300 => b"not json".to_vec(),
+                _ => record("a", i as f64).into_bytes(),
+            };
+            journal.extend(line);
+            journal.push(b'\n');
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        std::fs::write(&path, &journal).unwrap();
+        for batch_bytes in [1024, BATCH_BYTES] {
+            let Err(FrameError::Record { line, .. }) = load_in_batches(&path, batch_bytes) else {
+                panic!("an unreadable journal loaded");
+            };
+            assert_eq!(line, 151, "batches of {batch_bytes} bytes");
+        }
+    }
+
+    // The merger appends batches in file order, from whichever thread hands them in.
+    #[test]
+    fn the_merger_appends_batches_in_file_order() {
+        let batch = |ttft: f64| {
+            let mut columns = Columns::new();
+            let line = record("a", ttft);
+            columns.push(0, &serde_json::from_str(&line).unwrap());
+            vec![columns]
+        };
+        let mut merger = Merger::default();
+        for i in [2u64, 0, 3, 1] {
+            merger.hand_in(i, Ok(()), batch(i as f64));
+        }
+        assert!(merger.waiting.is_empty());
+        assert_eq!(
+            merger.by_cell[0].agent_values[0].values,
+            [0.0, 1.0, 2.0, 3.0]
+        );
     }
 }
