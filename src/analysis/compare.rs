@@ -33,8 +33,22 @@ pub struct ClaimComparison {
     pub p_holm: Option<f64>,
 }
 
-/// Per-run values of `metric` in the cells whose parameters match `selection`.
+/// Per-run values of `metric` in the cells whose parameters match `selection`. A claim's two
+/// sides are selected by its comparison and again by its check; the frames remember each
+/// selection, so the second costs a lookup.
 pub fn select(
+    frames: &Frames,
+    metric: &str,
+    selection: &IndexMap<String, Value>,
+) -> PolarsResult<Vec<f64>> {
+    let key = format!(
+        "{metric} {}",
+        serde_json::to_string(selection).unwrap_or_default()
+    );
+    frames.remembered(key, || select_values(frames, metric, selection))
+}
+
+fn select_values(
     frames: &Frames,
     metric: &str,
     selection: &IndexMap<String, Value>,
@@ -52,14 +66,21 @@ pub fn select(
         .collect();
     let measured = col("ok").and(col("warmup").not());
     let values = if AGENT_METRICS.contains(&metric) {
-        frames
-            .agents_of(&cells)?
-            .lazy()
-            .filter(measured)
-            // Stable: runs in journal order, so sums and files are the same on every analysis.
-            .group_by_stable([col("run")])
-            .agg([col(metric).mean().alias("v")])
-            .collect()?
+        let per_cell = cells
+            .iter()
+            .map(|&cell| {
+                Ok(frames
+                    .agents_of_cell(cell)?
+                    .lazy()
+                    .filter(measured.clone())
+                    .group_by_stable([col("run")])
+                    .agg([col(metric).mean().alias("v")]))
+            })
+            .collect::<PolarsResult<Vec<_>>>()?;
+        match per_cell.is_empty() {
+            true => df!("v" => Vec::<f64>::new())?,
+            false => concat(per_cell, UnionArgs::default())?.collect()?,
+        }
     } else if RUN_METRICS.contains(&metric) {
         frames
             .runs_of(&cells)?

@@ -112,7 +112,7 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
     for (cell, (decode, ttft)) in compared {
         per_run.push(
             frames
-                .agents_of(&[cell])?
+                .agents_of_cell(cell)?
                 .lazy()
                 .filter(measured())
                 .with_column(
@@ -124,8 +124,9 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
                     .or(beyond("ttft_ms", ttft.map(|f| f * t.ttft_factor), false))
                     .alias("contended"),
                 )
-                .group_by([col("cell"), col("run")])
+                .group_by([col("run")])
                 .agg([
+                    lit(cell).cast(DataType::UInt32).alias("cell"),
                     len().cast(DataType::UInt32).alias("agents"),
                     col("contended")
                         .cast(DataType::UInt32)

@@ -285,6 +285,8 @@ pub struct Frames {
     /// Each cell's rows of `agents` and of `runs` (the frames are sorted by cell).
     agent_rows: Vec<Range<usize>>,
     run_rows: Vec<Range<usize>>,
+    /// Values already selected from the frames, by a caller's key.
+    selections: std::sync::Mutex<HashMap<String, Vec<f64>>>,
 }
 
 impl Frames {
@@ -292,6 +294,41 @@ impl Frames {
     /// (a join against the wanted cells hashed every row).
     pub fn agents_of(&self, cells: &[u32]) -> PolarsResult<DataFrame> {
         rows_of(&self.agents, &self.agent_rows, cells)
+    }
+
+    /// The agent rows of one cell, with `run` marked sorted (a cell's rows are in record
+    /// order): polars then groups them by run as slices, without hashing.
+    pub fn agents_of_cell(&self, cell: u32) -> PolarsResult<DataFrame> {
+        let mut rows = self.agents_of(&[cell])?;
+        let mut run = rows.column("run")?.as_materialized_series().clone();
+        run.set_sorted_flag(polars::series::IsSorted::Ascending);
+        rows.with_column(run.into_column())?;
+        Ok(rows)
+    }
+
+    /// Each cell's rows of `agents`, by cell index.
+    pub fn agent_rows(&self) -> &[Range<usize>] {
+        &self.agent_rows
+    }
+
+    /// Each cell's rows of `runs`, by cell index.
+    pub fn run_rows(&self) -> &[Range<usize>] {
+        &self.run_rows
+    }
+
+    /// The values `select` gives for `key`, computed once.
+    pub fn remembered(
+        &self,
+        key: String,
+        select: impl FnOnce() -> PolarsResult<Vec<f64>>,
+    ) -> PolarsResult<Vec<f64>> {
+        let memo = || self.selections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(values) = memo().get(&key) {
+            return Ok(values.clone());
+        }
+        let values = select()?;
+        memo().insert(key, values.clone());
+        Ok(values)
     }
 
     /// The run rows of `cells`, in the order given, as `agents_of`.
@@ -496,6 +533,7 @@ impl Merger {
             cells,
             agent_rows,
             run_rows,
+            selections: Default::default(),
         })
     }
 }

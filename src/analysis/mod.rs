@@ -103,13 +103,30 @@ pub fn analyze_frames(
     loaded: &LoadedSpec,
     frames: Frames,
 ) -> Result<Analysis, AnalysisError> {
+    // The per-cell statistics keep every core busy on their own; the relational work (counts,
+    // contention, comparisons, claims) is mostly single-threaded, so it runs beside them.
     let started = std::time::Instant::now();
-    let mut metrics = summary::summarize(&frames)?;
-    phase("per-cell statistics", started);
-    let started = std::time::Instant::now();
-    let runs = summary::run_counts(&frames)?;
-    let contention = contention::compute(&frames, loaded.spec.contention.unwrap_or_default())?;
-    phase("run counts and contention", started);
+    let (metrics, relational) = std::thread::scope(|scope| {
+        let relational = scope.spawn(|| -> PolarsResult<_> {
+            let runs = summary::run_counts(&frames)?;
+            let contention =
+                contention::compute(&frames, loaded.spec.contention.unwrap_or_default())?;
+            let comparisons = compare::claim_comparisons(&frames, loaded)?;
+            let claims = claims::evaluate(loaded, Some(&frames), &comparisons)?;
+            phase(
+                "counts, contention, comparisons and claims (in parallel)",
+                started,
+            );
+            Ok((runs, contention, comparisons, claims))
+        });
+        let metrics = summary::summarize(&frames);
+        phase("per-cell statistics (in parallel)", started);
+        let relational = relational
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (metrics, relational)
+    });
+    let (mut metrics, (runs, contention, comparisons, claims)) = (metrics?, relational?);
     let started = std::time::Instant::now();
     metrics.extend(summary::from_values(
         "contention_rate",
@@ -131,7 +148,6 @@ pub fn analyze_frames(
             ));
         }
     }
-    let comparisons = compare::claim_comparisons(&frames, loaded)?;
     for c in &comparisons {
         warnings.extend(
             c.comparison
@@ -169,8 +185,7 @@ pub fn analyze_frames(
                 .collect()
         }
     };
-    let claims = claims::evaluate(loaded, Some(&frames), &comparisons)?;
-    phase("comparisons, claims and cost", started);
+    phase("cost", started);
     let plan_cells = crate::plan::planned_cells(loaded);
     let position = |cell: &CellInfo| plan_cells.iter().position(|p| p.id == cell.cell_id);
     let labels = frames
