@@ -106,31 +106,63 @@ pub struct CellInfo {
 type CellRegistry = std::sync::Mutex<IndexMap<String, CellInfo>>;
 
 /// A float column under construction: values and a validity mask, both of which polars takes
-/// over without copying (a `Vec<Option<f64>>` had to be rebuilt value by value).
+/// over without copying (a `Vec<Option<f64>>` had to be rebuilt value by value). A column with
+/// no value yet is only counted: many metrics are absent from whole journals (GPU power on a
+/// CPU, agent-program figures in a request benchmark) and cost nothing to carry.
 #[derive(Default)]
 struct Floats {
+    len: usize,
+    /// Whether `values` and `valid` hold the column; until then every row is null.
+    seen_value: bool,
     values: Vec<f64>,
     valid: MutableBitmap,
 }
 
 impl Floats {
     fn push(&mut self, value: Option<f64>) {
-        self.values.push(value.unwrap_or_default());
-        self.valid.push(value.is_some());
+        if value.is_some() && !self.seen_value {
+            self.hold_nulls();
+        }
+        if self.seen_value {
+            self.values.push(value.unwrap_or_default());
+            self.valid.push(value.is_some());
+        }
+        self.len += 1;
+    }
+
+    /// Starts holding the column: the rows so far are nulls.
+    fn hold_nulls(&mut self) {
+        self.values.resize(self.len, 0.0);
+        self.valid.extend_constant(self.len, false);
+        self.seen_value = true;
     }
 
     fn append(&mut self, other: &Floats) {
-        self.values.extend_from_slice(&other.values);
-        self.valid
-            .extend_from_slice(other.valid.as_slice(), 0, other.valid.len());
+        if other.seen_value && !self.seen_value {
+            self.hold_nulls();
+        }
+        if other.seen_value {
+            self.values.extend_from_slice(&other.values);
+            self.valid
+                .extend_from_slice(other.valid.as_slice(), 0, other.valid.len());
+        } else if self.seen_value {
+            self.values.resize(self.values.len() + other.len, 0.0);
+            self.valid.extend_constant(other.len, false);
+        }
+        self.len += other.len;
     }
 
     fn clear(&mut self) {
+        self.len = 0;
+        self.seen_value = false;
         self.values.clear();
         self.valid.clear();
     }
 
     fn into_column(self, name: &str) -> Column {
+        if !self.seen_value {
+            return Column::full_null(name.into(), self.len, &DataType::Float64);
+        }
         Float64Chunked::from_vec_validity(name.into(), self.values, self.valid.into()).into_column()
     }
 }
@@ -810,5 +842,29 @@ mod tests {
             merger.by_cell[0].agent_values[0].values,
             [0.0, 1.0, 2.0, 3.0]
         );
+    }
+
+    // A column holds nothing until its first value; the nulls before it, and columns that
+    // never get one, must still come out as nulls in the right rows.
+    #[test]
+    fn a_column_counts_its_nulls_until_its_first_value() {
+        let floats = |values: &[Option<f64>]| {
+            let mut f = Floats::default();
+            values.iter().for_each(|v| f.push(*v));
+            f
+        };
+        let mut column = floats(&[None, None]);
+        column.append(&floats(&[None]));
+        column.append(&floats(&[None, Some(1.5)]));
+        column.append(&floats(&[None]));
+        column.push(Some(2.0));
+        let column = column.into_column("x");
+        let got: Vec<Option<f64>> = column.f64().unwrap().iter().collect();
+        let mut want = vec![None; 4];
+        want.extend([Some(1.5), None, Some(2.0)]);
+        assert_eq!(got, want);
+        let empty = floats(&[None, None, None]).into_column("y");
+        assert_eq!((empty.len(), empty.null_count()), (3, 3));
+        assert_eq!(empty.dtype(), &DataType::Float64);
     }
 }
