@@ -77,9 +77,10 @@ fn select_values(
                     .agg([col(metric).mean().alias("v")]))
             })
             .collect::<PolarsResult<Vec<_>>>()?;
-        match per_cell.is_empty() {
-            true => df!("v" => Vec::<f64>::new())?,
-            false => concat(per_cell, UnionArgs::default())?.collect()?,
+        if per_cell.is_empty() {
+            df!("v" => Vec::<f64>::new())?
+        } else {
+            concat(per_cell, UnionArgs::default())?.collect()?
         }
     } else if RUN_METRICS.contains(&metric) {
         frames

@@ -96,16 +96,11 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
         .u32()?
         .get(0)
         .unwrap_or(0);
-    // Per cell, with its baselines as literals: a cell's rows are one slice of the frame.
-    let beyond = |metric: &str, limit: Option<f64>, slower: bool| {
+    // Per cell, with its baselines as literals: a cell's rows are one slice of the frame. A
+    // missing baseline or value flags nothing.
+    let flag = |metric: &str, limit: Option<f64>, beyond: fn(Expr, Expr) -> Expr| {
         limit.map_or(lit(false), |limit| {
-            let c = col(metric);
-            let out = if slower {
-                c.lt(lit(limit))
-            } else {
-                c.gt(lit(limit))
-            };
-            out.fill_null(lit(false))
+            beyond(col(metric), lit(limit)).fill_null(lit(false))
         })
     };
     let mut per_run = Vec::new();
@@ -116,12 +111,12 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
                 .lazy()
                 .filter(measured())
                 .with_column(
-                    beyond(
+                    flag(
                         "decode_tok_s",
                         decode.map(|d| d * (1.0 - t.decode_drop)),
-                        true,
+                        Expr::lt,
                     )
-                    .or(beyond("ttft_ms", ttft.map(|f| f * t.ttft_factor), false))
+                    .or(flag("ttft_ms", ttft.map(|f| f * t.ttft_factor), Expr::gt))
                     .alias("contended"),
                 )
                 .group_by([col("run")])
@@ -135,13 +130,14 @@ pub fn compute(frames: &Frames, t: ContentionThresholds) -> PolarsResult<Content
                 ]),
         );
     }
-    let flagged = match per_run.is_empty() {
-        true => df!(
+    let flagged = if per_run.is_empty() {
+        df!(
             "cell" => Vec::<u32>::new(),
             "agents" => Vec::<u32>::new(),
             "contended" => Vec::<u32>::new()
-        )?,
-        false => concat(per_run, UnionArgs::default())?.collect()?,
+        )?
+    } else {
+        concat(per_run, UnionArgs::default())?.collect()?
     };
     let run_rates = {
         let (c, a, n) = (

@@ -332,9 +332,7 @@ impl Frames {
     /// order): polars then groups them by run as slices, without hashing.
     pub fn agents_of_cell(&self, cell: u32) -> PolarsResult<DataFrame> {
         let mut rows = self.agents_of(&[cell])?;
-        let mut run = rows.column("run")?.as_materialized_series().clone();
-        run.set_sorted_flag(polars::series::IsSorted::Ascending);
-        rows.with_column(run.into_column())?;
+        mark_sorted(&mut rows, "run")?;
         Ok(rows)
     }
 
@@ -367,6 +365,14 @@ impl Frames {
     pub fn runs_of(&self, cells: &[u32]) -> PolarsResult<DataFrame> {
         rows_of(&self.runs, &self.run_rows, cells)
     }
+}
+
+/// Tells polars that `column` is in ascending order (which the caller knows to be true).
+fn mark_sorted(frame: &mut DataFrame, column: &str) -> PolarsResult<()> {
+    let mut sorted = frame.column(column)?.as_materialized_series().clone();
+    sorted.set_sorted_flag(polars::series::IsSorted::Ascending);
+    frame.with_column(sorted.into_column())?;
+    Ok(())
 }
 
 fn rows_of(frame: &DataFrame, rows: &[Range<usize>], cells: &[u32]) -> PolarsResult<DataFrame> {
@@ -554,11 +560,8 @@ impl Merger {
             agents.vstack_mut_owned(a)?;
             runs.vstack_mut_owned(r)?;
         }
-        for frame in [&mut agents, &mut runs] {
-            let mut cell = frame.column("cell")?.as_materialized_series().clone();
-            cell.set_sorted_flag(polars::series::IsSorted::Ascending);
-            frame.with_column(cell.into_column())?;
-        }
+        mark_sorted(&mut agents, "cell")?;
+        mark_sorted(&mut runs, "cell")?;
         Ok(Frames {
             agents,
             runs,
