@@ -109,9 +109,9 @@ pub fn check(root: &Path, loaded: &LoadedSpec, rendered: Option<&[ClaimCheck]>) 
 /// Claims comparing runs recorded under different hardware or server builds.
 fn mixed_provenance(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let (Some(manifest), Ok(records)) = (
+    let (Some(manifest), Ok(journal)) = (
         runner::read_manifest(&paths),
-        journal::read_records(&paths.runs()),
+        journal::read_digests(&paths.runs()),
     ) else {
         return Vec::new();
     };
@@ -121,11 +121,14 @@ fn mixed_provenance(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
         if cmp.a.contains_key("recorded") || cmp.b.contains_key("recorded") {
             continue;
         }
-        let sessions: BTreeSet<u32> = records
+        let sessions: BTreeSet<u32> = journal
+            .runs
             .iter()
             .filter(|r| {
-                !r.warmup
-                    && (selects(claim, &cmp.a, &r.params) || selects(claim, &cmp.b, &r.params))
+                let Some(params) = journal.params.get(&r.cell_id) else {
+                    return false;
+                };
+                !r.warmup && (selects(claim, &cmp.a, params) || selects(claim, &cmp.b, params))
             })
             .map(|r| r.session)
             .collect();

@@ -40,8 +40,8 @@ pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
         }
         return out;
     }
-    let records = match journal::read_records(&journal_path) {
-        Ok(r) => r,
+    let records = match journal::read_digests(&journal_path) {
+        Ok(d) => d.runs,
         Err(e) => {
             out.push(
                 Finding::new(
@@ -125,7 +125,7 @@ pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
             .at(journal_path.display().to_string()),
         );
     }
-    let measured: Vec<&journal::RunRecord> = records
+    let measured: Vec<&journal::RunDigest> = records
         .iter()
         .filter(|r| !r.warmup && planned.contains_key(r.run_id.as_str()))
         .collect();

@@ -189,7 +189,8 @@ fn file_hash(path: &Path) -> String {
 /// Why measured runs degraded, per cell id: reason (without its agent prefix) -> count.
 fn degraded_reasons(paths: &TrPaths) -> BTreeMap<String, BTreeMap<String, u32>> {
     let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    for r in runner::journal::read_records(&paths.runs()).unwrap_or_default() {
+    let digests = runner::journal::read_digests(&paths.runs()).unwrap_or_default();
+    for r in digests.runs {
         if r.warmup || r.status != runner::measure::RunStatus::Degraded {
             continue;
         }
@@ -638,9 +639,9 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
         let journal = TrPaths::new(root, id).runs();
         let recorded_runs = journal
             .is_file()
-            .then(|| crate::runner::journal::read_records(&journal).ok())
+            .then(|| crate::runner::journal::read_digests(&journal).ok())
             .flatten()
-            .map(|r| r.iter().filter(|x| !x.warmup).count());
+            .map(|d| d.runs.iter().filter(|x| !x.warmup).count());
         let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
         let has_matrix = !loaded.matrix.axes.is_empty();
         // The best count there is: runs recorded here, else the matrix, else the report's own figure.
