@@ -573,54 +573,62 @@ impl Merger {
     }
 }
 
-/// Reads a journal into frames. The file is read in large blocks cut at line ends, which a pool
-/// of threads (one per core) parses in place. Blocks and column buffers are reused, so a
-/// gigabyte is read through a handful of buffers instead of fresh (zeroed, faulted-in) memory,
-/// and each value is copied once, from a batch's buffer to its cell's column.
+/// Reads a journal into frames. A pool of threads (one per core) each reads a block of whole
+/// lines and parses it in place. Blocks and column buffers are reused, so a gigabyte is read
+/// through a handful of buffers instead of fresh (zeroed, faulted-in) memory, and each value
+/// is copied once, from a batch's buffer to its cell's column.
 pub fn load(path: &Path) -> Result<Frames, FrameError> {
     load_in_batches(path, BATCH_BYTES)
 }
 
 fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError> {
-    use std::io::Read;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc;
     let io = |source| FrameError::Io {
         path: path.display().to_string(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let reader = std::sync::Mutex::new(BatchReader {
+        file: std::fs::File::open(path).map_err(io)?,
+        carry: Vec::new(),
+        next: 0,
+        consumed: 0,
+        batch_bytes,
+    });
     let cells: CellRegistry = std::sync::Mutex::new(IndexMap::new());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    // (batch index, byte offset of the batch in the file, block, bytes of whole lines in it)
-    let (batch_tx, batch_rx) = mpsc::channel::<(u64, usize, Vec<u8>, usize)>();
-    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..threads + 1 {
-        let _ = free_tx.send(vec![0; batch_bytes]);
-    }
-    let batch_rx = std::sync::Mutex::new(batch_rx);
     let merger = std::sync::Mutex::new(Merger::default());
-    // Set at the first unreadable record: the rest of the file need not be read.
+    let read_error = std::sync::Mutex::new(None);
+    // Set at the first unreadable record or read error: the rest of the file need not be read.
     let failed = AtomicBool::new(false);
-    let read_result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         for _ in 0..threads {
-            let free_tx = free_tx.clone();
-            let (batch_rx, merger, cells, failed) = (&batch_rx, &merger, &cells, &failed);
+            let (reader, merger, cells, failed, read_error) =
+                (&reader, &merger, &cells, &failed, &read_error);
             scope.spawn(move || {
-                let mut parser = Parser::default();
-                loop {
-                    let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((index, start, block, len)) = next else {
-                        break;
+                let (mut parser, mut block) = (Parser::default(), Vec::new());
+                while !failed.load(Ordering::Relaxed) {
+                    // Each thread reads its own batch, so the text is in its core's cache
+                    // when it parses it.
+                    let next = reader
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .next_batch(&mut block);
+                    let (index, start, len) = match next {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            *read_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            break;
+                        }
                     };
                     let parsed =
                         parse_batch(path, (index, start, &block[..len]), cells, &mut parser);
                     if parsed.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
-                    let _ = free_tx.send(block);
                     let buffers = std::mem::take(&mut parser.by_cell);
                     parser.by_cell = merger
                         .lock()
@@ -629,51 +637,10 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
                 }
             });
         }
-        drop(free_tx);
-        let (mut carry, mut spare) = (Vec::new(), None);
-        let (mut index, mut consumed) = (0u64, 0usize);
-        let result: Result<(), FrameError> = loop {
-            if failed.load(Ordering::Relaxed) {
-                break Ok(());
-            }
-            let Some(mut block) = spare.take().or_else(|| free_rx.recv().ok()) else {
-                break Ok(());
-            };
-            // A line longer than a block (never written by the runner, but possible) grows it.
-            if block.len() < carry.len() + batch_bytes / 2 {
-                block.resize(carry.len() + batch_bytes, 0);
-            }
-            block[..carry.len()].copy_from_slice(&carry);
-            let n = match file.read(&mut block[carry.len()..]) {
-                Ok(n) => n,
-                Err(e) => break Err(io(e)),
-            };
-            let filled = carry.len() + n;
-            // Bytes after the last newline wait for the next block; at the end of the file they
-            // are a torn line, not a finished run, and are dropped.
-            let Some(last) = memchr::memrchr(b'\n', &block[..filled]) else {
-                carry = block[..filled].to_vec();
-                spare = Some(block);
-                if n == 0 {
-                    break Ok(());
-                }
-                continue;
-            };
-            carry.clear();
-            carry.extend_from_slice(&block[last + 1..filled]);
-            if batch_tx.send((index, consumed, block, last + 1)).is_err() {
-                break Ok(());
-            }
-            consumed += last + 1;
-            index += 1;
-            if n == 0 {
-                break Ok(());
-            }
-        };
-        drop(batch_tx);
-        result
     });
-    read_result?;
+    if let Some(e) = read_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(io(e));
+    }
     let cells = cells
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
@@ -683,6 +650,50 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_frames(cells)
+}
+
+/// Cuts a journal into batches of whole lines, read by whichever thread asks next.
+struct BatchReader {
+    file: std::fs::File,
+    /// Bytes after the last newline read so far: the start of the next batch.
+    carry: Vec<u8>,
+    next: u64,
+    /// Bytes handed out so far (the file offset of the next batch).
+    consumed: usize,
+    batch_bytes: usize,
+}
+
+impl BatchReader {
+    /// Reads the next batch into `block`: (batch index, its offset in the file, bytes of
+    /// whole lines), or None at the end. At the end of the file, bytes after the last newline
+    /// are a torn line, not a finished run, and are dropped.
+    fn next_batch(&mut self, block: &mut Vec<u8>) -> std::io::Result<Option<(u64, usize, usize)>> {
+        use std::io::Read;
+        let mut filled = self.carry.len();
+        if block.len() < filled + self.batch_bytes {
+            block.resize(filled + self.batch_bytes, 0);
+        }
+        block[..filled].copy_from_slice(&self.carry);
+        loop {
+            // A line longer than a block (never written by the runner, but possible) grows it.
+            if block.len() < filled + self.batch_bytes / 2 {
+                block.resize(filled + self.batch_bytes, 0);
+            }
+            let n = self.file.read(&mut block[filled..])?;
+            filled += n;
+            if let Some(last) = memchr::memrchr(b'\n', &block[..filled]) {
+                self.carry.clear();
+                self.carry.extend_from_slice(&block[last + 1..filled]);
+                let batch = (self.next, self.consumed, last + 1);
+                self.next += 1;
+                self.consumed += last + 1;
+                return Ok(Some(batch));
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// Values of a float column, nulls skipped.
