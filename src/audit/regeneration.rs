@@ -37,7 +37,10 @@ pub fn check(
         ];
     };
     let mut out = Vec::new();
-    let now = Footer::current(root, loaded);
+    let now = match rendered {
+        Ok(r) => r.footer.clone(),
+        Err(_) => Footer::current(root, loaded),
+    };
     match Footer::parse(&committed) {
         None => out.push(
             Finding::new(

@@ -54,6 +54,9 @@ pub struct Rendered {
     pub figures: FigureFiles,
     /// The claims as the report shows them, re-derived (the audit reads them from here).
     pub claims: Vec<analysis::claims::ClaimCheck>,
+    /// The inputs' hashes as printed in the footer (the audit's staleness check compares
+    /// them with the committed report's, without hashing the journal again).
+    pub footer: Footer,
 }
 
 fn templates_dir(root: &Path) -> PathBuf {
@@ -376,18 +379,7 @@ fn draw_figures(id: &str, cells: &[CellView]) -> Result<(Vec<Figure>, FigureFile
 /// Everything a report template can use (documented in docs/reports.md).
 /// Figures are not in it (`figures` is added by `render`): the cells they are drawn from are
 /// returned beside it.
-fn context(
-    root: &Path,
-    registry: &Registry,
-    loaded: &LoadedSpec,
-) -> Result<
-    (
-        serde_json::Value,
-        Vec<CellView>,
-        Vec<analysis::claims::ClaimCheck>,
-    ),
-    ReportError,
-> {
+fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Context, ReportError> {
     let spec = &loaded.spec;
     let paths = TrPaths::new(root, &spec.id);
     let analysed = if paths.runs().is_file() {
@@ -525,9 +517,23 @@ fn context(
         "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &degraded_reasons(&paths))).unwrap_or_default(),
         "claims": claims,
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
-        "footer": footer,
+        "footer": &footer,
     });
-    Ok((ctx, cells, checks))
+    Ok(Context {
+        values: ctx,
+        cells,
+        claims: checks,
+        footer,
+    })
+}
+
+/// What a report is rendered from: the template's values, the cells the figures are drawn
+/// from, the claims re-derived, and the footer.
+struct Context {
+    values: serde_json::Value,
+    cells: Vec<CellView>,
+    claims: Vec<analysis::claims::ClaimCheck>,
+    footer: Footer,
 }
 
 /// A recorded figure as its author wrote it: whole numbers print without ".0".
@@ -547,7 +553,12 @@ pub fn render(
 ) -> Result<Rendered, ReportError> {
     let template = template_name(loaded);
     let env = environment(root, &[&template])?;
-    let (mut ctx, cells, claims) = context(root, registry, loaded)?;
+    let Context {
+        values: mut ctx,
+        cells,
+        claims,
+        footer,
+    } = context(root, registry, loaded)?;
     let (views, figures) = draw_figures(&loaded.spec.id, &cells)?;
     ctx["figures"] = serde_json::json!(views);
     let ctx = Value::from(Serde(ctx));
@@ -560,6 +571,7 @@ pub fn render(
         markdown,
         figures,
         claims,
+        footer,
     })
 }
 
@@ -582,7 +594,7 @@ pub fn key_finding(
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     filters::register(&mut env);
     // A one-line finding cites numbers, not figures: none are drawn for it.
-    let (mut ctx, _, _) = context(root, registry, loaded)?;
+    let mut ctx = context(root, registry, loaded)?.values;
     ctx["figures"] = serde_json::json!([]);
     let ctx = Value::from(Serde(ctx));
     let has_data = TrPaths::new(root, &loaded.spec.id).runs().is_file();
