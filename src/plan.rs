@@ -55,11 +55,13 @@ pub fn cell_id(cell: &Cell) -> String {
 /// Stable run id: depends only on the TR id, the cell's parameters, warm-up or not, and the
 /// repetition, so editing a title, reordering axes or adding cells keeps existing ids.
 pub fn run_id(tr: &str, cell: &Cell, warmup: bool, repetition: u32) -> String {
+    run_id_of_key(tr, &cell.key(), warmup, repetition)
+}
+
+/// `run_id` given the cell's key, which a plan computes once per cell rather than per run.
+fn run_id_of_key(tr: &str, cell_key: &str, warmup: bool, repetition: u32) -> String {
     let kind = if warmup { "warmup" } else { "measured" };
-    let text = format!(
-        "banterhearts-run-v1\n{tr}\n{}\n{kind}\n{repetition}",
-        cell.key()
-    );
+    let text = format!("banterhearts-run-v1\n{tr}\n{cell_key}\n{kind}\n{repetition}");
     sha256_hex(text.as_bytes())[..16].to_owned()
 }
 
@@ -70,8 +72,9 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
     let reps = u32::try_from(spec.repetitions).unwrap_or(1);
     let warmup = u32::try_from(spec.warmup).unwrap_or(0);
     let cells = &loaded.cells;
+    let keys: Vec<String> = cells.iter().map(Cell::key).collect();
     let run = |cell: usize, warm: bool, rep: u32| PlannedRun {
-        run_id: run_id(&spec.id, &cells[cell], warm, rep),
+        run_id: run_id_of_key(&spec.id, &keys[cell], warm, rep),
         cell,
         repetition: rep,
         warmup: warm,
