@@ -23,7 +23,14 @@ fn location(loaded: &LoadedSpec, index: usize, field: &str) -> String {
 
 /// `rendered` holds the claims as the report rendered now shows them; without it (the report
 /// does not render) they are evaluated here.
-pub fn check(root: &Path, loaded: &LoadedSpec, rendered: Option<&[ClaimCheck]>) -> Vec<Finding> {
+/// `rendered` are the claims as the render re-derived them; `digests` the journal, when it
+/// could be read (for the provenance check).
+pub fn check(
+    root: &Path,
+    loaded: &LoadedSpec,
+    rendered: Option<&[ClaimCheck]>,
+    digests: Option<&journal::Digests>,
+) -> Vec<Finding> {
     let id = &loaded.spec.id;
     if loaded.spec.claims.is_empty() {
         return Vec::new();
@@ -100,19 +107,16 @@ pub fn check(root: &Path, loaded: &LoadedSpec, rendered: Option<&[ClaimCheck]>) 
         };
         out.extend(finding.map(|f| f.at(at)));
     }
-    if has_runs {
-        out.extend(mixed_provenance(root, loaded));
+    if let Some(digests) = digests.filter(|_| has_runs) {
+        out.extend(mixed_provenance(root, loaded, digests));
     }
     out
 }
 
 /// Claims comparing runs recorded under different hardware or server builds.
-fn mixed_provenance(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
+fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests) -> Vec<Finding> {
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let (Some(manifest), Ok(journal)) = (
-        runner::read_manifest(&paths),
-        journal::read_digests(&paths.runs()),
-    ) else {
+    let Some(manifest) = runner::read_manifest(&paths) else {
         return Vec::new();
     };
     let mut out = Vec::new();

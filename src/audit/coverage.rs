@@ -10,12 +10,17 @@ use crate::runner::measure::RunStatus;
 use crate::spec::{LoadedSpec, Status};
 use crate::store::TrPaths;
 
-pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
+/// `digests` is the journal read, or None when the TR has no journal.
+pub fn check(
+    root: &Path,
+    loaded: &LoadedSpec,
+    digests: Option<&Result<journal::Digests, journal::JournalError>>,
+) -> Vec<Finding> {
     let id = &loaded.spec.id;
     let paths = TrPaths::new(root, id);
     let journal_path = paths.runs();
     let mut out = Vec::new();
-    if !journal_path.is_file() {
+    let Some(digests) = digests else {
         let imported = loaded.spec.recorded.len();
         match (loaded.spec.status, imported) {
             (Status::Complete, 0) => out.push(
@@ -39,9 +44,9 @@ pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
             _ => {}
         }
         return out;
-    }
-    let records = match journal::read_digests(&journal_path) {
-        Ok(d) => d.runs,
+    };
+    let records = match digests {
+        Ok(d) => &d.runs,
         Err(e) => {
             out.push(
                 Finding::new(
@@ -61,7 +66,7 @@ pub fn check(root: &Path, loaded: &LoadedSpec) -> Vec<Finding> {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut duplicates = Vec::new();
     let mut extra = Vec::new();
-    for r in &records {
+    for r in records {
         if !seen.insert(r.run_id.as_str()) {
             duplicates.push(r.run_id.as_str());
         }

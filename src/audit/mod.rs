@@ -163,13 +163,19 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         let Some(loaded) = registry.specs.get(id) else {
             continue;
         };
-        findings.extend(coverage::check(root, loaded));
+        // One read of the journal serves the plan-vs-data and provenance checks.
+        let journal = crate::store::TrPaths::new(root, id).runs();
+        let digests = journal
+            .is_file()
+            .then(|| crate::runner::journal::read_digests(&journal));
+        findings.extend(coverage::check(root, loaded, digests.as_ref()));
         // One render serves the drift check and the claims (it re-derives them already).
         let rendered = crate::report::render(root, registry, loaded);
         findings.extend(claims::check(
             root,
             loaded,
             rendered.as_ref().ok().map(|r| r.claims.as_slice()),
+            digests.as_ref().and_then(|d| d.as_ref().ok()),
         ));
         findings.extend(regeneration::check(root, loaded, &rendered));
     }
