@@ -73,6 +73,7 @@ fn select_values(
                     .agents_of_cell(cell)?
                     .lazy()
                     .filter(measured.clone())
+                    // Stable: runs in journal order, so sums and files are the same every time.
                     .group_by_stable([col("run")])
                     .agg([col(metric).mean().alias("v")]))
             })
