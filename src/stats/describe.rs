@@ -39,8 +39,13 @@ pub fn t_ci_half_width(std: f64, n: usize, level: f64) -> Option<f64> {
     Some(t * std / (n as f64).sqrt())
 }
 
-/// Indices of outliers by the modified z-score |0.6745 (x - median) / MAD| > 3.5
-/// (Iglewicz and Hoaglin; hyperfine uses the same rule). Flagged, never dropped.
+/// The outlier rule: a modified z-score 0.6745 |x - median| / MAD above 3.5 (Iglewicz and
+/// Hoaglin; hyperfine uses the same rule). `deviation` is |x - median|; MAD must be positive.
+fn is_mad_outlier(deviation: f64, mad: f64) -> bool {
+    0.6745 * deviation / mad > 3.5
+}
+
+/// Indices of outliers by [`is_mad_outlier`]. Flagged, never dropped.
 pub fn mad_outliers(data: &[f64]) -> Vec<usize> {
     let Some(median) = percentile(data, 50.0) else {
         return Vec::new();
@@ -52,7 +57,7 @@ pub fn mad_outliers(data: &[f64]) -> Vec<usize> {
     }
     data.iter()
         .enumerate()
-        .filter(|(_, x)| (0.6745 * (*x - median) / mad).abs() > 3.5)
+        .filter(|(_, x)| is_mad_outlier((*x - median).abs(), mad))
         .map(|(i, _)| i)
         .collect()
 }
@@ -112,7 +117,7 @@ pub fn summarize_in_place(values: &mut [f64]) -> Option<Summary> {
     let outliers = if mad == 0.0 {
         0
     } else {
-        values.iter().filter(|d| 0.6745 * **d / mad > 3.5).count()
+        values.iter().filter(|d| is_mad_outlier(**d, mad)).count()
     };
     let half = t_ci_half_width(std, n, 0.95).unwrap_or(f64::NAN);
     Some(Summary {
