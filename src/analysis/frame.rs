@@ -13,6 +13,7 @@ use polars_arrow::bitmap::MutableBitmap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::runner::journal::RecordParams;
 use crate::runner::measure::RunStatus;
 
 pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
@@ -86,11 +87,6 @@ struct LeanServer {
 #[derive(Deserialize)]
 struct LeanGpu {
     power_w: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct CellParams {
-    params: Map<String, Value>,
 }
 
 /// A cell as the records describe it.
@@ -466,7 +462,7 @@ fn parse_batch(
                 let cell = match registry.get_index_of(record.cell_id.as_ref()) {
                     Some(cell) => cell,
                     None => {
-                        let CellParams { params } =
+                        let RecordParams { params } =
                             serde_json::from_slice(line).map_err(|e| unreadable(e.to_string()))?;
                         let cell_id = record.cell_id.to_string();
                         let info = CellInfo {

@@ -22,9 +22,8 @@ fn location(loaded: &LoadedSpec, index: usize, field: &str) -> String {
 }
 
 /// `rendered` holds the claims as the report rendered now shows them; without it (the report
-/// does not render) they are evaluated here.
-/// `rendered` are the claims as the render re-derived them; `digests` the journal, when it
-/// could be read (for the provenance check).
+/// does not render) they are evaluated here. `digests` is the TR's journal, when it has one
+/// and it could be read (for the provenance check).
 pub fn check(
     root: &Path,
     loaded: &LoadedSpec,
@@ -107,7 +106,7 @@ pub fn check(
         };
         out.extend(finding.map(|f| f.at(at)));
     }
-    if let Some(digests) = digests.filter(|_| has_runs) {
+    if let Some(digests) = digests {
         out.extend(mixed_provenance(root, loaded, digests));
     }
     out

@@ -122,9 +122,11 @@ struct DigestLine<'a> {
     session: u32,
 }
 
+/// A record's cell parameters alone, read from its line when a reader first meets the cell
+/// (the analysis reads the rest of the line without them).
 #[derive(Deserialize)]
-struct ParamsLine {
-    params: serde_json::Map<String, Value>,
+pub(crate) struct RecordParams {
+    pub params: serde_json::Map<String, Value>,
 }
 
 /// Reads a journal's digests line by line, without locking it. As when the journal is opened,
@@ -155,7 +157,7 @@ pub fn read_digests(path: &Path) -> Result<Digests, JournalError> {
         };
         let d: DigestLine = serde_json::from_str(&line).map_err(corrupt)?;
         if !digests.params.contains_key(d.cell_id.as_ref()) {
-            let ParamsLine { params } = serde_json::from_str(&line).map_err(corrupt)?;
+            let RecordParams { params } = serde_json::from_str(&line).map_err(corrupt)?;
             digests.params.insert(d.cell_id.to_string(), params);
         }
         digests.runs.push(RunDigest {
