@@ -133,21 +133,28 @@ pub(crate) struct RecordParams {
 /// a torn last line (no newline) is not a finished run and is left out; a cell's parameters
 /// are parsed from its first line only.
 pub fn read_digests(path: &Path) -> Result<Digests, JournalError> {
-    use std::io::BufRead;
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Digests::default()),
         Err(e) => return Err(io(path)(e)),
     };
+    scan_digests(&file, path).map(|(digests, _)| digests)
+}
+
+/// The digests of every newline-terminated line of `file`, from its current position, and the
+/// bytes those lines span (anything after them is a torn final line).
+fn scan_digests(file: &File, path: &Path) -> Result<(Digests, u64), JournalError> {
+    use std::io::BufRead;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let (mut digests, mut line) = (Digests::default(), String::new());
+    let (mut digests, mut line, mut complete) = (Digests::default(), Vec::new(), 0);
     for number in 1.. {
         line.clear();
-        let read = reader.read_line(&mut line).map_err(io(path))?;
-        if read == 0 || !line.ends_with('\n') {
+        let read = reader.read_until(b'\n', &mut line).map_err(io(path))?;
+        if read == 0 || !line.ends_with(b"\n") {
             break;
         }
-        if line.trim().is_empty() {
+        complete += read as u64;
+        if line.trim_ascii().is_empty() {
             continue;
         }
         let corrupt = |e: serde_json::Error| JournalError::Corrupt {
@@ -155,9 +162,9 @@ pub fn read_digests(path: &Path) -> Result<Digests, JournalError> {
             line: number,
             message: e.to_string(),
         };
-        let d: DigestLine = serde_json::from_str(&line).map_err(corrupt)?;
+        let d: DigestLine = serde_json::from_slice(&line).map_err(corrupt)?;
         if !digests.params.contains_key(d.cell_id.as_ref()) {
-            let RecordParams { params } = serde_json::from_str(&line).map_err(corrupt)?;
+            let RecordParams { params } = serde_json::from_slice(&line).map_err(corrupt)?;
             digests.params.insert(d.cell_id.to_string(), params);
         }
         digests.runs.push(RunDigest {
@@ -169,7 +176,7 @@ pub fn read_digests(path: &Path) -> Result<Digests, JournalError> {
             session: d.session,
         });
     }
-    Ok(digests)
+    Ok((digests, complete))
 }
 
 /// Parses every newline-terminated line; returns the records and the byte length they span
@@ -192,8 +199,10 @@ fn parse_complete_lines(path: &Path, text: &str) -> Result<(Vec<RunRecord>, usiz
 }
 
 impl Journal {
-    /// Locks and opens the journal, cutting off a torn last line. Returns the records so far.
-    pub fn open(paths: &TrPaths) -> Result<(Journal, Vec<RunRecord>), JournalError> {
+    /// Locks and opens the journal, cutting off a torn last line. Returns the digests of the
+    /// runs so far: resuming needs their ids and sessions, not their measurements (whole
+    /// records of a million runs would take gigabytes).
+    pub fn open(paths: &TrPaths) -> Result<(Journal, Digests), JournalError> {
         std::fs::create_dir_all(&paths.data_dir).map_err(io(&paths.data_dir))?;
         let lock_path = paths.lock();
         let lock = OpenOptions::new()
@@ -215,16 +224,14 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io(&path))?;
-        let (records, complete) = parse_complete_lines(&path, &text)?;
-        if complete < text.len() {
+        let (digests, complete) = scan_digests(&file, &path)?;
+        if complete < file.metadata().map_err(io(&path))?.len() {
             // Only a crash mid-append leaves bytes after the last newline; that run is not finished.
-            file.set_len(complete as u64).map_err(io(&path))?;
+            file.set_len(complete).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
         file.seek(SeekFrom::End(0)).map_err(io(&path))?;
-        let ids = records.iter().map(|r| r.run_id.clone()).collect();
+        let ids = digests.runs.iter().map(|r| r.run_id.clone()).collect();
         Ok((
             Journal {
                 file,
@@ -232,7 +239,7 @@ impl Journal {
                 _lock: lock,
                 ids,
             },
-            records,
+            digests,
         ))
     }
 
@@ -303,5 +310,30 @@ mod tests {
             panic!("a broken journal was read");
         };
         assert_eq!(line, 3, "the blank line 2 counts");
+    }
+
+    // Opening for a resume cuts off the torn line, keeps the finished runs' ids and sessions,
+    // and appends after them; a damaged line stops it with the file left as it was.
+    #[test]
+    fn opening_cuts_a_torn_line_and_refuses_a_damaged_one_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = TrPaths::new(dir.path(), "TR1");
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        let finished = line("r1", "a", false, None) + &line("r2", "b", true, None);
+        std::fs::write(paths.runs(), finished.clone() + r#"{"tr":"TR1","run_"#).unwrap();
+        let (journal, recorded) = Journal::open(&paths).unwrap();
+        assert!(journal.contains("r1") && journal.contains("r2") && !journal.contains("torn"));
+        assert_eq!(recorded.runs.len(), 2);
+        assert_eq!(recorded.runs[1].session, 2);
+        assert_eq!(std::fs::read_to_string(paths.runs()).unwrap(), finished);
+        drop(journal);
+
+        let damaged = finished + "{not json}\n" + &line("r3", "a", false, None);
+        std::fs::write(paths.runs(), &damaged).unwrap();
+        let Err(JournalError::Corrupt { line, .. }) = Journal::open(&paths) else {
+            panic!("a damaged journal was opened");
+        };
+        assert_eq!(line, 3);
+        assert_eq!(std::fs::read_to_string(paths.runs()).unwrap(), damaged);
     }
 }

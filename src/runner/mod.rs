@@ -674,7 +674,7 @@ pub async fn run(
     let prompts = prompts(loaded)?;
     let plan = plan::build(loaded);
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let (mut journal, records) = Journal::open(&paths)?;
+    let (mut journal, recorded) = Journal::open(&paths)?;
     let pending: Vec<&PlannedRun> = plan
         .runs
         .iter()
@@ -719,7 +719,8 @@ pub async fn run(
         .tcp_nodelay(true)
         .build()
         .map_err(|e| RunError::Other(format!("HTTP client: {e}")))?;
-    let session_id = records
+    let session_id = recorded
+        .runs
         .iter()
         .map(|r| r.session)
         .max()
