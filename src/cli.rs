@@ -678,8 +678,16 @@ fn compare_tr(
         }
     }
     let journal = crate::store::TrPaths::new(root, &loaded.spec.id).runs();
+    if !crate::runner::journal::has_finished_runs(&journal) {
+        return Err(
+            Diagnostic::new(format!("{} has no finished runs yet", loaded.spec.id))
+                .in_file(&journal)
+                .help(format!("run `banterhearts run {}` first", loaded.spec.id))
+                .into(),
+        );
+    }
     let frames = analysis::frame::load(&journal)
-        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string()).help("run the TR first")))?;
+        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string())))?;
     let (c, pp) = analysis::compare::compare_selections(&frames, metric, &sel_a, &sel_b)
         .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string())))?;
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));

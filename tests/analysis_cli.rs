@@ -327,6 +327,34 @@ fn analyze_without_runs_says_what_to_do() {
         "{}",
         out.stderr
     );
+    // A runner stopped before its first run finished leaves an empty journal: still no data,
+    // for analyze and compare alike, and nothing written.
+    let data = dir.path().join("data/TR970");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("runs.jsonl"), "").unwrap();
+    for args in [
+        &["analyze", "TR970"][..],
+        &[
+            "compare",
+            "TR970",
+            "--metric",
+            "ttft_ms",
+            "--a",
+            "temperature=0.2",
+            "--b",
+            "temperature=0.8",
+        ],
+    ] {
+        let out = banterhearts(dir.path(), args);
+        assert_eq!(out.code, 2, "{args:?}");
+        assert!(
+            out.stderr.contains("TR970 has no finished runs yet")
+                && out.stderr.contains("banterhearts run TR970"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!data.join("summary.csv").exists());
 }
 
 /// Two numbers agree to 1e-12 relative: debug and release builds may round a last digit

@@ -13,7 +13,7 @@ use polars_arrow::bitmap::MutableBitmap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::runner::journal::RecordParams;
+use crate::runner::journal::{RecordParams, line_error};
 use crate::runner::measure::RunStatus;
 
 pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
@@ -186,7 +186,9 @@ impl Columns {
     }
 
     fn push(&mut self, run: u64, r: &LeanRecord) {
-        let mut tokens = 0.0;
+        // Aggregate throughput needs every agent's token count: one missing count would make
+        // the total look smaller, not unknown.
+        let mut tokens = Some(0.0);
         let mut longest_e2e: f64 = 0.0;
         for a in &r.agents {
             let throughput = a
@@ -194,7 +196,7 @@ impl Columns {
                 .zip(a.e2e_ms)
                 .filter(|(_, e)| *e > 0.0)
                 .map(|(n, e)| n / (e / 1000.0));
-            tokens += a.output_tokens.unwrap_or(0.0);
+            tokens = tokens.zip(a.output_tokens).map(|(sum, n)| sum + n);
             longest_e2e = longest_e2e.max(a.e2e_ms.unwrap_or(0.0));
             let values = [
                 a.ttft_ms,
@@ -221,12 +223,15 @@ impl Columns {
                 column.push(v);
             }
             self.agent_run.push(run);
-            self.agent_ok.push(a.status == RunStatus::Ok);
+            // A degraded run is counted, not averaged: the agents that finished in it ran
+            // beside one that failed, so their figures are not the cell's.
+            self.agent_ok
+                .push(r.status == RunStatus::Ok && a.status == RunStatus::Ok);
             self.agent_warmup.push(r.warmup);
         }
         let wall = r.group.as_ref().map_or(longest_e2e, |g| g.wall_ms);
         let values = [
-            (wall > 0.0).then(|| tokens / (wall / 1000.0)),
+            tokens.filter(|_| wall > 0.0).map(|t| t / (wall / 1000.0)),
             Some(wall),
             r.group.as_ref().map(|g| g.speedup),
             r.group.as_ref().map(|g| g.parallel_efficiency),
@@ -304,7 +309,8 @@ impl Columns {
 }
 
 pub struct Frames {
-    /// Row per agent per run: `cell`, `run`, `ok`, `warmup` and AGENT_METRICS, sorted by cell.
+    /// Row per agent per run: `cell`, `run`, `ok` (the agent and its run finished), `warmup` and
+    /// AGENT_METRICS, sorted by cell.
     pub agents: DataFrame,
     /// Row per run: `cell`, `ok`, `warmup` and RUN_METRICS, sorted by cell.
     pub runs: DataFrame,
@@ -388,7 +394,9 @@ pub enum FrameError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: unreadable run record: {message}")]
+    #[error(
+        "{path}:{line}: unreadable run record ({message}); the journal was not changed: move the line aside by hand if it is damaged"
+    )]
     Record {
         path: String,
         line: usize,
@@ -454,7 +462,7 @@ fn parse_batch(
             Ok(text) => serde_json::from_str(text),
             Err(_) => serde_json::from_slice(line),
         }
-        .map_err(|e| unreadable(e.to_string()))?;
+        .map_err(|e| unreadable(line_error(&e)))?;
         let cell = match known.get(record.cell_id.as_ref()) {
             Some(&cell) => cell,
             None => {
@@ -463,7 +471,7 @@ fn parse_batch(
                     Some(cell) => cell,
                     None => {
                         let RecordParams { params } =
-                            serde_json::from_slice(line).map_err(|e| unreadable(e.to_string()))?;
+                            serde_json::from_slice(line).map_err(|e| unreadable(line_error(&e)))?;
                         let cell_id = record.cell_id.to_string();
                         let info = CellInfo {
                             cell_id: cell_id.clone(),
@@ -734,6 +742,50 @@ mod tests {
         assert_eq!(get(&frames.runs, "client_rss_mb"), Some(12.0));
         assert_eq!(frames.agents.width(), 4 + AGENT_METRICS.len());
         assert_eq!(frames.runs.width(), 3 + RUN_METRICS.len());
+    }
+
+    // A degraded run is counted, not averaged: the agent that finished beside the failed one
+    // is not measured. A run missing one agent's token count has no aggregate throughput.
+    #[test]
+    fn degraded_runs_and_missing_token_counts_give_no_measured_values() {
+        let run = |status: &str, second: &str| {
+            format!(
+                r#"{{"cell_id":"c","params":{{}},"warmup":false,"status":"{status}","agents":[{{"status":"ok","ttft_ms":1.0,"e2e_ms":1000.0,"output_tokens":10.0}},{second}],"group":{{"wall_ms":1000.0,"speedup":1.9,"parallel_efficiency":0.95}},"harness_lag":{{}},"client_rss_mb":null}}"#
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        let journal = [
+            run(
+                "ok",
+                r#"{"status":"ok","e2e_ms":1000.0,"output_tokens":20.0}"#,
+            ),
+            run("degraded", r#"{"status":"degraded"}"#),
+            run(
+                "ok",
+                r#"{"status":"ok","e2e_ms":1000.0,"output_tokens":null}"#,
+            ),
+        ]
+        .join("\n");
+        std::fs::write(&path, journal + "\n").unwrap();
+        let frames = load(&path).unwrap();
+        let ok: Vec<Option<bool>> = frames
+            .agents
+            .column("ok")
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(ok, [true, true, false, false, true, true].map(Some));
+        let aggregate = frames
+            .runs
+            .column("aggregate_tok_s")
+            .unwrap()
+            .f64()
+            .unwrap();
+        assert_eq!(aggregate.get(0), Some(30.0), "30 tokens in 1 s");
+        assert_eq!(aggregate.get(2), None, "one agent's count is missing");
     }
 
     // Blocks are reused and cut at line ends: a record longer than a block, and records on

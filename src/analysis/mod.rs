@@ -88,6 +88,14 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
     let started = std::time::Instant::now();
     let frames = frame::load(&journal)?;
     phase("read journal into frames", started);
+    if frames.runs.height() == 0 {
+        // Stopped before its first run finished: as good as no journal.
+        return Err(AnalysisError::Input(
+            Diagnostic::new(format!("{} has no finished runs yet", loaded.spec.id))
+                .in_file(&journal)
+                .help(format!("run `banterhearts run {}` first", loaded.spec.id)),
+        ));
+    }
     analyze_frames(root, loaded, frames)
 }
 
@@ -140,11 +148,12 @@ pub fn analyze_frames(
         ));
     }
     for r in &runs {
-        if r.runs < 3 {
+        // Degraded runs are counted, not measured: they do not narrow an interval.
+        let measured = r.runs - r.degraded;
+        if measured < 3 {
             warnings.push(format!(
-                "cell {} has {} measured run(s): below 3, intervals are wide or absent",
+                "cell {} has {measured} measured run(s): below 3, intervals are wide or absent",
                 matrix_label(&frames.cells[r.cell].params),
-                r.runs
             ));
         }
     }

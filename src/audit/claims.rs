@@ -34,7 +34,7 @@ pub fn check(
     if loaded.spec.claims.is_empty() {
         return Vec::new();
     }
-    let has_runs = TrPaths::new(root, id).runs().is_file();
+    let has_runs = journal::has_finished_runs(&TrPaths::new(root, id).runs());
     let evaluated = match rendered {
         Some(checks) => Ok(checks.to_vec()),
         None if has_runs => analysis::analyze(root, loaded)

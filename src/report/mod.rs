@@ -190,9 +190,12 @@ fn file_hash(path: &Path) -> String {
 }
 
 /// Why measured runs degraded, per cell id: reason (without its agent prefix) -> count.
-fn degraded_reasons(paths: &TrPaths) -> BTreeMap<String, BTreeMap<String, u32>> {
+fn degraded_reasons(
+    paths: &TrPaths,
+) -> Result<BTreeMap<String, BTreeMap<String, u32>>, ReportError> {
     let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    let digests = runner::journal::read_digests(&paths.runs()).unwrap_or_default();
+    let digests = runner::journal::read_digests(&paths.runs())
+        .map_err(|e| ReportError::Input(Diagnostic::new(e.to_string())))?;
     for r in digests.runs {
         if r.warmup || r.status != runner::measure::RunStatus::Degraded {
             continue;
@@ -204,7 +207,7 @@ fn degraded_reasons(paths: &TrPaths) -> BTreeMap<String, BTreeMap<String, u32>> 
         };
         *out.entry(r.cell_id).or_default().entry(reason).or_default() += 1;
     }
-    out
+    Ok(out)
 }
 
 /// Threats to validity that follow from the data itself. Cells are named C1, C2, ... as in
@@ -382,7 +385,7 @@ fn draw_figures(id: &str, cells: &[CellView]) -> Result<(Vec<Figure>, FigureFile
 fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Context, ReportError> {
     let spec = &loaded.spec;
     let paths = TrPaths::new(root, &spec.id);
-    let analysed = if paths.runs().is_file() {
+    let analysed = if runner::journal::has_finished_runs(&paths.runs()) {
         Some(analysis::analyze(root, loaded).map_err(|e| match e {
             analysis::AnalysisError::Input(d) => ReportError::Input(d),
             other => ReportError::Input(Diagnostic::new(other.to_string())),
@@ -467,6 +470,10 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             v
         })
         .collect();
+    let reasons = match &analysed {
+        Some(_) => Some(degraded_reasons(&paths)?),
+        None => None,
+    };
     // Every claim re-derived (from runs or recorded figures), with its comparison when it has one.
     let checks = match &analysed {
         Some(a) => a.claims.clone(),
@@ -514,7 +521,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "measured": comparisons.iter().map(|c| (c["claim"].as_str().unwrap_or_default().to_owned(), c.clone())).collect::<serde_json::Map<_, _>>(),
         "contention": analysed.as_ref().map(|a| serde_json::json!({"agents": a.contention.agents(), "contended": a.contention.contended(), "without_baseline": a.contention.without_baseline})),
         "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
-        "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &degraded_reasons(&paths))).unwrap_or_default(),
+        "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), reasons.as_ref().unwrap_or(&BTreeMap::new()))).unwrap_or_default(),
         "claims": claims,
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "footer": &footer,
@@ -597,7 +604,7 @@ pub fn key_finding(
     let mut ctx = context(root, registry, loaded)?.values;
     ctx["figures"] = serde_json::json!([]);
     let ctx = Value::from(Serde(ctx));
-    let has_data = TrPaths::new(root, &loaded.spec.id).runs().is_file();
+    let has_data = runner::journal::has_finished_runs(&TrPaths::new(root, &loaded.spec.id).runs());
     env.render_str(&text, ctx)
         .map(Some)
         .or_else(|e| {
@@ -649,11 +656,18 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
     for (id, loaded) in &registry.specs {
         let plan = crate::plan::build(loaded);
         let journal = TrPaths::new(root, id).runs();
-        let recorded_runs = journal
-            .is_file()
-            .then(|| crate::runner::journal::read_digests(&journal).ok())
-            .flatten()
-            .map(|d| d.runs.iter().filter(|x| !x.warmup).count());
+        // A damaged journal stops the index: counting it as "no runs" would misstate the total.
+        let recorded_runs = match runner::journal::has_finished_runs(&journal) {
+            true => Some(
+                runner::journal::read_digests(&journal)
+                    .map_err(|e| ReportError::Input(Diagnostic::new(e.to_string())))?
+                    .runs
+                    .iter()
+                    .filter(|x| !x.warmup)
+                    .count(),
+            ),
+            false => None,
+        };
         let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
         let has_matrix = !loaded.matrix.axes.is_empty();
         // The best count there is: runs recorded here, else the matrix, else the report's own figure.

@@ -63,6 +63,19 @@ pub enum JournalError {
     },
 }
 
+/// A JSON error about one journal line, placed by column: serde_json counts lines within the
+/// text it was given (always "line 1" here), which would contradict the journal line number.
+pub(crate) fn line_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let what = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(what, _)| what);
+    match e.column() {
+        0 => what.to_owned(),
+        column => format!("{what}, column {column}"),
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     move |source| JournalError::Io {
         path: path.to_path_buf(),
@@ -129,6 +142,26 @@ pub(crate) struct RecordParams {
     pub params: serde_json::Map<String, Value>,
 }
 
+/// Whether the journal holds at least one finished run (a complete, non-blank line). A journal
+/// created by a runner stopped before its first run finished is empty: no data yet.
+pub fn has_finished_runs(path: &Path) -> bool {
+    use std::io::BufRead;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if !line.ends_with(b"\n") => return false,
+            Ok(_) if !line.trim_ascii().is_empty() => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Reads a journal's digests line by line, without locking it. As when the journal is opened,
 /// a torn last line (no newline) is not a finished run and is left out; a cell's parameters
 /// are parsed from its first line only.
@@ -160,7 +193,7 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, u64), JournalError
         let corrupt = |e: serde_json::Error| JournalError::Corrupt {
             path: path.to_path_buf(),
             line: number,
-            message: e.to_string(),
+            message: line_error(&e),
         };
         let d: DigestLine = serde_json::from_slice(&line).map_err(corrupt)?;
         if !digests.params.contains_key(d.cell_id.as_ref()) {
@@ -191,7 +224,7 @@ fn parse_complete_lines(path: &Path, text: &str) -> Result<(Vec<RunRecord>, usiz
         let record = serde_json::from_str(line).map_err(|e| JournalError::Corrupt {
             path: path.to_path_buf(),
             line: i + 1,
-            message: e.to_string(),
+            message: line_error(&e),
         })?;
         records.push(record);
     }
