@@ -206,3 +206,51 @@ fn committed_reports_regenerate_byte_for_byte_even_after_touching_file_times() {
     }
     assert_eq!(render(), first, "file times changed the output");
 }
+
+/// Damaged provenance or data stop a report with the file, line and what to do, and change
+/// nothing: a manifest that cannot be read is never taken for an empty one (the next run would
+/// write over earlier sessions), and an index never counts a damaged journal as no runs.
+#[test]
+fn a_damaged_manifest_or_journal_is_named_and_left_as_it_was() {
+    let dir = common::repo_copy();
+    let data = dir.path().join("data/TR124");
+    let manifest = std::fs::read_to_string(data.join("manifest.json")).unwrap();
+    let damaged = manifest.replacen('{', "{\n  // a note", 1);
+    std::fs::write(data.join("manifest.json"), &damaged).unwrap();
+    let out = banterhearts(dir.path(), &["report", "TR124"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("manifest.json:2:3") && out.stderr.contains("move it aside"),
+        "{}",
+        out.stderr
+    );
+    let audit = banterhearts(dir.path(), &["audit", "TR124"]);
+    assert!(
+        audit.stdout.contains("unreadable manifest"),
+        "{}{}",
+        audit.stdout,
+        audit.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("manifest.json")).unwrap(),
+        damaged
+    );
+    std::fs::write(data.join("manifest.json"), manifest).unwrap();
+
+    let journal = std::fs::read_to_string(data.join("runs.jsonl")).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    lines[1] = "{\"run_id\": ";
+    std::fs::write(data.join("runs.jsonl"), lines.join("\n") + "\n").unwrap();
+    let index_before = std::fs::read(dir.path().join("reports/README.md")).unwrap();
+    let out = banterhearts(dir.path(), &["index"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("runs.jsonl:2") && out.stderr.contains("move the line aside"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("reports/README.md")).unwrap(),
+        index_before
+    );
+}

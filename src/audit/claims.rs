@@ -115,8 +115,23 @@ pub fn check(
 /// Claims comparing runs recorded under different hardware or server builds.
 fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests) -> Vec<Finding> {
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let Some(manifest) = runner::read_manifest(&paths) else {
-        return Vec::new();
+    let manifest = match runner::read_manifest(&paths) {
+        Ok(Some(manifest)) => manifest,
+        Ok(None) => return Vec::new(),
+        // Without the manifest, a change of machine or build between sessions cannot be seen.
+        Err(d) => {
+            return vec![Finding::new(
+                &loaded.spec.id,
+                Severity::Error,
+                "provenance",
+                format!(
+                    "{}: {}; {}",
+                    d.place().unwrap_or_default(),
+                    d.message,
+                    d.help.unwrap_or_default()
+                ),
+            )];
+        }
     };
     let mut out = Vec::new();
     for (i, claim) in loaded.spec.claims.iter().enumerate() {

@@ -393,7 +393,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     } else {
         None
     };
-    let manifest = runner::read_manifest(&paths);
+    let manifest = runner::read_manifest(&paths)?;
     let mut cells = Vec::new();
     if let Some(a) = &analysed {
         for (n, cell) in a.cells_in_order().into_iter().enumerate() {

@@ -66,14 +66,17 @@ pub enum JournalError {
 /// A JSON error about one journal line, placed by column: serde_json counts lines within the
 /// text it was given (always "line 1" here), which would contradict the journal line number.
 pub(crate) fn line_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let what = text
-        .rsplit_once(" at line ")
-        .map_or(text.as_str(), |(what, _)| what);
     match e.column() {
-        0 => what.to_owned(),
-        column => format!("{what}, column {column}"),
+        0 => json_message(e),
+        column => format!("{}, column {column}", json_message(e)),
     }
+}
+
+/// What serde_json says is wrong, without its own "at line L column C".
+pub(crate) fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    text.rsplit_once(" at line ")
+        .map_or(text.clone(), |(what, _)| what.to_owned())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::backend::{self, GenerationRequest};
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::plan::{self, Plan, PlannedRun};
 use crate::spec::{
     AgentProgram, Backend, BackendKind, LoadedSpec, Scenario, Spec, matrix::label_of,
@@ -675,6 +675,7 @@ pub async fn run(
     let plan = plan::build(loaded);
     let paths = TrPaths::new(root, &loaded.spec.id);
     let (mut journal, recorded) = Journal::open(&paths)?;
+    let manifest = read_manifest(&paths).map_err(|d| RunError::Input(d.into()))?;
     let pending: Vec<&PlannedRun> = plan
         .runs
         .iter()
@@ -719,14 +720,25 @@ pub async fn run(
         .tcp_nodelay(true)
         .build()
         .map_err(|e| RunError::Other(format!("HTTP client: {e}")))?;
-    let session_id = recorded
-        .runs
-        .iter()
-        .map(|r| r.session)
+    let previous = (recorded.runs.iter().map(|r| r.session))
+        .chain(
+            manifest
+                .iter()
+                .flat_map(|m| m.sessions.iter().map(|s| s.id)),
+        )
         .max()
-        .unwrap_or(0)
-        .max(previous_sessions(&paths))
-        + 1;
+        .unwrap_or(0);
+    let Some(session_id) = previous.checked_add(1) else {
+        stop_servers(running).await;
+        return Err(RunError::Input(
+            Diagnostic::new(format!(
+                "session numbers are used up ({previous} is the last)"
+            ))
+            .in_file(paths.runs())
+            .help("a hand-edited `session` in the journal or manifest is likely: correct it")
+            .into(),
+        ));
+    };
     let servers_info = provenance(&client, loaded, &running).await;
     let session = Session {
         id: session_id,
@@ -739,7 +751,7 @@ pub async fn run(
         planned_runs: plan.runs.len(),
         pending_runs: pending.len(),
     };
-    if let Err(e) = write_manifest(&paths, &plan.tr, session) {
+    if let Err(e) = write_manifest(&paths, &plan.tr, manifest, session) {
         stop_servers(running).await;
         return Err(e);
     }
@@ -878,17 +890,34 @@ impl Interrupt {
     }
 }
 
-fn previous_sessions(paths: &TrPaths) -> u32 {
-    read_manifest(paths).map_or(0, |m| m.sessions.iter().map(|s| s.id).max().unwrap_or(0))
+/// The TR's manifest; None before its first run. A manifest that cannot be read is an error,
+/// never an empty one: the next run would otherwise write over earlier sessions' provenance.
+pub fn read_manifest(paths: &TrPaths) -> Result<Option<Manifest>, Diagnostic> {
+    let path = paths.manifest();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Diagnostic::new(e.to_string()).in_file(&path)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        let at = Location {
+            line: e.line(),
+            column: e.column(),
+        };
+        Diagnostic::new(format!("unreadable manifest ({})", journal::json_message(&e)))
+        .in_file(&path)
+        .at((e.line() > 0).then_some(at), &text)
+        .help("it holds the provenance of every session so far: repair it, or move it aside to start a new one")
+    })
 }
 
-pub fn read_manifest(paths: &TrPaths) -> Option<Manifest> {
-    let text = std::fs::read_to_string(paths.manifest()).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn write_manifest(paths: &TrPaths, tr: &str, session: Session) -> Result<(), RunError> {
-    let mut manifest = read_manifest(paths).unwrap_or_else(|| Manifest {
+fn write_manifest(
+    paths: &TrPaths,
+    tr: &str,
+    manifest: Option<Manifest>,
+    session: Session,
+) -> Result<(), RunError> {
+    let mut manifest = manifest.unwrap_or_else(|| Manifest {
         tr: tr.to_owned(),
         sessions: Vec::new(),
     });
