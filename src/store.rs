@@ -32,20 +32,32 @@ impl TrPaths {
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename, fsyncing both, so readers see
-/// the old file or the new one and never a torn one.
+/// the old file or the new one and never a torn one. The temporary file is this writer's own
+/// (process id and a counter, created exclusively): two commands writing the same file at once
+/// each rename a whole file, where a shared name let one move the other's half-written one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ".{}.{}-{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
+    let written = (|| {
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    written?;
     // Persist the rename itself.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -82,4 +94,47 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Writers racing on one file: a reader only ever sees one writer's whole file, every write
+    // succeeds, and no temporary file is left behind.
+    #[test]
+    fn concurrent_writers_never_leave_a_torn_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.csv");
+        write_atomic(&path, &[b'0'; 1 << 16]).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = std::fs::read(&path).unwrap();
+                    assert_eq!(bytes.len(), 1 << 16, "a torn file was seen");
+                    assert!(
+                        bytes.iter().all(|b| *b == bytes[0]),
+                        "two writers' bytes mixed"
+                    );
+                }
+            });
+            let writers: Vec<_> = (b'a'..b'i')
+                .map(|byte| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        (0..25).try_for_each(|_| write_atomic(path, &[byte; 1 << 16]))
+                    })
+                })
+                .collect();
+            let written: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            reader.join().unwrap();
+            for w in written {
+                w.unwrap();
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    }
 }
