@@ -245,7 +245,8 @@ fn kill_nine_mid_experiment_then_resume_gives_exactly_the_plan() {
     assert_servers_gone(&journal(dir.path(), "TR950"));
     assert!((3..16).contains(&partial), "{partial} runs before the kill");
 
-    // A crash in the middle of an append leaves a torn line; the next run must cut it off.
+    // A crash in the middle of an append leaves a torn line; the next run must cut it off,
+    // keeping its bytes beside the journal and saying where.
     let mut text = std::fs::read(&runs).unwrap();
     text.extend_from_slice(br#"{"tr":"TR950","run_id":"torn"#);
     std::fs::write(&runs, text).unwrap();
@@ -257,6 +258,17 @@ fn kill_nine_mid_experiment_then_resume_gives_exactly_the_plan() {
             .contains(&format!("resuming; {partial} of 16 runs already recorded")),
         "{}",
         out.stderr
+    );
+    assert!(out.stderr.contains("its last line was torn"), "{}", out.stderr);
+    let set_aside: Vec<_> = std::fs::read_dir(runs.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("runs.jsonl.torn-"))
+        .collect();
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+    assert_eq!(
+        std::fs::read(&set_aside[0]).unwrap(),
+        br#"{"tr":"TR950","run_id":"torn"#
     );
     let records = journal(dir.path(), "TR950");
     assert_eq!(records.len(), 16, "exactly the planned runs");
@@ -442,7 +454,7 @@ fn a_second_runner_on_the_same_tr_is_refused() {
     let _serial = serial();
     let dir = project(&[("TR950.yaml", TWO_CELLS)]);
     let paths = banterhearts::store::TrPaths::new(dir.path(), "TR950");
-    let (_held, _) = banterhearts::runner::journal::Journal::open(&paths).unwrap();
+    let (_held, _, _) = banterhearts::runner::journal::Journal::open(&paths).unwrap();
     let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
     assert_eq!(out.code, 2);
     assert!(

@@ -321,6 +321,9 @@ pub struct Frames {
     run_rows: Vec<Range<usize>>,
     /// Values already selected from the frames, by a caller's key.
     selections: std::sync::Mutex<HashMap<String, Vec<f64>>>,
+    /// Bytes after the journal's last newline that are no whole record (a run being written,
+    /// or torn by a crash), left out.
+    pub torn_bytes: usize,
 }
 
 impl Frames {
@@ -573,6 +576,7 @@ impl Merger {
             agent_rows,
             run_rows,
             selections: Default::default(),
+            torn_bytes: 0,
         })
     }
 }
@@ -597,6 +601,7 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
         next: 0,
         consumed: 0,
         batch_bytes,
+        torn: 0,
     });
     let cells: CellRegistry = std::sync::Mutex::new(IndexMap::new());
     let threads = std::thread::available_parallelism()
@@ -650,10 +655,13 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
         .unwrap_or_else(|p| p.into_inner())
         .into_values()
         .collect();
-    merger
+    let torn = reader.into_inner().unwrap_or_else(|p| p.into_inner()).torn;
+    let mut frames = merger
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
-        .into_frames(cells)
+        .into_frames(cells)?;
+    frames.torn_bytes = torn;
+    Ok(frames)
 }
 
 /// Cuts a journal into batches of whole lines, read by whichever thread asks next.
@@ -665,12 +673,35 @@ struct BatchReader {
     /// Bytes handed out so far (the file offset of the next batch).
     consumed: usize,
     batch_bytes: usize,
+    /// Bytes of a torn last line, left out.
+    torn: usize,
 }
 
 impl BatchReader {
+    /// At the end of the file, what follows the last newline (`block[..filled]`): a last
+    /// batch if it is whole JSON (a record that only lacks its newline, as the runner keeps it
+    /// too); otherwise a line still being written or torn by a crash, which is no finished
+    /// run, and is counted in `torn` and left out.
+    fn last_line(&mut self, block: &mut Vec<u8>, filled: usize) -> Option<(u64, usize, usize)> {
+        let rest = &block[..filled];
+        self.carry.clear();
+        if rest.trim_ascii().is_empty() {
+            return None;
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(rest).is_err() {
+            self.torn = filled;
+            return None;
+        }
+        block.truncate(filled);
+        block.push(b'\n');
+        let batch = (self.next, self.consumed, filled + 1);
+        self.next += 1;
+        self.consumed += filled;
+        Some(batch)
+    }
+
     /// Reads the next batch into `block`: (batch index, its offset in the file, bytes of
-    /// whole lines), or None at the end. At the end of the file, bytes after the last newline
-    /// are a torn line, not a finished run, and are dropped.
+    /// whole lines), or None at the end.
     fn next_batch(&mut self, block: &mut Vec<u8>) -> std::io::Result<Option<(u64, usize, usize)>> {
         use std::io::Read;
         let mut filled = self.carry.len();
@@ -694,7 +725,7 @@ impl BatchReader {
                 return Ok(Some(batch));
             }
             if n == 0 {
-                return Ok(None);
+                return Ok(self.last_line(block, filled));
             }
         }
     }
@@ -729,6 +760,11 @@ mod tests {
         std::fs::write(&path, format!("{line}\n{{\"cell_id\":")).unwrap();
         let frames = load(&path).unwrap();
         assert_eq!(frames.runs.height(), 1);
+        assert_eq!(frames.torn_bytes, "{\"cell_id\":".len());
+        // A whole record that only lacks its newline (a hand edit) is a finished run.
+        std::fs::write(&path, format!("{line}\n{line}")).unwrap();
+        let whole = load(&path).unwrap();
+        assert_eq!((whole.runs.height(), whole.torn_bytes), (2, 0));
         let get = |df: &DataFrame, name: &str| df.column(name).unwrap().f64().unwrap().get(0);
         assert_eq!(get(&frames.agents, "ttft_ms"), Some(1.0));
         assert_eq!(

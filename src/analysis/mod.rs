@@ -141,6 +141,12 @@ pub fn analyze_frames(
         &contention.run_rates,
     ));
     let mut warnings = Vec::new();
+    if frames.torn_bytes > 0 {
+        warnings.push(format!(
+            "the journal's last {} bytes are no whole record (a run still being written, or cut short by a crash) and were left out",
+            frames.torn_bytes
+        ));
+    }
     if loaded.spec.order != RunOrder::Interleaved {
         warnings.push(format!(
             "run order is {}, not interleaved: drift over time can bias one cell against another",

@@ -177,19 +177,44 @@ pub fn read_digests(path: &Path) -> Result<Digests, JournalError> {
     scan_digests(&file, path).map(|(digests, _)| digests)
 }
 
-/// The digests of every newline-terminated line of `file`, from its current position, and the
-/// bytes those lines span (anything after them is a torn final line).
-fn scan_digests(file: &File, path: &Path) -> Result<(Digests, u64), JournalError> {
+/// What follows a journal's last newline.
+#[derive(Debug, Default)]
+struct Tail {
+    /// Bytes up to and including the last newline.
+    complete: u64,
+    /// The bytes after it, and their line number.
+    rest: Vec<u8>,
+    line: usize,
+    /// Whether `rest` is a whole JSON value (a record whose newline is missing, as an editor
+    /// that drops the final newline leaves it) rather than a line torn by a crash mid-write.
+    whole: bool,
+}
+
+/// The digests of every line of `file`, from its current position, and what follows the last
+/// newline. A last line without its newline counts if it is whole JSON: nothing a user wrote
+/// is dropped for a missing newline.
+fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalError> {
     use std::io::BufRead;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let (mut digests, mut line, mut complete) = (Digests::default(), Vec::new(), 0);
+    let (mut digests, mut line, mut tail) = (Digests::default(), Vec::new(), Tail::default());
     for number in 1.. {
         line.clear();
         let read = reader.read_until(b'\n', &mut line).map_err(io(path))?;
-        if read == 0 || !line.ends_with(b"\n") {
+        if read == 0 {
             break;
         }
-        complete += read as u64;
+        if !line.ends_with(b"\n") {
+            tail.whole = !line.trim_ascii().is_empty()
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok();
+            tail.rest = std::mem::take(&mut line);
+            tail.line = number;
+            if !tail.whole {
+                break;
+            }
+            line = tail.rest.clone();
+        } else {
+            tail.complete += read as u64;
+        }
         if line.trim_ascii().is_empty() {
             continue;
         }
@@ -212,7 +237,7 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, u64), JournalError
             session: d.session,
         });
     }
-    Ok((digests, complete))
+    Ok((digests, tail))
 }
 
 /// Parses every newline-terminated line; returns the records and the byte length they span
@@ -234,11 +259,61 @@ fn parse_complete_lines(path: &Path, text: &str) -> Result<(Vec<RunRecord>, usiz
     Ok((records, complete))
 }
 
+/// A torn last line moved out of the journal.
+#[derive(Debug)]
+pub struct SetAside {
+    pub bytes: usize,
+    pub to: PathBuf,
+}
+
+/// Makes the journal end with a newline before anything is appended. A last line that is
+/// whole JSON only lacks its newline (a hand edit) and gets it. Otherwise it is a run torn by a
+/// crash mid-write: it is copied beside the journal and then cut off, so even those bytes are
+/// kept. Bytes with a carriage return are no torn line of ours (JSON escapes it): a journal
+/// with CR-only line ends would be cut whole, so it is refused, unchanged.
+fn end_with_a_newline(
+    file: &mut File,
+    path: &Path,
+    tail: Tail,
+) -> Result<Option<SetAside>, JournalError> {
+    if tail.rest.is_empty() {
+        return Ok(None);
+    }
+    if tail.whole {
+        file.write_all(b"\n").map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
+        return Ok(None);
+    }
+    if tail.rest.contains(&b'\r') {
+        return Err(JournalError::Corrupt {
+            path: path.to_path_buf(),
+            line: tail.line,
+            message: format!(
+                "its last {} bytes have no newline and are no run record; if its lines end in CR only, convert them to LF",
+                tail.rest.len()
+            ),
+        });
+    }
+    let mut set_aside = None;
+    if !tail.rest.trim_ascii().is_empty() {
+        let to = path.with_extension(format!("jsonl.torn-{}", super::unix_ms()));
+        crate::store::write_atomic(&to, &tail.rest).map_err(io(&to))?;
+        set_aside = Some(SetAside {
+            bytes: tail.rest.len(),
+            to,
+        });
+    }
+    file.set_len(tail.complete).map_err(io(path))?;
+    file.sync_all().map_err(io(path))?;
+    Ok(set_aside)
+}
+
 impl Journal {
-    /// Locks and opens the journal, cutting off a torn last line. Returns the digests of the
-    /// runs so far: resuming needs their ids and sessions, not their measurements (whole
-    /// records of a million runs would take gigabytes).
-    pub fn open(paths: &TrPaths) -> Result<(Journal, Digests), JournalError> {
+    /// Locks and opens the journal, so that it ends with a newline (see `end_with_a_newline`).
+    /// Returns the digests of the runs so far (resuming needs their ids and sessions, not
+    /// their measurements: whole records of a million runs would take gigabytes) and where a
+    /// torn last line was put, if there was one.
+    pub fn open(paths: &TrPaths) -> Result<(Journal, Digests, Option<SetAside>), JournalError> {
         std::fs::create_dir_all(&paths.data_dir).map_err(io(&paths.data_dir))?;
         let lock_path = paths.lock();
         let lock = OpenOptions::new()
@@ -260,12 +335,8 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        let (digests, complete) = scan_digests(&file, &path)?;
-        if complete < file.metadata().map_err(io(&path))?.len() {
-            // Only a crash mid-append leaves bytes after the last newline; that run is not finished.
-            file.set_len(complete).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
-        }
+        let (digests, tail) = scan_digests(&file, &path)?;
+        let set_aside = end_with_a_newline(&mut file, &path, tail)?;
         file.seek(SeekFrom::End(0)).map_err(io(&path))?;
         let ids = digests.runs.iter().map(|r| r.run_id.clone()).collect();
         Ok((
@@ -276,6 +347,7 @@ impl Journal {
                 ids,
             },
             digests,
+            set_aside,
         ))
     }
 
@@ -348,28 +420,46 @@ mod tests {
         assert_eq!(line, 3, "the blank line 2 counts");
     }
 
-    // Opening for a resume cuts off the torn line, keeps the finished runs' ids and sessions,
-    // and appends after them; a damaged line stops it with the file left as it was.
+    // Opening for a resume keeps every finished run: a torn last line is moved beside the
+    // journal, a whole record that only lacks its newline gets one, and a journal it cannot
+    // read safely (a damaged line, CR-only line ends) is refused with the file left as it was.
     #[test]
-    fn opening_cuts_a_torn_line_and_refuses_a_damaged_one_untouched() {
+    fn opening_keeps_every_finished_run_and_refuses_what_it_cannot_read() {
         let dir = tempfile::tempdir().unwrap();
         let paths = TrPaths::new(dir.path(), "TR1");
         std::fs::create_dir_all(&paths.data_dir).unwrap();
         let finished = line("r1", "a", false, None) + &line("r2", "b", true, None);
-        std::fs::write(paths.runs(), finished.clone() + r#"{"tr":"TR1","run_"#).unwrap();
-        let (journal, recorded) = Journal::open(&paths).unwrap();
-        assert!(journal.contains("r1") && journal.contains("r2") && !journal.contains("torn"));
+        let torn = r#"{"tr":"TR1","run_"#;
+        std::fs::write(paths.runs(), finished.clone() + torn).unwrap();
+        let (journal, recorded, set_aside) = Journal::open(&paths).unwrap();
+        assert!(journal.contains("r1") && journal.contains("r2"));
         assert_eq!(recorded.runs.len(), 2);
         assert_eq!(recorded.runs[1].session, 2);
         assert_eq!(std::fs::read_to_string(paths.runs()).unwrap(), finished);
+        let set_aside = set_aside.expect("the torn line is kept");
+        assert_eq!(std::fs::read_to_string(&set_aside.to).unwrap(), torn);
         drop(journal);
 
-        let damaged = finished + "{not json}\n" + &line("r3", "a", false, None);
-        std::fs::write(paths.runs(), &damaged).unwrap();
-        let Err(JournalError::Corrupt { line, .. }) = Journal::open(&paths) else {
-            panic!("a damaged journal was opened");
-        };
-        assert_eq!(line, 3);
-        assert_eq!(std::fs::read_to_string(paths.runs()).unwrap(), damaged);
+        let last = line("r3", "a", false, None);
+        std::fs::write(paths.runs(), finished.clone() + last.trim_end()).unwrap();
+        let (journal, recorded, set_aside) = Journal::open(&paths).unwrap();
+        assert!(journal.contains("r3") && set_aside.is_none());
+        assert_eq!(recorded.runs.len(), 3);
+        assert_eq!(
+            std::fs::read_to_string(paths.runs()).unwrap(),
+            finished.clone() + &last
+        );
+        drop(journal);
+
+        for damaged in [
+            finished.clone() + "{not json}\n" + &line("r3", "a", false, None),
+            finished.replace('\n', "\r"),
+        ] {
+            std::fs::write(paths.runs(), &damaged).unwrap();
+            let Err(JournalError::Corrupt { .. }) = Journal::open(&paths) else {
+                panic!("a damaged journal was opened");
+            };
+            assert_eq!(std::fs::read_to_string(paths.runs()).unwrap(), damaged);
+        }
     }
 }

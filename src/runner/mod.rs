@@ -674,7 +674,7 @@ pub async fn run(
     let prompts = prompts(loaded)?;
     let plan = plan::build(loaded);
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let (mut journal, recorded) = Journal::open(&paths)?;
+    let (mut journal, recorded, set_aside) = Journal::open(&paths)?;
     let manifest = read_manifest(&paths).map_err(|d| RunError::Input(d.into()))?;
     let pending: Vec<&PlannedRun> = plan
         .runs
@@ -687,6 +687,14 @@ pub async fn run(
         ..RunSummary::default()
     };
     let mut progress = progress::Progress::new(pending.len(), opts.quiet);
+    if let Some(torn) = &set_aside {
+        progress.note(&format!(
+            "{}: its last line was torn ({} bytes, a run cut short by a crash); moved to {}",
+            paths.runs().display(),
+            torn.bytes,
+            torn.to.display()
+        ));
+    }
     if pending.is_empty() {
         progress.note(&format!(
             "{}: all {} planned runs are recorded in {}",
