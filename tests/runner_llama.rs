@@ -259,7 +259,11 @@ fn kill_nine_mid_experiment_then_resume_gives_exactly_the_plan() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("its last line was torn"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("its last line was torn"),
+        "{}",
+        out.stderr
+    );
     let set_aside: Vec<_> = std::fs::read_dir(runs.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -24,6 +24,8 @@ pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
 #[derive(Deserialize)]
 struct LeanRecord<'a> {
     #[serde(borrow)]
+    run_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
     cell_id: std::borrow::Cow<'a, str>,
     warmup: bool,
     status: RunStatus,
@@ -405,6 +407,16 @@ pub enum FrameError {
         line: usize,
         message: String,
     },
+    #[error(
+        "{path}: run {run_id} is recorded twice (lines {} and {}); the journal was not changed: keep one copy (was it merged by hand?)",
+        lines.0,
+        lines.1
+    )]
+    DuplicateRun {
+        path: String,
+        run_id: String,
+        lines: (usize, usize),
+    },
     #[error("building frames: {0}")]
     Polars(#[from] PolarsError),
 }
@@ -431,6 +443,8 @@ struct Parser {
     by_cell: Vec<Columns>,
     /// Cell ids already registered, so the shared registry is locked only for new ones.
     known: HashMap<String, u32>,
+    /// A hash of every run id this thread parsed, to find a run recorded twice.
+    run_ids: Vec<u64>,
 }
 
 /// Parses one batch of complete journal lines into `parser.by_cell`. Run numbers are
@@ -442,7 +456,11 @@ fn parse_batch(
     cells: &CellRegistry,
     parser: &mut Parser,
 ) -> Result<(), FrameError> {
-    let Parser { by_cell, known } = parser;
+    let Parser {
+        by_cell,
+        known,
+        run_ids,
+    } = parser;
     let mut line_start = 0;
     // memchr finds line ends with SIMD: splitting byte by byte cost a second per gigabyte.
     for (i, line_end) in memchr::memchr_iter(b'\n', bytes).enumerate() {
@@ -493,6 +511,10 @@ fn parse_batch(
             by_cell.resize_with(slot + 1, Columns::new);
         }
         by_cell[slot].push(batch << 32 | i as u64, &record);
+        run_ids.push(std::hash::BuildHasher::hash_one(
+            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+            record.run_id.as_ref(),
+        ));
     }
     Ok(())
 }
@@ -608,13 +630,14 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let merger = std::sync::Mutex::new(Merger::default());
+    let run_ids = std::sync::Mutex::new(Vec::new());
     let read_error = std::sync::Mutex::new(None);
     // Set at the first unreadable record or read error: the rest of the file need not be read.
     let failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            let (reader, merger, cells, failed, read_error) =
-                (&reader, &merger, &cells, &failed, &read_error);
+            let (reader, merger, cells, failed, read_error, run_ids) =
+                (&reader, &merger, &cells, &failed, &read_error, &run_ids);
             scope.spawn(move || {
                 let (mut parser, mut block) = (Parser::default(), Vec::new());
                 while !failed.load(Ordering::Relaxed) {
@@ -644,6 +667,10 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
                         .unwrap_or_else(|p| p.into_inner())
                         .hand_in(index, parsed, buffers);
                 }
+                run_ids
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .append(&mut parser.run_ids);
             });
         }
     });
@@ -661,7 +688,42 @@ fn load_in_batches(path: &Path, batch_bytes: usize) -> Result<Frames, FrameError
         .unwrap_or_else(|p| p.into_inner())
         .into_frames(cells)?;
     frames.torn_bytes = torn;
+    let mut run_ids = run_ids.into_inner().unwrap_or_else(|p| p.into_inner());
+    run_ids.sort_unstable();
+    if run_ids.windows(2).any(|w| w[0] == w[1]) {
+        check_run_ids_once(path)?;
+    }
     Ok(frames)
+}
+
+/// Finds a run recorded twice (its id hashed alike on two lines: read again to be sure, and to
+/// name the lines). Counting it twice would weigh it double; which copy is right is the user's
+/// call.
+fn check_run_ids_once(path: &Path) -> Result<(), FrameError> {
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        run_id: std::borrow::Cow<'a, str>,
+    }
+    let text = std::fs::read(path).map_err(|source| FrameError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        let Ok(Id { run_id }) = serde_json::from_slice(line) else {
+            continue;
+        };
+        if let Some(&first) = first_line.get(run_id.as_ref()) {
+            return Err(FrameError::DuplicateRun {
+                path: path.display().to_string(),
+                run_id: run_id.into_owned(),
+                lines: (first, i + 1),
+            });
+        }
+        first_line.insert(run_id.into_owned(), i + 1);
+    }
+    Ok(())
 }
 
 /// Cuts a journal into batches of whole lines, read by whichever thread asks next.
@@ -753,7 +815,7 @@ mod tests {
     // The column builders fill values positionally; they must match the metric lists.
     #[test]
     fn frame_columns_follow_the_metric_lists() {
-        let line = r#"{"cell_id":"c","params":{},"warmup":false,"status":"ok","agents":[{"status":"ok","ttft_ms":1.0,"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":9.0,"cache_n":10.0,"itl_p50_ms":11.0,"itl_p95_ms":12.0,"itl_p99_ms":13.0,"prefill_overhead_ms":14.0,"decode_overhead_ms":15.0}],"harness_lag":{"p99_ms":0.5,"max_ms":0.9},"client_rss_mb":12.0}"#;
+        let line = r#"{"run_id":"r1","cell_id":"c","params":{},"warmup":false,"status":"ok","agents":[{"status":"ok","ttft_ms":1.0,"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":9.0,"cache_n":10.0,"itl_p50_ms":11.0,"itl_p95_ms":12.0,"itl_p99_ms":13.0,"prefill_overhead_ms":14.0,"decode_overhead_ms":15.0}],"harness_lag":{"p99_ms":0.5,"max_ms":0.9},"client_rss_mb":12.0}"#;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.jsonl");
         // The second line is torn (no newline): it is not a finished run and is ignored.
@@ -762,7 +824,7 @@ mod tests {
         assert_eq!(frames.runs.height(), 1);
         assert_eq!(frames.torn_bytes, "{\"cell_id\":".len());
         // A whole record that only lacks its newline (a hand edit) is a finished run.
-        std::fs::write(&path, format!("{line}\n{line}")).unwrap();
+        std::fs::write(&path, format!("{line}\n{}", line.replace("r1", "r2"))).unwrap();
         let whole = load(&path).unwrap();
         assert_eq!((whole.runs.height(), whole.torn_bytes), (2, 0));
         let get = |df: &DataFrame, name: &str| df.column(name).unwrap().f64().unwrap().get(0);
@@ -784,20 +846,22 @@ mod tests {
     // is not measured. A run missing one agent's token count has no aggregate throughput.
     #[test]
     fn degraded_runs_and_missing_token_counts_give_no_measured_values() {
-        let run = |status: &str, second: &str| {
+        let run = |id: &str, status: &str, second: &str| {
             format!(
-                r#"{{"cell_id":"c","params":{{}},"warmup":false,"status":"{status}","agents":[{{"status":"ok","ttft_ms":1.0,"e2e_ms":1000.0,"output_tokens":10.0}},{second}],"group":{{"wall_ms":1000.0,"speedup":1.9,"parallel_efficiency":0.95}},"harness_lag":{{}},"client_rss_mb":null}}"#
+                r#"{{"run_id":"{id}","cell_id":"c","params":{{}},"warmup":false,"status":"{status}","agents":[{{"status":"ok","ttft_ms":1.0,"e2e_ms":1000.0,"output_tokens":10.0}},{second}],"group":{{"wall_ms":1000.0,"speedup":1.9,"parallel_efficiency":0.95}},"harness_lag":{{}},"client_rss_mb":null}}"#
             )
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.jsonl");
         let journal = [
             run(
+                "r1",
                 "ok",
                 r#"{"status":"ok","e2e_ms":1000.0,"output_tokens":20.0}"#,
             ),
-            run("degraded", r#"{"status":"degraded"}"#),
+            run("r2", "degraded", r#"{"status":"degraded"}"#),
             run(
+                "r3",
                 "ok",
                 r#"{"status":"ok","e2e_ms":1000.0,"output_tokens":null}"#,
             ),
@@ -830,7 +894,7 @@ mod tests {
     fn a_record_longer_than_a_block_is_read_whole() {
         let record = |cell: &str, text: &str, ttft: f64| {
             format!(
-                r#"{{"cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"{text}","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":null,"cache_n":0,"itl_p50_ms":1.0,"itl_p95_ms":1.0,"itl_p99_ms":1.0,"prefill_overhead_ms":0.1,"decode_overhead_ms":0.1}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
+                r#"{{"run_id":"{ttft}","cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"{text}","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":null,"cache_n":0,"itl_p50_ms":1.0,"itl_p95_ms":1.0,"itl_p99_ms":1.0,"prefill_overhead_ms":0.1,"decode_overhead_ms":0.1}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
             )
         };
         let long = "x".repeat(BATCH_BYTES + BATCH_BYTES / 2);
@@ -868,7 +932,7 @@ mod tests {
 
     fn record(cell: &str, ttft: f64) -> String {
         format!(
-            r#"{{"cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"é","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
+            r#"{{"run_id":"{ttft}","cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"é","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
         )
     }
 
@@ -919,6 +983,25 @@ mod tests {
                 panic!("an unreadable journal loaded");
             };
             assert_eq!(line, 151, "batches of {batch_bytes} bytes");
+        }
+    }
+
+    // A run recorded twice (a journal merged by hand) would weigh double: it is refused, with
+    // both lines named, however the batches fall.
+    #[test]
+    fn a_run_recorded_twice_is_refused_with_both_lines() {
+        let mut journal: String = (0..400).map(|i| record("a", i as f64) + "\n").collect();
+        journal += &(record("a", 123.0) + "\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        std::fs::write(&path, &journal).unwrap();
+        for batch_bytes in [1024, BATCH_BYTES] {
+            let Err(FrameError::DuplicateRun { run_id, lines, .. }) =
+                load_in_batches(&path, batch_bytes)
+            else {
+                panic!("a run recorded twice was loaded");
+            };
+            assert_eq!((run_id.as_str(), lines), ("123", (124, 401)));
         }
     }
 
