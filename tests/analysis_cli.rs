@@ -441,3 +441,28 @@ fn committed_analysis_files_are_what_analyze_derives_from_the_journals() {
     }
     assert!(checked >= 2, "only {checked} TRs with committed analyses");
 }
+
+/// Outputs the spec no longer asks for are removed, so no earlier cost or claims file sits
+/// beside a fresh summary as if it were current.
+#[test]
+fn outputs_the_spec_no_longer_asks_for_are_removed() {
+    let dir = setup();
+    let data = dir.path().join("data/TR970");
+    assert_eq!(banterhearts(dir.path(), &["analyze", "TR970"]).code, 0);
+    for file in ["cost.csv", "claims.json", "comparisons.json"] {
+        assert!(data.join(file).is_file(), "{file}");
+    }
+    let lean = SPEC
+        .replace("cost: {profile: cpu-2core}\n", "")
+        .split("claims:")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(dir.path().join("experiments/TR970.yaml"), lean).unwrap();
+    let out = banterhearts(dir.path(), &["analyze", "TR970"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for file in ["cost.csv", "claims.json", "comparisons.json"] {
+        assert!(!data.join(file).exists(), "{file} left behind");
+    }
+    assert!(data.join("summary.csv").is_file());
+}

@@ -312,18 +312,33 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         let path = paths.data_dir.join("cost.csv");
         write_csv(&path, &mut cost)?;
         written.push(path);
+    } else {
+        remove_stale(&paths.data_dir.join("cost.csv"))?;
     }
+    let path = paths.data_dir.join("comparisons.json");
     if !a.comparisons.is_empty() {
-        let path = paths.data_dir.join("comparisons.json");
         let text = serde_json::to_string_pretty(&a.comparisons).expect("comparisons serialize");
         write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
         written.push(path);
+    } else {
+        remove_stale(&path)?;
     }
+    let path = paths.data_dir.join("claims.json");
     if !a.claims.is_empty() {
-        let path = paths.data_dir.join("claims.json");
         let text = serde_json::to_string_pretty(&a.claims).expect("claims serialize");
         write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
         written.push(path);
+    } else {
+        remove_stale(&path)?;
     }
     Ok(written)
+}
+
+/// Removes an output this analysis has nothing for (the spec lost its cost or claims), so no
+/// file from an earlier analysis sits beside the new summary as if it were current.
+fn remove_stale(path: &Path) -> Result<(), AnalysisError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
+        _ => Ok(()),
+    }
 }
