@@ -352,7 +352,7 @@ fn assertion(
                     Verdict::Higher => "higher",
                     Verdict::Lower => "lower",
                     Verdict::NotDetectable { .. } => "not_detectable",
-                    Verdict::Insufficient => "insufficient",
+                    Verdict::Insufficient { .. } => "insufficient",
                 };
                 (
                     got == want,

@@ -13,18 +13,26 @@ fn var(x: &[f64]) -> f64 {
     x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64
 }
 
-/// Welch's unequal-variance t-test: (t, degrees of freedom, two-sided p). Needs n >= 2 per side.
-pub fn welch_t(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+/// Welch's view of mean(a) - mean(b): (difference, its standard error, Welch-Satterthwaite
+/// degrees of freedom; NaN when neither side varies). Needs n >= 2 per side.
+fn welch_parts(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
     let (va, vb) = (var(a) / a.len() as f64, var(b) / b.len() as f64);
     let se2 = va + vb;
-    if se2 == 0.0 {
+    let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    Some((mean(a) - mean(b), se2.sqrt(), df))
+}
+
+/// Welch's unequal-variance t-test: (t, degrees of freedom, two-sided p). Needs n >= 2 per
+/// side and some variation.
+pub fn welch_t(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+    let (d, se, df) = welch_parts(a, b)?;
+    if se == 0.0 {
         return None;
     }
-    let t = (mean(a) - mean(b)) / se2.sqrt();
-    let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    let t = d / se;
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     Some((t, df, 2.0 * dist.cdf(-t.abs())))
 }
@@ -109,8 +117,10 @@ pub enum Verdict {
     NotDetectable {
         n: usize,
     },
-    /// Too few runs for an interval.
-    Insufficient,
+    /// No interval: too few runs, or values a log cannot take.
+    Insufficient {
+        reason: String,
+    },
 }
 
 /// A vs B.
@@ -142,18 +152,23 @@ impl Comparison {
         (self.ratio_of_means - 1.0) * 100.0
     }
 
-    /// One line for a report: "+15.2% [+11.0%, +19.6%]" or "not detectable at n=3".
+    /// One line for a report: "+15.2% [+11.0%, +19.6%]" or "not detectable at n=3". The
+    /// change is the geometric-mean ratio's, the one its interval belongs to (the ratio of
+    /// arithmetic means can fall outside it when one arm has an outlier).
     pub fn sentence(&self) -> String {
         let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
-        match (&self.verdict, self.ratio_ci_low, self.ratio_ci_high) {
-            (Verdict::Higher | Verdict::Lower, Some(lo), Some(hi)) => format!(
-                "{} [95% CI {}, {}]",
-                pct(self.ratio_of_means),
-                pct(lo),
-                pct(hi)
-            ),
+        match (
+            &self.verdict,
+            self.ratio,
+            self.ratio_ci_low,
+            self.ratio_ci_high,
+        ) {
+            (Verdict::Higher | Verdict::Lower, Some(r), Some(lo), Some(hi)) => {
+                format!("{} [95% CI {}, {}]", pct(r), pct(lo), pct(hi))
+            }
             (Verdict::NotDetectable { n }, ..) => format!("not detectable at n={n}"),
-            _ => "too few runs to compare".into(),
+            (Verdict::Insufficient { reason }, ..) => reason.clone(),
+            _ => "no interval".into(),
         }
     }
 }
@@ -168,27 +183,37 @@ pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
         ));
     }
     let positive = a.iter().chain(b).all(|x| *x > 0.0);
-    let (ratio, lo, hi) = match positive.then(|| {
-        let la: Vec<f64> = a.iter().map(|x| x.ln()).collect();
-        let lb: Vec<f64> = b.iter().map(|x| x.ln()).collect();
-        let (t, df, _) = welch_t(&la, &lb)?;
-        let d = mean(&la) - mean(&lb);
-        let se = d / t;
-        let q = StudentsT::new(0.0, 1.0, df).ok()?.inverse_cdf(0.975);
-        Some((d.exp(), (d - q * se.abs()).exp(), (d + q * se.abs()).exp()))
-    }) {
-        Some(Some((r, l, h))) => (Some(r), Some(l), Some(h)),
-        _ => (None, None, None),
+    let la: Vec<f64> = a.iter().map(|x| x.ln()).collect();
+    let lb: Vec<f64> = b.iter().map(|x| x.ln()).collect();
+    let parts = welch_parts(&la, &lb);
+    let interval = match parts {
+        None => Err("too few runs to compare (at least 2 per arm)"),
+        Some(_) if !positive => Err("values are not all positive: no ratio on a log scale"),
+        // Neither arm varies: the ratio is exact and the interval has no width.
+        Some((d, 0.0, _)) => Ok((d.exp(), d.exp(), d.exp())),
+        Some((d, se, df)) => match StudentsT::new(0.0, 1.0, df) {
+            Ok(t) => {
+                let q = t.inverse_cdf(0.975);
+                Ok((d.exp(), (d - q * se).exp(), (d + q * se).exp()))
+            }
+            Err(_) => Err("no interval: the degrees of freedom are undefined"),
+        },
     };
-    if !positive {
-        warnings.push("values are not all positive: no ratio interval".into());
+    if matches!(parts, Some((_, 0.0, _))) && positive {
+        warnings.push("no variation within either arm: the interval has no width".into());
     }
+    let (ratio, lo, hi) = match interval {
+        Ok((r, l, h)) => (Some(r), Some(l), Some(h)),
+        Err(_) => (None, None, None),
+    };
     let welch = welch_t(a, b);
-    let verdict = match (lo, hi) {
-        (Some(l), _) if l > 1.0 => Verdict::Higher,
-        (_, Some(h)) if h < 1.0 => Verdict::Lower,
-        (Some(_), Some(_)) => Verdict::NotDetectable { n: n_a.min(n_b) },
-        _ => Verdict::Insufficient,
+    let verdict = match (interval, lo, hi) {
+        (Err(reason), ..) => Verdict::Insufficient {
+            reason: reason.into(),
+        },
+        (_, Some(l), _) if l > 1.0 => Verdict::Higher,
+        (_, _, Some(h)) if h < 1.0 => Verdict::Lower,
+        _ => Verdict::NotDetectable { n: n_a.min(n_b) },
     };
     Comparison {
         n_a,
@@ -208,5 +233,65 @@ pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
             .flatten(),
         verdict,
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Equal log means (integer metrics sorted alike) give a ratio of 1 with a finite interval,
+    // not 0/0. Reference (numpy/scipy): se 0.0074238, df 4, t(0.975, 4) 2.7764451, so the
+    // interval is [0.9795991, 1.0208258].
+    #[test]
+    fn equal_log_means_give_a_finite_interval_around_one() {
+        let c = compare(&[63.0, 64.0, 64.0], &[64.0, 64.0, 63.0]);
+        assert_eq!(c.ratio, Some(1.0));
+        let (lo, hi) = (c.ratio_ci_low.unwrap(), c.ratio_ci_high.unwrap());
+        assert!((lo - 0.9795991).abs() < 1e-7, "{lo}");
+        assert!((hi - 1.0208258).abs() < 1e-7, "{hi}");
+        assert_eq!(c.verdict, Verdict::NotDetectable { n: 3 });
+    }
+
+    // Arms without variation have an exact ratio: a verdict, with a warning, not "too few runs".
+    #[test]
+    fn constant_arms_compare_exactly() {
+        let c = compare(&[64.0; 5], &[32.0; 5]);
+        for bound in [c.ratio, c.ratio_ci_low, c.ratio_ci_high] {
+            assert!((bound.unwrap() - 2.0).abs() < 1e-12, "{bound:?}");
+        }
+        assert_eq!(c.verdict, Verdict::Higher);
+        assert!(c.warnings.iter().any(|w| w.contains("no variation")));
+        assert_eq!(c.sentence(), "+100.0% [95% CI +100.0%, +100.0%]");
+    }
+
+    // Why there is no interval is said as it is.
+    #[test]
+    fn no_interval_says_why() {
+        let negative = compare(&[-1.0, 0.5, 0.7], &[0.2, 0.3, 0.4]);
+        assert!(
+            negative.sentence().contains("not all positive"),
+            "{}",
+            negative.sentence()
+        );
+        let single = compare(&[1.0], &[2.0, 3.0]);
+        assert!(
+            single.sentence().contains("too few runs"),
+            "{}",
+            single.sentence()
+        );
+    }
+
+    // The stated change is the one the interval belongs to. One outlier in B pulls its
+    // arithmetic mean above A's; the geometric-mean ratio and its interval stay above 1.
+    #[test]
+    fn the_sentence_states_the_ratio_its_interval_belongs_to() {
+        let a: Vec<f64> = (0..50).map(|i| 100.0 + (i % 5) as f64).collect();
+        let mut b: Vec<f64> = (0..50).map(|i| 80.0 + (i % 5) as f64).collect();
+        b[0] = 2000.0;
+        let c = compare(&a, &b);
+        assert!(c.ratio_of_means < 1.0 && c.ratio.unwrap() > 1.0);
+        assert!(c.ratio_ci_low.unwrap() <= c.ratio.unwrap());
+        assert!(c.sentence().starts_with('+'), "{}", c.sentence());
     }
 }
