@@ -39,10 +39,14 @@ pub fn t_ci_half_width(std: f64, n: usize, level: f64) -> Option<f64> {
     Some(t * std / (n as f64).sqrt())
 }
 
-/// The outlier rule: a modified z-score 0.6745 |x - median| / MAD above 3.5 (Iglewicz and
-/// Hoaglin; hyperfine uses the same rule). `deviation` is |x - median|; MAD must be positive.
+/// The outlier rule, hyperfine's (DESIGN.md): a value lies more than 10 robust standard
+/// deviations from the median, |x - median| / MAD > 10 x 1.4826 (1.4826 MAD estimates the
+/// standard deviation of normal data). `deviation` is |x - median|. A MAD of zero (most values
+/// equal) becomes the smallest positive float, so any value off the common one is flagged
+/// rather than none.
 fn is_mad_outlier(deviation: f64, mad: f64) -> bool {
-    0.6745 * deviation / mad > 3.5
+    const ROBUST_SDS: f64 = 10.0 * 1.4826;
+    deviation / mad.max(f64::EPSILON) > ROBUST_SDS
 }
 
 /// Indices of outliers by [`is_mad_outlier`]. Flagged, never dropped.
@@ -52,9 +56,6 @@ pub fn mad_outliers(data: &[f64]) -> Vec<usize> {
     };
     let deviations: Vec<f64> = data.iter().map(|x| (x - median).abs()).collect();
     let mad = percentile(&deviations, 50.0).unwrap_or(0.0);
-    if mad == 0.0 {
-        return Vec::new();
-    }
     data.iter()
         .enumerate()
         .filter(|(_, x)| is_mad_outlier((*x - median).abs(), mad))
@@ -114,11 +115,7 @@ pub fn summarize_in_place(values: &mut [f64]) -> Option<Summary> {
         *x = (*x - median).abs();
     }
     let [mad] = select_percentiles(values, [50.0]);
-    let outliers = if mad == 0.0 {
-        0
-    } else {
-        values.iter().filter(|d| is_mad_outlier(**d, mad)).count()
-    };
+    let outliers = values.iter().filter(|d| is_mad_outlier(**d, mad)).count();
     let half = t_ci_half_width(std, n, 0.95).unwrap_or(f64::NAN);
     Some(Summary {
         n,
@@ -195,6 +192,18 @@ mod tests {
         assert_eq!(percentile(&data, 25.0), Some(2.0));
         assert_eq!(percentile(&[], 50.0), None);
         assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+    }
+
+    // hyperfine's rule, worked by hand: in [10, 11, 12, 13, 50] the median is 12 and the MAD 1,
+    // so only 50 (38 MADs away) lies beyond 14.826 MADs; 26 in [10, 11, 12, 13, 26] (14 MADs)
+    // does not. With most values equal the MAD is 0 and any other value is flagged.
+    #[test]
+    fn outliers_follow_hyperfines_rule() {
+        assert_eq!(mad_outliers(&[10.0, 11.0, 12.0, 13.0, 50.0]), [4]);
+        assert!(mad_outliers(&[10.0, 11.0, 12.0, 13.0, 26.0]).is_empty());
+        assert_eq!(mad_outliers(&[64.0, 64.0, 64.0, 64.0, 3.0]), [4]);
+        assert_eq!(summarize(&[64.0, 64.0, 64.0, 64.0, 3.0]).unwrap().outliers, 1);
+        assert!(mad_outliers(&[5.0; 4]).is_empty());
     }
 
     #[test]
