@@ -187,6 +187,13 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
         "outliers are kept in the mean",
     );
 
+    // The run is the unit: each concurrent run's agents decode 114 and 91, so every run's mean
+    // is 102.5 and the interval has no width, although the six requests spread widely.
+    let requests = summary_row(&csv, "temperature=0.2 scenario={agents: 2", "decode_tok_s");
+    assert_eq!(requests[1], "6");
+    assert!(requests[4].parse::<f64>().unwrap() > 10.0, "{requests:?}");
+    assert_eq!((requests[11], requests[12]), ("102.5", "102.5"));
+
     let contention = summary_row(
         &csv,
         "temperature=0.2 scenario={agents: 2",

@@ -1,7 +1,7 @@
 //! Per-cell statistics of every metric, read from each cell's slice of the frames:
-//! n, mean, median, std, CV, min, max, p50/p95/p99, the Student-t 95% CI of the mean,
-//! median/MAD outlier counts, and per-cell degraded rates. Warm-up runs are excluded and
-//! degraded runs are counted, never averaged.
+//! n, mean, median, std, CV, min, max, p50/p95/p99, the Student-t 95% CI of the mean (with the
+//! run as the unit in multi-agent cells), median/MAD outlier counts, and per-cell degraded
+//! rates. Warm-up runs are excluded and degraded runs are counted, never averaged.
 
 use std::ops::Range;
 
@@ -76,6 +76,35 @@ fn values_by_cell(
     Ok(by_cell)
 }
 
+/// Per run, the (sum, count) of one metric's measured values in one cell's agent rows, in
+/// record order (a run's agents are adjacent rows): what the run-as-unit interval needs.
+fn run_totals(
+    frame: &DataFrame,
+    range: &Range<usize>,
+    measured: &[bool],
+    metric: &str,
+) -> PolarsResult<Vec<(f64, usize)>> {
+    let (offset, len) = (range.start as i64, range.len());
+    let values = frame.column(metric)?.f64()?.slice(offset, len);
+    let runs = frame.column("run")?.u64()?.slice(offset, len);
+    let mut totals: Vec<(f64, usize)> = Vec::new();
+    let mut current = None;
+    for ((value, run), keep) in values.iter().zip(runs.iter()).zip(&measured[range.clone()]) {
+        let Some(value) = value.filter(|v| *keep && v.is_finite()) else {
+            continue;
+        };
+        if current != run || totals.is_empty() {
+            totals.push((0.0, 0));
+            current = run;
+        }
+        if let Some((sum, count)) = totals.last_mut() {
+            *sum += value;
+            *count += 1;
+        }
+    }
+    Ok(totals)
+}
+
 /// Statistics of every request- and run-level metric, per cell. polars holds the frames; the
 /// arithmetic is `stats::summarize_in_place` on each cell's values, which finds the median,
 /// p95, p99 and MAD by selection on one copy. (polars' group_by took a copy and a pass for
@@ -107,7 +136,24 @@ pub fn summarize(frames: &Frames) -> PolarsResult<Vec<MetricSummary>> {
                         let (frame, cell_rows, measured, _) = &inputs[input];
                         let by_cell = values_by_cell(frame, cell_rows, measured, metric)?;
                         for (cell, mut values) in by_cell.into_iter().enumerate() {
-                            if let Some(stats) = stats::summarize_in_place(&mut values) {
+                            // The replication unit is the run: the requests of one
+                            // multi-agent run share its contention and are not independent.
+                            let clustered = std::ptr::eq(*frame, &frames.agents)
+                                && frames.cells[cell].agents > 1;
+                            let totals = match clustered && !values.is_empty() {
+                                true => {
+                                    Some(run_totals(frame, &cell_rows[cell], measured, metric)?)
+                                }
+                                false => None,
+                            };
+                            if let Some(mut stats) = stats::summarize_in_place(&mut values) {
+                                if let Some(totals) = &totals {
+                                    let half =
+                                        stats::clustered_t_ci_half_width(totals, stats.mean, 0.95)
+                                            .unwrap_or(f64::NAN);
+                                    stats.ci_low = stats.mean - half;
+                                    stats.ci_high = stats.mean + half;
+                                }
                                 rows.push(MetricSummary {
                                     cell,
                                     metric: metric.to_owned(),

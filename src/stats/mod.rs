@@ -7,6 +7,6 @@ mod describe;
 
 pub use compare::{Comparison, Verdict, compare, hedges_g, holm, mann_whitney_u, welch_t};
 pub use describe::{
-    Summary, mad_outliers, percentile, percentile_sorted, summarize, summarize_in_place,
-    t_ci_half_width,
+    Summary, clustered_t_ci_half_width, mad_outliers, percentile, percentile_sorted, summarize,
+    summarize_in_place, t_ci_half_width,
 };
