@@ -16,7 +16,7 @@ use crate::stats::{self, Comparison};
 pub fn is_fraction(metric: &str) -> bool {
     matches!(
         metric,
-        "parallel_efficiency" | "contention_rate" | "degraded_rate"
+        "parallel_efficiency" | "contention_rate" | "degraded_rate" | "quality_score"
     )
 }
 
