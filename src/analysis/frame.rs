@@ -27,6 +27,10 @@ struct LeanRecord<'a> {
     run_id: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     cell_id: std::borrow::Cow<'a, str>,
+    /// Unused, but required as the runner requires it (journal::DigestLine): both refuse the
+    /// same lines.
+    #[allow(dead_code)]
+    session: serde::de::IgnoredAny,
     warmup: bool,
     status: RunStatus,
     agents: Vec<LeanAgent>,
@@ -815,7 +819,7 @@ mod tests {
     // The column builders fill values positionally; they must match the metric lists.
     #[test]
     fn frame_columns_follow_the_metric_lists() {
-        let line = r#"{"run_id":"r1","cell_id":"c","params":{},"warmup":false,"status":"ok","agents":[{"status":"ok","ttft_ms":1.0,"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":9.0,"cache_n":10.0,"itl_p50_ms":11.0,"itl_p95_ms":12.0,"itl_p99_ms":13.0,"prefill_overhead_ms":14.0,"decode_overhead_ms":15.0}],"harness_lag":{"p99_ms":0.5,"max_ms":0.9},"client_rss_mb":12.0}"#;
+        let line = r#"{"run_id":"r1","session":1,"cell_id":"c","params":{},"warmup":false,"status":"ok","agents":[{"status":"ok","ttft_ms":1.0,"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":9.0,"cache_n":10.0,"itl_p50_ms":11.0,"itl_p95_ms":12.0,"itl_p99_ms":13.0,"prefill_overhead_ms":14.0,"decode_overhead_ms":15.0}],"harness_lag":{"p99_ms":0.5,"max_ms":0.9},"client_rss_mb":12.0}"#;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.jsonl");
         // The second line is torn (no newline): it is not a finished run and is ignored.
@@ -848,7 +852,7 @@ mod tests {
     fn degraded_runs_and_missing_token_counts_give_no_measured_values() {
         let run = |id: &str, status: &str, second: &str| {
             format!(
-                r#"{{"run_id":"{id}","cell_id":"c","params":{{}},"warmup":false,"status":"{status}","agents":[{{"status":"ok","ttft_ms":1.0,"e2e_ms":1000.0,"output_tokens":10.0}},{second}],"group":{{"wall_ms":1000.0,"speedup":1.9,"parallel_efficiency":0.95}},"harness_lag":{{}},"client_rss_mb":null}}"#
+                r#"{{"run_id":"{id}","session":1,"cell_id":"c","params":{{}},"warmup":false,"status":"{status}","agents":[{{"status":"ok","ttft_ms":1.0,"e2e_ms":1000.0,"output_tokens":10.0}},{second}],"group":{{"wall_ms":1000.0,"speedup":1.9,"parallel_efficiency":0.95}},"harness_lag":{{}},"client_rss_mb":null}}"#
             )
         };
         let dir = tempfile::tempdir().unwrap();
@@ -894,7 +898,7 @@ mod tests {
     fn a_record_longer_than_a_block_is_read_whole() {
         let record = |cell: &str, text: &str, ttft: f64| {
             format!(
-                r#"{{"run_id":"{ttft}","cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"{text}","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":null,"cache_n":0,"itl_p50_ms":1.0,"itl_p95_ms":1.0,"itl_p99_ms":1.0,"prefill_overhead_ms":0.1,"decode_overhead_ms":0.1}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
+                r#"{{"run_id":"{ttft}","session":1,"cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"{text}","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0,"prompt_tokens":4.0,"decode_tok_s":5.0,"server_decode_tok_s":7.0,"server_prefill_tok_s":8.0,"load_ms":null,"cache_n":0,"itl_p50_ms":1.0,"itl_p95_ms":1.0,"itl_p99_ms":1.0,"prefill_overhead_ms":0.1,"decode_overhead_ms":0.1}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
             )
         };
         let long = "x".repeat(BATCH_BYTES + BATCH_BYTES / 2);
@@ -932,7 +936,7 @@ mod tests {
 
     fn record(cell: &str, ttft: f64) -> String {
         format!(
-            r#"{{"run_id":"{ttft}","cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"é","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
+            r#"{{"run_id":"{ttft}","session":1,"cell_id":"{cell}","params":{{"cell":"{cell}"}},"warmup":false,"status":"ok","agents":[{{"status":"ok","text":"é","ttft_ms":{ttft},"e2e_ms":2.0,"output_tokens":3.0}}],"harness_lag":{{"p99_ms":0.5,"max_ms":0.9}},"client_rss_mb":12.0}}"#
         )
     }
 

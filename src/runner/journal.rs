@@ -136,6 +136,18 @@ struct DigestLine<'a> {
     #[serde(default, borrow)]
     reason: Option<Cow<'a, str>>,
     session: u32,
+    // Not used here, but required as the analysis requires them: a line the analysis would
+    // refuse is refused by the runner too, before more runs are appended to the journal.
+    #[allow(dead_code)]
+    agents: Vec<DigestAgent>,
+    #[allow(dead_code)]
+    harness_lag: serde::de::IgnoredAny,
+}
+
+#[derive(Deserialize)]
+struct DigestAgent {
+    #[allow(dead_code)]
+    status: RunStatus,
 }
 
 /// A record's cell parameters alone, read from its line when a reader first meets the cell
@@ -378,7 +390,7 @@ mod tests {
         let status = if reason.is_some() { "degraded" } else { "ok" };
         let reason = reason.map_or(String::new(), |r| format!(r#","reason":"{r}""#));
         format!(
-            r#"{{"tr":"TR1","run_id":"{run}","cell":0,"cell_id":"{cell}","params":{{"n":"{cell}"}},"repetition":0,"warmup":{warmup},"status":"{status}"{reason},"started_unix_ms":0,"session":2,"agents":[{{"agent":0,"text":"x"}}],"harness_lag":{{}},"client_rss_mb":null}}"#
+            r#"{{"tr":"TR1","run_id":"{run}","cell":0,"cell_id":"{cell}","params":{{"n":"{cell}"}},"repetition":0,"warmup":{warmup},"status":"{status}"{reason},"started_unix_ms":0,"session":2,"agents":[{{"agent":0,"status":"{status}","text":"x"}}],"harness_lag":{{}},"client_rss_mb":null}}"#
         ) + "\n"
     }
 
@@ -414,10 +426,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.jsonl");
         std::fs::write(&path, line("r1", "a", false, None) + "\n{not json}\n").unwrap();
-        let Err(JournalError::Corrupt { line, .. }) = read_digests(&path) else {
+        let Err(JournalError::Corrupt { line: at, .. }) = read_digests(&path) else {
             panic!("a broken journal was read");
         };
-        assert_eq!(line, 3, "the blank line 2 counts");
+        assert_eq!(at, 3, "the blank line 2 counts");
+        // A record the analysis could not read (no agents) is refused here too.
+        let no_agents = line("r2", "a", false, None)
+            .replace(r#""agents":[{"agent":0,"status":"ok","text":"x"}],"#, "");
+        assert!(!no_agents.contains("agents"));
+        std::fs::write(&path, line("r1", "a", false, None) + &no_agents).unwrap();
+        let Err(JournalError::Corrupt {
+            line: at, message, ..
+        }) = read_digests(&path)
+        else {
+            panic!("a record without agents was read");
+        };
+        assert_eq!(at, 2);
+        assert!(message.contains("agents"), "{message}");
     }
 
     // Opening for a resume keeps every finished run: a torn last line is moved beside the
