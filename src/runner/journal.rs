@@ -340,6 +340,7 @@ impl Journal {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let path = paths.runs();
+        let new = !path.exists();
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -347,6 +348,13 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
+        if new {
+            // The journal's directory entry must survive a power cut too, or the fsynced runs in
+            // it would be lost with it. (Some filesystems cannot sync a directory: best effort.)
+            if let Ok(dir) = File::open(&paths.data_dir) {
+                let _ = dir.sync_all();
+            }
+        }
         let (digests, tail) = scan_digests(&file, &path)?;
         let set_aside = end_with_a_newline(&mut file, &path, tail)?;
         file.seek(SeekFrom::End(0)).map_err(io(&path))?;
