@@ -15,8 +15,13 @@ pub struct ServerSample {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GpuSample {
     pub memory_used_mb: Option<f64>,
+    /// Board power during the run: each GPU's mean over `power_samples` readings, summed over
+    /// GPUs (one reading at the run's end when sampling gave none).
     pub power_w: Option<f64>,
     pub temperature_c: Option<f64>,
+    /// Readings per GPU behind `power_w` (absent: a single reading after the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_samples: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +46,7 @@ pub struct Telemetry {
     /// Accumulated CPU milliseconds per server at the start of the current run.
     cpu_start_ms: Vec<u64>,
     has_gpu: bool,
+    power: Option<PowerSampler>,
 }
 
 impl Telemetry {
@@ -51,6 +57,7 @@ impl Telemetry {
             server_pids: server_pids.iter().map(|p| Pid::from_u32(*p)).collect(),
             cpu_start_ms: vec![0; server_pids.len()],
             has_gpu: gpu_name().is_some(),
+            power: None,
         }
     }
 
@@ -66,8 +73,12 @@ impl Telemetry {
         }
     }
 
-    /// Marks the start of a run (CPU time is reported as a difference).
+    /// Marks the start of a run (CPU time is reported as a difference) and starts sampling GPU
+    /// power.
     pub fn begin_run(&mut self) {
+        if self.has_gpu {
+            self.power = PowerSampler::start("nvidia-smi");
+        }
         self.refresh();
         let Some(sys) = &self.system else { return };
         self.cpu_start_ms = self
@@ -79,8 +90,13 @@ impl Telemetry {
 
     /// Samples at the end of a run: client RSS, each server's RSS and CPU time since `begin_run`, GPU.
     pub fn end_run(&mut self) -> (Option<f64>, Vec<ServerSample>, Option<GpuSample>) {
+        let sampled = self.power.take().and_then(PowerSampler::stop);
         self.refresh();
-        let gpu = if self.has_gpu { gpu_sample() } else { None };
+        let mut gpu = if self.has_gpu { gpu_sample() } else { None };
+        if let (Some(gpu), Some((watts, samples))) = (&mut gpu, sampled) {
+            gpu.power_w = Some(watts);
+            gpu.power_samples = Some(samples);
+        }
         let Some(sys) = &self.system else {
             return (None, Vec::new(), gpu);
         };
@@ -131,7 +147,72 @@ fn gpu_sample() -> Option<GpuSample> {
         memory_used_mb: fields.next().flatten(),
         power_w: fields.next().flatten(),
         temperature_c: fields.next().flatten(),
+        power_samples: None,
     })
+}
+
+/// GPU board power sampled through a run. One reading after the run would catch the GPU idle
+/// again (an H200 fell from 121 W to 81 W within a second of a query); `nvidia-smi -lms 100`
+/// prints every GPU's draw every 100 ms until it is stopped.
+struct PowerSampler {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<Vec<(u32, f64)>>,
+}
+
+impl PowerSampler {
+    fn start(program: &str) -> Option<PowerSampler> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(program)
+            .args([
+                "--query-gpu=index,power.draw",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "100",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdout = child.stdout.take()?;
+        let reader = std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| power_reading(&line))
+                .collect()
+        });
+        Some(PowerSampler { child, reader })
+    }
+
+    /// Stops sampling: (watts, readings per GPU), or None without a reading.
+    fn stop(mut self) -> Option<(f64, usize)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        mean_power(&self.reader.join().ok()?)
+    }
+}
+
+/// One `index, power.draw` line: (GPU index, watts). "[N/A]" and the like give None.
+fn power_reading(line: &str) -> Option<(u32, f64)> {
+    let (index, watts) = line.split_once(',')?;
+    Some((index.trim().parse().ok()?, watts.trim().parse().ok()?))
+}
+
+/// Each GPU's mean power, summed over GPUs, and the fewest readings any GPU had.
+fn mean_power(readings: &[(u32, f64)]) -> Option<(f64, usize)> {
+    let mut per_gpu: std::collections::BTreeMap<u32, (f64, usize)> = Default::default();
+    for &(gpu, watts) in readings {
+        let (sum, count) = per_gpu.entry(gpu).or_default();
+        *sum += watts;
+        *count += 1;
+    }
+    let watts = per_gpu
+        .values()
+        .map(|(sum, count)| sum / *count as f64)
+        .sum();
+    let fewest = per_gpu.values().map(|(_, count)| *count).min()?;
+    Some((watts, fewest))
 }
 
 pub fn host_info() -> HostInfo {
@@ -155,5 +236,51 @@ pub fn host_info() -> HostInfo {
         kernel: System::kernel_version().unwrap_or_default(),
         arch: System::cpu_arch(),
         gpu: gpu_name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Lines as nvidia-smi 580 prints them (seen on an H200), two GPUs, one reading missing.
+    #[test]
+    fn power_is_each_gpus_mean_summed() {
+        let lines = [
+            "0, 121.47",
+            "1, 60.00",
+            "0, 118.53",
+            "1, [N/A]",
+            "0, 120.00",
+            "1, 62.00",
+        ];
+        let readings: Vec<(u32, f64)> = lines.iter().filter_map(|l| power_reading(l)).collect();
+        assert_eq!(readings.len(), 5);
+        let (watts, fewest) = mean_power(&readings).unwrap();
+        assert!((watts - (120.0 + 61.0)).abs() < 1e-9, "{watts}");
+        assert_eq!(fewest, 2);
+        assert!(mean_power(&[]).is_none());
+    }
+
+    // The sampler runs the program until stopped and averages what it printed; a program that
+    // cannot start gives no sampler rather than an error.
+    #[cfg(unix)]
+    #[test]
+    fn the_sampler_averages_a_looping_program_until_stopped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("nvidia-smi");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nwhile true; do echo '0, 100.0'; echo '0, 200.0'; sleep 0.02; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sampler = PowerSampler::start(fake.to_str().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let (watts, readings) = sampler.stop().unwrap();
+        assert!(readings >= 2, "{readings}");
+        assert!((100.0..=200.0).contains(&watts), "{watts}");
+        assert!(PowerSampler::start("/nonexistent/nvidia-smi").is_none());
     }
 }
