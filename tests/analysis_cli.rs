@@ -473,3 +473,64 @@ fn outputs_the_spec_no_longer_asks_for_are_removed() {
     }
     assert!(data.join("summary.csv").is_file());
 }
+
+/// Efficiency is a fraction: "+5.0%" of it is a relative change, "+5.0pp" a difference in
+/// points. A claim that says % where the figures match in points fails, and says so.
+#[test]
+fn a_fraction_claim_stated_in_percent_hints_at_points() {
+    let spec = SPEC
+        .replace("cost: {profile: cpu-2core}\n", "")
+        .replace(
+            "  exclude: [{temperature: 0.8, scenario: {kind: concurrent, agents: 2, placement: server-per-agent}}, {temperature: 1.0, scenario: {kind: concurrent, agents: 2, placement: server-per-agent}}]\n",
+            "",
+        )
+        .split("claims:")
+        .next()
+        .unwrap()
+        .to_owned()
+        + "claims:\n  - {id: pct, metric: parallel_efficiency, compare: {a: {temperature: 0.2}, b: {temperature: 0.8}}, stated: \"+5.0%\"}\n  - {id: pts, metric: parallel_efficiency, compare: {a: {temperature: 0.2}, b: {temperature: 0.8}}, stated: \"+5.0pp\"}\n";
+    let dir = project(&[("TR970.yaml", &spec)]);
+    std::fs::create_dir_all(dir.path().join("data/TR970")).unwrap();
+    let mut journal = String::new();
+    for (run, (temperature, efficiency)) in [(0.2, 0.95), (0.8, 0.90)]
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(*c, 3))
+        .enumerate()
+    {
+        let mut r: Value = serde_json::from_str(&record(
+            run,
+            temperature,
+            true,
+            false,
+            vec![agent(100.0, true), agent(100.0, true)],
+        ))
+        .unwrap();
+        r["group"]["parallel_efficiency"] = json!(efficiency);
+        journal += &format!("{r}\n");
+    }
+    std::fs::write(dir.path().join("data/TR970/runs.jsonl"), journal).unwrap();
+    let out = banterhearts(dir.path(), &["analyze", "TR970"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let claims: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data/TR970/claims.json")).unwrap(),
+    )
+    .unwrap();
+    let text = claims.to_string();
+    assert!(
+        text.contains("as a difference in percentage points it is 5pp"),
+        "{text}"
+    );
+    let outcome = |id: &str| {
+        claims
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["outcome"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        (outcome("pct"), outcome("pts")),
+        (json!("fails"), json!("holds"))
+    );
+}

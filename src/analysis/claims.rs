@@ -149,6 +149,8 @@ fn evaluate_one(
         }
     };
     let mut notes: Vec<String> = Vec::new();
+    // For a fraction stated in %, the difference in points, in case points were meant.
+    let mut as_points = None;
     let (derived, basis_of, missing): (Option<f64>, Basis, Option<String>) = if !claim.of.is_empty()
     {
         let figures: Vec<Side> = claim
@@ -195,6 +197,9 @@ fn evaluate_one(
                         Some(Unit::Times) => Derive::Ratio,
                         Some(_) => Derive::Difference,
                     });
+                if fraction && claim.derive.is_none() && derive == Derive::Change {
+                    as_points = Some(ma - mb);
+                }
                 let (value, formula) = match derive {
                     Derive::Savings => ((1.0 - ma / mb) * 100.0, "(1 - A/B) x 100"),
                     Derive::Ratio => (ma / mb, "A/B"),
@@ -269,8 +274,17 @@ fn evaluate_one(
         notes.push(if ok {
             format!("stated {} holds at its precision (±{})", claim.stated.as_deref().unwrap_or_default(), st.tolerance())
         } else {
+            let points = as_points
+                .filter(|p| st.holds_for(*p))
+                .map(|p| {
+                    format!(
+                        "; as a difference in percentage points it is {}pp: write pp if points are meant",
+                        round(p)
+                    )
+                })
+                .unwrap_or_default();
             format!(
-                "stated {} but the figures give {} (off by {}, more than the ±{} its precision allows)",
+                "stated {} but the figures give {} (off by {}, more than the ±{} its precision allows{points})",
                 claim.stated.as_deref().unwrap_or_default(),
                 st.format(value),
                 round((value - st.value).abs()),
