@@ -76,30 +76,61 @@ fn values_by_cell(
     Ok(by_cell)
 }
 
-/// Per run, the (sum, count) of one metric's measured values in one cell's agent rows, in
-/// record order (a run's agents are adjacent rows): what the run-as-unit interval needs.
+/// Where each run's rows start within each multi-agent cell's agent rows (a run's agents are
+/// adjacent rows); None for single-agent cells. Found once, shared by every metric.
+fn run_starts(frames: &Frames) -> PolarsResult<Vec<Option<Vec<usize>>>> {
+    let runs = frames.agents.column("run")?.u64()?;
+    frames
+        .agent_rows()
+        .iter()
+        .zip(&frames.cells)
+        .map(|(range, cell)| {
+            if cell.agents < 2 {
+                return Ok(None);
+            }
+            let ids = runs.slice(range.start as i64, range.len());
+            let mut starts = Vec::new();
+            let mut previous = None;
+            for (row, id) in ids.iter().enumerate() {
+                if id != previous || row == 0 {
+                    starts.push(row);
+                    previous = id;
+                }
+            }
+            Ok(Some(starts))
+        })
+        .collect()
+}
+
+/// Per run, the (sum, count) of one metric's measured values in one cell's agent rows, for
+/// runs with at least one: what the run-as-unit interval needs.
 fn run_totals(
     frame: &DataFrame,
     range: &Range<usize>,
     measured: &[bool],
     metric: &str,
+    starts: &[usize],
 ) -> PolarsResult<Vec<(f64, usize)>> {
-    let (offset, len) = (range.start as i64, range.len());
-    let values = frame.column(metric)?.f64()?.slice(offset, len);
-    let runs = frame.column("run")?.u64()?.slice(offset, len);
-    let mut totals: Vec<(f64, usize)> = Vec::new();
-    let mut current = None;
-    for ((value, run), keep) in values.iter().zip(runs.iter()).zip(&measured[range.clone()]) {
-        let Some(value) = value.filter(|v| *keep && v.is_finite()) else {
-            continue;
-        };
-        if current != run || totals.is_empty() {
-            totals.push((0.0, 0));
-            current = run;
-        }
-        if let Some((sum, count)) = totals.last_mut() {
-            *sum += value;
-            *count += 1;
+    let column = frame.column(metric)?.f64()?;
+    let slice = column.slice(range.start as i64, range.len());
+    let values = slice.rechunk();
+    let keep = &measured[range.clone()];
+    let mut totals = Vec::with_capacity(starts.len());
+    for chunk in values.downcast_iter() {
+        let (values, validity) = (chunk.values(), chunk.validity());
+        for (i, &start) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(values.len());
+            let (mut sum, mut count) = (0.0, 0);
+            for row in start..end {
+                let value = values[row];
+                if keep[row] && value.is_finite() && validity.is_none_or(|v| v.get_bit(row)) {
+                    sum += value;
+                    count += 1;
+                }
+            }
+            if count > 0 {
+                totals.push((sum, count));
+            }
         }
     }
     Ok(totals)
@@ -118,6 +149,7 @@ pub fn summarize(frames: &Frames) -> PolarsResult<Vec<MetricSummary>> {
     ] {
         inputs.push((frame, rows, measured_rows(frame)?, metrics));
     }
+    let starts = run_starts(frames)?;
     let jobs: Vec<(usize, &str)> = inputs
         .iter()
         .enumerate()
@@ -138,13 +170,16 @@ pub fn summarize(frames: &Frames) -> PolarsResult<Vec<MetricSummary>> {
                         for (cell, mut values) in by_cell.into_iter().enumerate() {
                             // The replication unit is the run: the requests of one
                             // multi-agent run share its contention and are not independent.
-                            let clustered = std::ptr::eq(*frame, &frames.agents)
-                                && frames.cells[cell].agents > 1;
-                            let totals = match clustered && !values.is_empty() {
-                                true => {
-                                    Some(run_totals(frame, &cell_rows[cell], measured, metric)?)
-                                }
-                                false => None,
+                            let clustered = std::ptr::eq(*frame, &frames.agents);
+                            let totals = match (&starts[cell], clustered && !values.is_empty()) {
+                                (Some(starts), true) => Some(run_totals(
+                                    frame,
+                                    &cell_rows[cell],
+                                    measured,
+                                    metric,
+                                    starts,
+                                )?),
+                                _ => None,
                             };
                             if let Some(mut stats) = stats::summarize_in_place(&mut values) {
                                 if let Some(totals) = &totals {
