@@ -679,12 +679,7 @@ fn compare_tr(
     }
     let journal = crate::store::TrPaths::new(root, &loaded.spec.id).runs();
     if !crate::runner::journal::has_finished_runs(&journal) {
-        return Err(
-            Diagnostic::new(format!("{} has no finished runs yet", loaded.spec.id))
-                .in_file(&journal)
-                .help(format!("run `banterhearts run {}` first", loaded.spec.id))
-                .into(),
-        );
+        return Err(analysis::no_runs(loaded, &journal, analysis::NO_FINISHED_RUNS).into());
     }
     let frames = analysis::frame::load(&journal)
         .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string())))?;

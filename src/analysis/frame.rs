@@ -13,7 +13,7 @@ use polars_arrow::bitmap::MutableBitmap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::runner::journal::{RecordParams, line_error};
+use crate::runner::journal::{RecordParams, is_whole_json, line_error};
 use crate::runner::measure::RunStatus;
 
 pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
@@ -754,7 +754,7 @@ impl BatchReader {
         if rest.trim_ascii().is_empty() {
             return None;
         }
-        if serde_json::from_slice::<serde::de::IgnoredAny>(rest).is_err() {
+        if !is_whole_json(rest) {
             self.torn = filled;
             return None;
         }

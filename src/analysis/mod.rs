@@ -79,24 +79,34 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
     let paths = TrPaths::new(root, &loaded.spec.id);
     let journal = paths.runs();
     if !journal.is_file() {
-        return Err(AnalysisError::Input(
-            Diagnostic::new(format!("{} has no recorded runs", loaded.spec.id))
-                .in_file(&journal)
-                .help(format!("run `banterhearts run {}` first", loaded.spec.id)),
-        ));
+        return Err(AnalysisError::Input(no_runs(
+            loaded,
+            &journal,
+            "has no recorded runs",
+        )));
     }
     let started = std::time::Instant::now();
     let frames = frame::load(&journal)?;
     phase("read journal into frames", started);
     if frames.runs.height() == 0 {
         // Stopped before its first run finished: as good as no journal.
-        return Err(AnalysisError::Input(
-            Diagnostic::new(format!("{} has no finished runs yet", loaded.spec.id))
-                .in_file(&journal)
-                .help(format!("run `banterhearts run {}` first", loaded.spec.id)),
-        ));
+        return Err(AnalysisError::Input(no_runs(
+            loaded,
+            &journal,
+            NO_FINISHED_RUNS,
+        )));
     }
     analyze_frames(root, loaded, frames)
+}
+
+/// What a TR without runs to analyse is said to have.
+pub const NO_FINISHED_RUNS: &str = "has no finished runs yet";
+
+/// "TR... <what>", in the journal, with what to do: run the TR.
+pub fn no_runs(loaded: &LoadedSpec, journal: &Path, what: &str) -> Diagnostic {
+    Diagnostic::new(format!("{} {what}", loaded.spec.id))
+        .in_file(journal)
+        .help(format!("run `banterhearts run {}` first", loaded.spec.id))
 }
 
 /// With BANTERHEARTS_TIMINGS set, says how long each analysis phase took (on stderr).
@@ -315,23 +325,29 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
     } else {
         remove_stale(&paths.data_dir.join("cost.csv"))?;
     }
-    let path = paths.data_dir.join("comparisons.json");
-    if !a.comparisons.is_empty() {
-        let text = serde_json::to_string_pretty(&a.comparisons).expect("comparisons serialize");
-        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
-        written.push(path);
-    } else {
-        remove_stale(&path)?;
-    }
-    let path = paths.data_dir.join("claims.json");
-    if !a.claims.is_empty() {
-        let text = serde_json::to_string_pretty(&a.claims).expect("claims serialize");
-        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
-        written.push(path);
-    } else {
-        remove_stale(&path)?;
-    }
+    write_json_or_remove(
+        &paths.data_dir.join("comparisons.json"),
+        &a.comparisons,
+        &mut written,
+    )?;
+    write_json_or_remove(&paths.data_dir.join("claims.json"), &a.claims, &mut written)?;
     Ok(written)
+}
+
+/// Writes `items` as pretty JSON to `path` (noting it in `written`), or removes the file when
+/// there are none.
+fn write_json_or_remove<T: serde::Serialize>(
+    path: &Path,
+    items: &[T],
+    written: &mut Vec<PathBuf>,
+) -> Result<(), AnalysisError> {
+    if items.is_empty() {
+        return remove_stale(path);
+    }
+    let text = serde_json::to_string_pretty(items).expect("analysis outputs serialize");
+    write_atomic(path, text.as_bytes()).map_err(io(path))?;
+    written.push(path.to_path_buf());
+    Ok(())
 }
 
 /// Removes an output this analysis has nothing for (the spec lost its cost or claims), so no

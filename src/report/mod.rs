@@ -44,6 +44,12 @@ impl From<Diagnostic> for ReportError {
     }
 }
 
+impl From<runner::journal::JournalError> for ReportError {
+    fn from(e: runner::journal::JournalError) -> Self {
+        ReportError::Input(Diagnostic::new(e.to_string()))
+    }
+}
+
 /// Figure files: file name -> SVG text.
 pub type FigureFiles = Vec<(String, String)>;
 
@@ -194,8 +200,7 @@ fn degraded_reasons(
     paths: &TrPaths,
 ) -> Result<BTreeMap<String, BTreeMap<String, u32>>, ReportError> {
     let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    let digests = runner::journal::read_digests(&paths.runs())
-        .map_err(|e| ReportError::Input(Diagnostic::new(e.to_string())))?;
+    let digests = runner::journal::read_digests(&paths.runs())?;
     for r in digests.runs {
         if r.warmup || r.status != runner::measure::RunStatus::Degraded {
             continue;
@@ -659,8 +664,7 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
         // A damaged journal stops the index: counting it as "no runs" would misstate the total.
         let recorded_runs = match runner::journal::has_finished_runs(&journal) {
             true => Some(
-                runner::journal::read_digests(&journal)
-                    .map_err(|e| ReportError::Input(Diagnostic::new(e.to_string())))?
+                runner::journal::read_digests(&journal)?
                     .runs
                     .iter()
                     .filter(|x| !x.warmup)

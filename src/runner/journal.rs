@@ -1,6 +1,6 @@
 //! The run journal: `data/<TR>/runs.jsonl`, one JSON line per finished run, appended and
 //! fsynced before the next run starts. A lock file keeps a second runner out; a line torn by a
-//! crash mid-write is cut off when the journal is next opened.
+//! crash mid-write is set aside and cut off when the journal is next opened.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -70,6 +70,13 @@ pub(crate) fn line_error(e: &serde_json::Error) -> String {
         0 => json_message(e),
         column => format!("{}, column {column}", json_message(e)),
     }
+}
+
+/// Whether bytes after a journal's last newline are a whole JSON value: a record whose newline
+/// is missing (an editor dropped it), not a line torn by a crash mid-write. The runner and the
+/// analysis both count such a record.
+pub(crate) fn is_whole_json(bytes: &[u8]) -> bool {
+    !bytes.trim_ascii().is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// What serde_json says is wrong, without its own "at line L column C".
@@ -216,8 +223,7 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalErro
             break;
         }
         if !line.ends_with(b"\n") {
-            tail.whole = !line.trim_ascii().is_empty()
-                && serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok();
+            tail.whole = is_whole_json(&line);
             tail.rest = std::mem::take(&mut line);
             tail.line = number;
             if !tail.whole {
