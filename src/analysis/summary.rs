@@ -113,24 +113,26 @@ fn run_totals(
 ) -> PolarsResult<Vec<(f64, usize)>> {
     let column = frame.column(metric)?.f64()?;
     let slice = column.slice(range.start as i64, range.len());
-    let values = slice.rechunk();
+    // One chunk, so that `starts` index it directly.
+    let rechunked = slice.rechunk();
+    let Some(chunk) = rechunked.downcast_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let (values, validity) = (chunk.values(), chunk.validity());
     let keep = &measured[range.clone()];
     let mut totals = Vec::with_capacity(starts.len());
-    for chunk in values.downcast_iter() {
-        let (values, validity) = (chunk.values(), chunk.validity());
-        for (i, &start) in starts.iter().enumerate() {
-            let end = starts.get(i + 1).copied().unwrap_or(values.len());
-            let (mut sum, mut count) = (0.0, 0);
-            for row in start..end {
-                let value = values[row];
-                if keep[row] && value.is_finite() && validity.is_none_or(|v| v.get_bit(row)) {
-                    sum += value;
-                    count += 1;
-                }
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(values.len());
+        let (mut sum, mut count) = (0.0, 0);
+        for row in start..end {
+            let value = values[row];
+            if keep[row] && value.is_finite() && validity.is_none_or(|v| v.get_bit(row)) {
+                sum += value;
+                count += 1;
             }
-            if count > 0 {
-                totals.push((sum, count));
-            }
+        }
+        if count > 0 {
+            totals.push((sum, count));
         }
     }
     Ok(totals)

@@ -147,11 +147,6 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Signed percent change of A relative to B, from the ratio of means.
-    pub fn percent_change(&self) -> f64 {
-        (self.ratio_of_means - 1.0) * 100.0
-    }
-
     /// One line for a report: "+15.2% [+11.0%, +19.6%]" or "not detectable at n=3". The
     /// change is the geometric-mean ratio's, the one its interval belongs to (the ratio of
     /// arithmetic means can fall outside it when one arm has an outlier).
@@ -185,12 +180,14 @@ pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
     let positive = a.iter().chain(b).all(|x| *x > 0.0);
     let la: Vec<f64> = a.iter().map(|x| x.ln()).collect();
     let lb: Vec<f64> = b.iter().map(|x| x.ln()).collect();
-    let parts = welch_parts(&la, &lb);
-    let interval = match parts {
+    let interval = match welch_parts(&la, &lb) {
         None => Err("too few runs to compare (at least 2 per arm)"),
         Some(_) if !positive => Err("values are not all positive: no ratio on a log scale"),
         // Neither arm varies: the ratio is exact and the interval has no width.
-        Some((d, 0.0, _)) => Ok((d.exp(), d.exp(), d.exp())),
+        Some((d, 0.0, _)) => {
+            warnings.push("no variation within either arm: the interval has no width".into());
+            Ok((d.exp(), d.exp(), d.exp()))
+        }
         Some((d, se, df)) => match StudentsT::new(0.0, 1.0, df) {
             Ok(t) => {
                 let q = t.inverse_cdf(0.975);
@@ -199,22 +196,17 @@ pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
             Err(_) => Err("no interval: the degrees of freedom are undefined"),
         },
     };
-    if matches!(parts, Some((_, 0.0, _))) && positive {
-        warnings.push("no variation within either arm: the interval has no width".into());
-    }
-    let (ratio, lo, hi) = match interval {
-        Ok((r, l, h)) => (Some(r), Some(l), Some(h)),
-        Err(_) => (None, None, None),
-    };
-    let welch = welch_t(a, b);
-    let verdict = match (interval, lo, hi) {
-        (Err(reason), ..) => Verdict::Insufficient {
+    let verdict = match interval {
+        Err(reason) => Verdict::Insufficient {
             reason: reason.into(),
         },
-        (_, Some(l), _) if l > 1.0 => Verdict::Higher,
-        (_, _, Some(h)) if h < 1.0 => Verdict::Lower,
-        _ => Verdict::NotDetectable { n: n_a.min(n_b) },
+        Ok((_, low, _)) if low > 1.0 => Verdict::Higher,
+        Ok((_, _, high)) if high < 1.0 => Verdict::Lower,
+        Ok(_) => Verdict::NotDetectable { n: n_a.min(n_b) },
     };
+    let (ratio, lo, hi) =
+        interval.map_or((None, None, None), |(r, l, h)| (Some(r), Some(l), Some(h)));
+    let welch = welch_t(a, b);
     Comparison {
         n_a,
         n_b,
