@@ -678,7 +678,7 @@ fn compare_tr(
         }
     }
     let journal = crate::store::TrPaths::new(root, &loaded.spec.id).runs();
-    if !crate::runner::journal::has_finished_runs(&journal) {
+    if !crate::record::journal::has_finished_runs(&journal) {
         return Err(analysis::no_runs(loaded, &journal, analysis::NO_FINISHED_RUNS).into());
     }
     let frames = analysis::frame::load(&journal)

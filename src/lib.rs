@@ -13,6 +13,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod pacer;
 pub mod plan;
+pub mod record;
 pub mod registry;
 pub mod report;
 pub mod runner;

@@ -6,9 +6,9 @@ use common::{banterhearts, project, repo_root};
 use serde_json::Value;
 
 const SWEEP: &str = r#"id: TR900
-title: Temperature and context sweep
+title: Temperature and top-k sweep
 status: planned
-question: How do temperature and context size move decode throughput?
+question: How do temperature and top-k move decode throughput?
 backends:
   llama:
     kind: llama-cpp
@@ -16,12 +16,12 @@ backends:
 workload: {prompts: ["Say hello."], max_tokens: 32, seed: 42}
 matrix:
   temperature: [0.6, 0.8, 1.0]
-  num_ctx: [512, 1024]
+  top_k: [512, 1024]
   scenario: [{kind: single}, {kind: concurrent, agents: 2, placement: server-per-agent}]
   exclude:
-    - {temperature: 0.6, num_ctx: 512, scenario: {kind: single}}
+    - {temperature: 0.6, top_k: 512, scenario: {kind: single}}
   include:
-    - {temperature: 1.2, num_ctx: 2048, scenario: {kind: single}}
+    - {temperature: 1.2, top_k: 2048, scenario: {kind: single}}
 repetitions: 5
 warmup: 1
 "#;
@@ -58,11 +58,11 @@ fn three_by_two_by_two_minus_one_plus_one_is_twelve_cells() {
     assert_eq!(cells.len(), 12);
     let labels: Vec<&str> = cells.iter().map(|c| c["label"].as_str().unwrap()).collect();
     assert!(
-        !labels.contains(&"temperature=0.6 num_ctx=512 scenario={kind: single}"),
+        !labels.contains(&"temperature=0.6 top_k=512 scenario={kind: single}"),
         "excluded cell present"
     );
     assert_eq!(
-        labels[11], "temperature=1.2 num_ctx=2048 scenario={kind: single}",
+        labels[11], "temperature=1.2 top_k=2048 scenario={kind: single}",
         "included cell goes last"
     );
     let runs = plan["runs"].as_array().unwrap();
@@ -89,7 +89,7 @@ fn run_ids_survive_reinvocation_and_unrelated_edits() {
 
     let edited = SWEEP
         .replace(
-            "title: Temperature and context sweep",
+            "title: Temperature and top-k sweep",
             "title: A different title",
         )
         .replace("question: How", "question: Really, how");
@@ -101,7 +101,7 @@ fn run_ids_survive_reinvocation_and_unrelated_edits() {
     );
 
     // Adding a value to an axis adds runs but keeps every existing id.
-    let grown = SWEEP.replace("num_ctx: [512, 1024]", "num_ctx: [512, 1024, 4096]");
+    let grown = SWEEP.replace("top_k: [512, 1024]", "top_k: [512, 1024, 4096]");
     std::fs::write(dir.path().join("experiments/TR900.yaml"), grown).unwrap();
     let grown_ids = run_ids(&plan_json(dir.path()));
     assert!(run_ids(&first).iter().all(|id| grown_ids.contains(id)));
@@ -126,10 +126,7 @@ fn plan_accepts_a_spec_path() {
     let dir = project(&[("TR900.yaml", SWEEP)]);
     let out = banterhearts(dir.path(), &["plan", "experiments/TR900.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stdout
-            .starts_with("TR900: Temperature and context sweep")
-    );
+    assert!(out.stdout.starts_with("TR900: Temperature and top-k sweep"));
 }
 
 #[test]

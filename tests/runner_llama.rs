@@ -458,7 +458,7 @@ fn a_second_runner_on_the_same_tr_is_refused() {
     let _serial = serial();
     let dir = project(&[("TR950.yaml", TWO_CELLS)]);
     let paths = banterhearts::store::TrPaths::new(dir.path(), "TR950");
-    let (_held, _, _) = banterhearts::runner::journal::Journal::open(&paths).unwrap();
+    let (_held, _, _) = banterhearts::record::journal::Journal::open(&paths).unwrap();
     let out = banterhearts_with_model(dir.path(), &["run", "TR950"]);
     assert_eq!(out.code, 2);
     assert!(

@@ -13,8 +13,8 @@ use polars_arrow::bitmap::MutableBitmap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::runner::journal::{RecordParams, is_whole_json, line_error};
-use crate::runner::measure::RunStatus;
+use crate::record::RunStatus;
+use crate::record::journal::{RecordParams, is_whole_json, line_error};
 
 pub use crate::spec::metrics::{AGENT_METRICS, RUN_METRICS};
 

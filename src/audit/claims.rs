@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{Finding, Severity};
 use crate::analysis::{self, claims::Basis, claims::ClaimCheck, claims::Outcome};
-use crate::runner::{self, journal};
+use crate::record::{self, journal};
 use crate::spec::matrix::values_equal;
 use crate::spec::{Claim, LoadedSpec, Status};
 use crate::store::TrPaths;
@@ -115,7 +115,7 @@ pub fn check(
 /// Claims comparing runs recorded under different hardware or server builds.
 fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests) -> Vec<Finding> {
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let manifest = match runner::read_manifest(&paths) {
+    let manifest = match record::read_manifest(&paths) {
         Ok(Some(manifest)) => manifest,
         Ok(None) => return Vec::new(),
         // Without the manifest, a change of machine or build between sessions cannot be seen.
@@ -150,7 +150,7 @@ fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests
             })
             .map(|r| r.session)
             .collect();
-        let used: Vec<&runner::Session> = manifest
+        let used: Vec<&record::Session> = manifest
             .sessions
             .iter()
             .filter(|s| sessions.contains(&s.id))

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::{Finding, Severity};
 use crate::plan;
-use crate::runner::journal;
-use crate::runner::measure::RunStatus;
+use crate::record::RunStatus;
+use crate::record::journal;
 use crate::spec::{LoadedSpec, Status};
 use crate::store::TrPaths;
 

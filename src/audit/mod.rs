@@ -165,8 +165,8 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         };
         // One read of the journal serves the plan-vs-data and provenance checks.
         let journal = crate::store::TrPaths::new(root, id).runs();
-        let digests = crate::runner::journal::has_finished_runs(&journal)
-            .then(|| crate::runner::journal::read_digests(&journal));
+        let digests = crate::record::journal::has_finished_runs(&journal)
+            .then(|| crate::record::journal::read_digests(&journal));
         findings.extend(coverage::check(root, loaded, digests.as_ref()));
         // One render serves the drift check and the claims (it re-derives them already).
         let rendered = crate::report::render(root, registry, loaded);

@@ -3,10 +3,12 @@
 
 use serde_json::{Value, json};
 
+use super::framing::Framing;
 use super::{
-    GenerationRequest, Protocol, ServerReport, StreamEvent, f64_at, parse_json, sse_data, u64_at,
-    with_options,
+    GenerationRequest, Protocol, ServerReport, StreamEvent, authorized, body, f64_at, parse_json,
+    server_error, text_at, u64_at,
 };
+use crate::spec::params::Dialect;
 
 pub struct LlamaCpp;
 
@@ -17,6 +19,7 @@ pub(crate) fn timings_report(t: &Value) -> ServerReport {
     ServerReport {
         prompt_tokens: prompt_n.map(|n| n + cache_n.unwrap_or(0)),
         output_tokens: u64_at(t, "predicted_n"),
+        reasoning_tokens: None,
         prompt_eval_tokens: prompt_n,
         prompt_ms: f64_at(t, "prompt_ms"),
         decode_ms: f64_at(t, "predicted_ms"),
@@ -32,40 +35,39 @@ impl Protocol for LlamaCpp {
         base: &str,
         req: &GenerationRequest,
     ) -> reqwest::RequestBuilder {
-        let body = with_options(
-            json!({"prompt": req.prompt, "n_predict": req.max_tokens, "stream": true}),
-            &req.options,
+        let body = body(
+            Dialect::LlamaCompletion,
+            json!({"prompt": req.prompt, "stream": true}),
+            req,
         );
-        client.post(format!("{base}/completion")).json(&body)
+        let builder = client.post(format!("{base}/completion")).json(&body);
+        authorized(builder, req.api_key.as_deref())
     }
 
-    fn decode_line(&self, line: &str) -> Result<Vec<StreamEvent>, String> {
-        let Some(data) = sse_data(line) else {
-            return Ok(Vec::new());
-        };
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
+
+    fn decode(&self, data: &str) -> Result<Vec<StreamEvent>, String> {
         let v = parse_json(data)?;
-        if let Some(err) = v.get("error") {
-            return Err(format!("server error: {err}"));
+        if let Some(err) = server_error(&v) {
+            return Err(err);
         }
         let mut events = Vec::new();
-        if let Some(text) = v
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(text) = text_at(&v, "/content") {
             events.push(StreamEvent::Content(text.to_owned()));
         }
         if let Some(t) = v.get("timings") {
             events.push(StreamEvent::Report(timings_report(t)));
         }
         if v.get("stop").and_then(Value::as_bool) == Some(true) {
+            // `stop_type`: eos, limit (n_predict reached) or word (a stop string).
+            if let Some(kind) = text_at(&v, "/stop_type") {
+                events.push(StreamEvent::Finish(kind.to_owned()));
+            }
             events.push(StreamEvent::Done);
         }
         Ok(events)
-    }
-
-    fn info_path(&self) -> &'static str {
-        "/props"
     }
 }
 
@@ -76,13 +78,13 @@ mod tests {
     #[test]
     fn reads_content_and_final_timings() {
         let p = LlamaCpp;
-        let chunk = r#"data: {"index":0,"content":" Alex","tokens":[5325],"stop":false}"#;
+        let chunk = r#"{"index":0,"content":" Alex","tokens":[5325],"stop":false}"#;
         assert_eq!(
-            p.decode_line(chunk).unwrap(),
+            p.decode(chunk).unwrap(),
             vec![StreamEvent::Content(" Alex".into())]
         );
-        let last = r#"data: {"content":"","stop":true,"timings":{"cache_n":2,"prompt_n":5,"prompt_ms":151.0,"predicted_n":8,"predicted_ms":167.4}}"#;
-        let events = p.decode_line(last).unwrap();
+        let last = r#"{"content":"","stop":true,"timings":{"cache_n":2,"prompt_n":5,"prompt_ms":151.0,"predicted_n":8,"predicted_ms":167.4}}"#;
+        let events = p.decode(last).unwrap();
         assert_eq!(events.len(), 2);
         let StreamEvent::Report(r) = &events[0] else {
             panic!("{events:?}")
@@ -97,10 +99,13 @@ mod tests {
             (Some(7), Some(5), Some(8), Some(2))
         );
         assert_eq!(events[1], StreamEvent::Done);
-        assert!(p.decode_line("").unwrap().is_empty());
-        assert!(
-            p.decode_line(r#"data: {"error":{"code":500,"message":"boom"}}"#)
-                .is_err()
+        assert_eq!(
+            p.decode(r#"{"error":{"code":500,"message":"boom","type":"server_error"}}"#),
+            Err("server error: boom".into())
+        );
+        assert_eq!(
+            p.decode(r#"{"content":"x","error":null}"#).unwrap().len(),
+            1
         );
     }
 }

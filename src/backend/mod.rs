@@ -1,18 +1,21 @@
 //! Server protocols behind one small trait. A protocol knows how to phrase a streaming request
-//! and how to read one line of the response; timing is the runner's job, so every backend is
-//! measured by the same code.
+//! and how to read one message of the response; framing (SSE events, NDJSON lines) is shared
+//! in `framing`, and timing is the runner's job, so every backend is measured by the same code.
 
+pub mod framing;
 mod llamacpp;
 mod ollama;
 mod openai;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+pub use framing::{Decoder, Framing};
 pub use llamacpp::LlamaCpp;
 pub use ollama::{Ollama, OllamaEndpoint};
 pub use openai::OpenAi;
 
+use crate::spec::params::{self, Dialect, Field};
 use crate::spec::{BackendKind, OllamaApi};
 
 /// One generation request, as the runner builds it from a cell.
@@ -21,20 +24,25 @@ pub struct GenerationRequest {
     pub prompt: String,
     pub max_tokens: u32,
     pub model: Option<String>,
-    /// Sampling and server options from the cell (temperature, seed, top_p, num_ctx, ...).
-    pub options: Map<String, Value>,
-    /// Bearer token for OpenAI-compatible servers; never stored.
+    /// Request parameters from the cell, by the spec's names (temperature, seed, think, ...);
+    /// each protocol sends them under its server's names (`spec::params`).
+    pub params: Map<String, Value>,
+    /// Bearer token; never stored.
     pub api_key: Option<String>,
 }
 
-/// What one line of a streamed response contains.
+/// What one message of a streamed response contains.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
-    /// Generated text (chunks are not tokens; counts come from the server).
+    /// Answer text (chunks are not tokens; counts come from the server).
     Content(String),
-    /// Server-side counts and timings, usually in the last chunk.
+    /// Reasoning text ("thinking"), generated before or between answer text.
+    Reasoning(String),
+    /// Server-side counts and timings; a later report replaces an earlier one field by field.
     Report(ServerReport),
-    /// The server says the response is complete.
+    /// The server's reason for ending generation (OpenAI `finish_reason`, Ollama `done_reason`).
+    Finish(String),
+    /// The protocol's end-of-stream marker (`[DONE]`, `stop: true`, `done: true`).
     Done,
 }
 
@@ -43,16 +51,21 @@ pub enum StreamEvent {
 pub struct ServerReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u64>,
+    /// Every generated token, reasoning included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
-    /// Prompt tokens actually evaluated (llama.cpp `prompt_n`, Ollama `prompt_eval_count`).
+    /// Of `output_tokens`, those spent reasoning (OpenAI `completion_tokens_details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens evaluated in `prompt_ms` (llama.cpp `prompt_n`); unknown where the server
+    /// counts cached tokens with the evaluated ones (Ollama).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_eval_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_ms: Option<f64>,
-    /// Prompt tokens served from the KV cache (llama.cpp).
+    /// Prompt tokens served from the KV cache (llama.cpp `cache_n`, OpenAI `cached_tokens`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_n: Option<u64>,
     /// Model load time (Ollama).
@@ -61,14 +74,17 @@ pub struct ServerReport {
 }
 
 impl ServerReport {
-    /// Fills fields this report lacks from `other` (usage and timings may come in separate chunks).
-    pub fn merge(&mut self, other: ServerReport) {
-        macro_rules! fill {
-            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
+    /// Takes every field `later` has: usage may come in several chunks (vLLM's
+    /// `continuous_usage_stats` sends it with every chunk, starting with the role chunk's
+    /// `completion_tokens: 0`), and the latest count is the one that covers the whole response.
+    pub fn update(&mut self, later: ServerReport) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
-        fill!(
+        take!(
             prompt_tokens,
             output_tokens,
+            reasoning_tokens,
             prompt_eval_tokens,
             prompt_ms,
             decode_ms,
@@ -87,17 +103,19 @@ pub trait Protocol: Send + Sync {
         base: &str,
         req: &GenerationRequest,
     ) -> reqwest::RequestBuilder;
-    /// Reads one line of the response body. An `Err` is a server-reported failure.
-    fn decode_line(&self, line: &str) -> Result<Vec<StreamEvent>, String>;
-    /// Path that describes the server build and model (`/props`, `/api/version`, `/v1/models`).
-    fn info_path(&self) -> &'static str;
+    /// How the response body is divided into messages.
+    fn framing(&self) -> Framing;
+    /// Reads one message: an SSE event's data or an NDJSON line. An `Err` is a
+    /// server-reported failure or a message that cannot be read.
+    fn decode(&self, message: &str) -> Result<Vec<StreamEvent>, String>;
 }
 
 /// The protocol a spec backend speaks.
 pub fn protocol(backend: &crate::spec::Backend) -> Box<dyn Protocol> {
+    let dialect = Dialect::of(backend);
     match backend.kind {
         BackendKind::LlamaCpp => Box::new(LlamaCpp),
-        BackendKind::Openai => Box::new(OpenAi),
+        BackendKind::Openai => Box::new(OpenAi { dialect }),
         BackendKind::Ollama => Box::new(Ollama {
             endpoint: match backend.endpoint {
                 Some(OllamaApi::Chat) => OllamaEndpoint::Chat,
@@ -107,22 +125,51 @@ pub fn protocol(backend: &crate::spec::Backend) -> Box<dyn Protocol> {
     }
 }
 
-/// Adds the cell's options as top-level request fields (llama.cpp and OpenAI-style bodies).
-pub(crate) fn with_options(mut body: Value, options: &Map<String, Value>) -> Value {
-    for (k, v) in options {
-        body[k.as_str()] = v.clone();
+/// The request body: `base` plus the request's parameters and output limit under `dialect`'s
+/// names. Parameters the dialect has no field for were refused by validation and are left out.
+pub(crate) fn body(dialect: Dialect, mut base: Value, req: &GenerationRequest) -> Value {
+    let mut put = |field: Field, value: Value| match field {
+        Field::Top(name) => base[name] = value,
+        Field::OllamaOption(name) => base["options"][name] = value,
+    };
+    put(params::max_tokens_field(dialect), json!(req.max_tokens));
+    for (name, value) in &req.params {
+        if let Ok(field) = params::field(dialect, name) {
+            put(field, value.clone());
+        }
     }
-    body
+    base
 }
 
-/// The JSON payload of a Server-Sent Events `data:` line; `None` for other SSE lines.
-pub(crate) fn sse_data(line: &str) -> Option<&str> {
-    line.strip_prefix("data:").map(str::trim)
+/// A request with the API key, when there is one, as a bearer token.
+pub(crate) fn authorized(
+    builder: reqwest::RequestBuilder,
+    key: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match key {
+        Some(key) => builder.bearer_auth(key),
+        None => builder,
+    }
 }
 
 pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text)
         .map_err(|e| format!("malformed JSON from server ({e}): {}", truncate(text, 200)))
+}
+
+/// A server-reported error in a message, if it carries one: `"error": null` is none.
+pub(crate) fn server_error(v: &Value) -> Option<String> {
+    match v.get("error")? {
+        Value::Null => None,
+        Value::String(s) => Some(format!("server error: {s}")),
+        other => Some(format!(
+            "server error: {}",
+            other
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| other.to_string(), str::to_owned)
+        )),
+    }
 }
 
 pub(crate) fn truncate(text: &str, max: usize) -> String {
@@ -138,4 +185,11 @@ pub(crate) fn u64_at(v: &Value, key: &str) -> Option<u64> {
 
 pub(crate) fn f64_at(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
+}
+
+/// A non-empty string at `pointer`.
+pub(crate) fn text_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
 }

@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::analysis::{self, Analysis};
 use crate::diagnostic::{Diagnostic, Location};
+use crate::record::{self, Manifest};
 use crate::registry::{EffectiveStatus, Registry};
-use crate::runner::{self, Manifest};
 use crate::spec::LoadedSpec;
 use crate::spec::matrix::display_value;
 use crate::stats::Summary;
@@ -44,8 +44,8 @@ impl From<Diagnostic> for ReportError {
     }
 }
 
-impl From<runner::journal::JournalError> for ReportError {
-    fn from(e: runner::journal::JournalError) -> Self {
+impl From<record::JournalError> for ReportError {
+    fn from(e: record::JournalError) -> Self {
         ReportError::Input(Diagnostic::new(e.to_string()))
     }
 }
@@ -200,9 +200,9 @@ fn degraded_reasons(
     paths: &TrPaths,
 ) -> Result<BTreeMap<String, BTreeMap<String, u32>>, ReportError> {
     let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    let digests = runner::journal::read_digests(&paths.runs())?;
+    let digests = record::journal::read_digests(&paths.runs())?;
     for r in digests.runs {
-        if r.warmup || r.status != runner::measure::RunStatus::Degraded {
+        if r.warmup || r.status != record::RunStatus::Degraded {
             continue;
         }
         let reason = r.reason.unwrap_or_else(|| "no reason recorded".into());
@@ -390,7 +390,7 @@ fn draw_figures(id: &str, cells: &[CellView]) -> Result<(Vec<Figure>, FigureFile
 fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Context, ReportError> {
     let spec = &loaded.spec;
     let paths = TrPaths::new(root, &spec.id);
-    let analysed = if runner::journal::has_finished_runs(&paths.runs()) {
+    let analysed = if record::journal::has_finished_runs(&paths.runs()) {
         Some(analysis::analyze(root, loaded).map_err(|e| match e {
             analysis::AnalysisError::Input(d) => ReportError::Input(d),
             other => ReportError::Input(Diagnostic::new(other.to_string())),
@@ -398,7 +398,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     } else {
         None
     };
-    let manifest = runner::read_manifest(&paths)?;
+    let manifest = record::read_manifest(&paths)?;
     let mut cells = Vec::new();
     if let Some(a) = &analysed {
         for (n, cell) in a.cells_in_order().into_iter().enumerate() {
@@ -609,7 +609,7 @@ pub fn key_finding(
     let mut ctx = context(root, registry, loaded)?.values;
     ctx["figures"] = serde_json::json!([]);
     let ctx = Value::from(Serde(ctx));
-    let has_data = runner::journal::has_finished_runs(&TrPaths::new(root, &loaded.spec.id).runs());
+    let has_data = record::journal::has_finished_runs(&TrPaths::new(root, &loaded.spec.id).runs());
     env.render_str(&text, ctx)
         .map(Some)
         .or_else(|e| {
@@ -662,9 +662,9 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
         let plan = crate::plan::build(loaded);
         let journal = TrPaths::new(root, id).runs();
         // A damaged journal stops the index: counting it as "no runs" would misstate the total.
-        let recorded_runs = match runner::journal::has_finished_runs(&journal) {
+        let recorded_runs = match record::journal::has_finished_runs(&journal) {
             true => Some(
-                runner::journal::read_digests(&journal)?
+                record::journal::read_digests(&journal)?
                     .runs
                     .iter()
                     .filter(|x| !x.warmup)

@@ -6,97 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 
-use crate::backend::{GenerationRequest, Protocol, ServerReport, StreamEvent};
+use crate::backend::{Decoder, GenerationRequest, Protocol, ServerReport, StreamEvent};
+use crate::record::{AgentRun, GroupStats, LagStats, RunStatus};
 use crate::stats::percentile;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    #[default]
-    Ok,
-    Degraded,
-}
-
-/// One agent's request: what the client saw, what the server reported, and the difference.
-/// For an agent program (`scenario: command`), one program's run: its own reported requests
-/// summarised, plus what the runner measured of the process.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AgentRun {
-    pub agent: u32,
-    pub server: String,
-    pub status: RunStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When this agent's request was sent, after the group's first send.
-    pub sent_offset_ms: f64,
-    pub ttft_ms: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    /// Content chunks received (not tokens).
-    pub chunks: u32,
-    pub output_tokens: Option<u64>,
-    pub prompt_tokens: Option<u64>,
-    pub cache_n: Option<u64>,
-    pub load_ms: Option<f64>,
-    /// (output_tokens - 1) / (e2e - ttft): the client's view of decode speed.
-    pub decode_tok_s: Option<f64>,
-    pub server_decode_tok_s: Option<f64>,
-    pub server_prefill_tok_s: Option<f64>,
-    pub server_prompt_ms: Option<f64>,
-    pub server_decode_ms: Option<f64>,
-    /// ttft - server prompt time: request transfer, queueing, first-chunk delivery.
-    pub prefill_overhead_ms: Option<f64>,
-    /// (e2e - ttft) - server decode time: streaming and client overhead during decode.
-    pub decode_overhead_ms: Option<f64>,
-    pub itl_p50_ms: Option<f64>,
-    pub itl_p95_ms: Option<f64>,
-    pub itl_p99_ms: Option<f64>,
-    pub text: String,
-    /// Agent programs: exec until the program's ready line (or first reported request).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_ms: Option<f64>,
-    /// Agent programs: peak resident memory of the program's process group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process_peak_rss_mb: Option<f64>,
-    /// Agent programs: user + system CPU seconds of the program and its children.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process_cpu_s: Option<f64>,
-    /// Agent programs: how the process ended ("exit 0", "exit 3", "signal 9", "killed at timeout").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit: Option<String>,
-    /// Workflows: the share of the spec's quality rules the final output meets, and the missed ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality_score: Option<f64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quality_missed: Vec<String>,
-    /// Agent programs and workflows: the requests made (reported by the program, or the steps).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub requests: Vec<super::program::ReportedRequest>,
-}
-
-/// What a group of agents released together achieved.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupStats {
-    pub agents: u32,
-    /// First send -> last finish.
-    pub wall_ms: f64,
-    /// Sum of agent e2e / wall.
-    pub speedup: f64,
-    /// speedup / agents.
-    pub parallel_efficiency: f64,
-    /// All agents' output tokens / wall.
-    pub aggregate_tok_s: Option<f64>,
-}
-
-/// Delay of the harness's own event loop while the run was in flight.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct LagStats {
-    pub samples: usize,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-}
 
 pub struct Target {
     pub server: String,
@@ -106,12 +19,22 @@ pub struct Target {
 /// Raw observations of one request, before derived metrics.
 struct Observed {
     sent: Instant,
-    content_at: Vec<Instant>,
+    /// Arrival of every generated chunk, reasoning and answer alike, in order.
+    generated_at: Vec<Instant>,
+    first_answer_at: Option<Instant>,
+    reasoning_chunks: u32,
+    finish_reason: Option<String>,
     done_at: Option<Instant>,
+    /// The body ended after a finish reason but without the protocol's end marker.
+    ended_without_done: bool,
     report: ServerReport,
     text: String,
+    http_status: Option<u16>,
     failure: Option<String>,
 }
+
+/// How much of an error response's body a reason keeps.
+const ERROR_BODY_CHARS: usize = 500;
 
 async fn observe(
     client: &reqwest::Client,
@@ -120,11 +43,7 @@ async fn observe(
     deadline: tokio::time::Instant,
 ) -> Observed {
     let mut sent = Instant::now();
-    let mut obs = Observed {
-        sent,
-        failure: None,
-        ..Observed::failed(String::new())
-    };
+    let mut obs = Observed::new(sent);
     let mut attempt = 0;
     let response = loop {
         let builder = protocol.request(client, &target.server, &target.request);
@@ -141,18 +60,16 @@ async fn observe(
     };
     if !response.status().is_success() {
         let status = response.status();
+        obs.http_status = Some(status.as_u16());
         let body = tokio::time::timeout_at(deadline, response.text())
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        return obs.fail(format!(
-            "HTTP {status}: {}",
-            crate::backend::truncate(body.trim(), 200)
-        ));
+        return obs.fail(http_error_reason(status, &body));
     }
     let mut stream = response.bytes_stream();
-    let mut pending: Vec<u8> = Vec::new();
+    let mut decoder = Decoder::new(protocol);
     loop {
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => return obs.fail(timeout_reason(sent)),
@@ -160,40 +77,51 @@ async fn observe(
             Ok(Some(Err(e))) => return obs.fail(format!("truncated stream: {}", error_chain(&e))),
             Ok(Some(Ok(bytes))) => bytes,
         };
-        // Every line in one network read arrived at the same moment.
-        let arrived = Instant::now();
-        pending.extend_from_slice(&chunk);
-        while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=newline).collect();
-            if let Err(reason) = obs.take_line(protocol, &String::from_utf8_lossy(&line), arrived) {
-                return obs.fail(reason);
-            }
-        }
-    }
-    if !pending.is_empty() {
-        let rest = String::from_utf8_lossy(&pending).into_owned();
-        if let Err(reason) = obs.take_line(protocol, &rest, Instant::now()) {
+        // Every message completed by one network read arrived at the same moment.
+        if let Err(reason) = obs.read(&mut decoder, &chunk, Instant::now()) {
             return obs.fail(reason);
         }
     }
-    if obs.done_at.is_none() {
-        return obs.fail(
-            "truncated stream: the connection closed before the server's final chunk".into(),
-        );
-    }
+    obs.end(&mut decoder, Instant::now());
     obs
 }
 
+/// The reason of a request the server answered with an error status: the status, and the
+/// server's own message (the `error` of a JSON body, else the body's start).
+fn http_error_reason(status: reqwest::StatusCode, body: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| crate::backend::server_error(&v))
+        .map(|m| m.trim_start_matches("server error: ").to_owned())
+        .unwrap_or_else(|| crate::backend::truncate(body.trim(), ERROR_BODY_CHARS));
+    let hint = match status.as_u16() {
+        401 | 403 => {
+            " (the server wants a valid API key: name the variable that holds it in the backend's `api_key_env`)"
+        }
+        _ => "",
+    };
+    format!("HTTP {status}: {message}{hint}")
+}
+
 impl Observed {
-    fn failed(reason: String) -> Observed {
+    fn new(sent: Instant) -> Observed {
         Observed {
-            sent: Instant::now(),
-            content_at: Vec::new(),
+            sent,
+            generated_at: Vec::new(),
+            first_answer_at: None,
+            reasoning_chunks: 0,
+            finish_reason: None,
             done_at: None,
+            ended_without_done: false,
             report: ServerReport::default(),
             text: String::new(),
-            failure: Some(reason),
+            http_status: None,
+            failure: None,
         }
+    }
+
+    fn failed(reason: String) -> Observed {
+        Observed::new(Instant::now()).fail(reason)
     }
 
     fn fail(mut self, reason: String) -> Observed {
@@ -201,24 +129,77 @@ impl Observed {
         self
     }
 
-    fn take_line(
-        &mut self,
-        protocol: &dyn Protocol,
-        line: &str,
-        at: Instant,
-    ) -> Result<(), String> {
-        for event in protocol.decode_line(line.trim_end_matches(['\r', '\n']))? {
-            match event {
-                StreamEvent::Content(text) => {
-                    self.content_at.push(at);
-                    self.text.push_str(&text);
-                }
-                StreamEvent::Report(r) => self.report.merge(r),
-                StreamEvent::Done => self.done_at = Some(at),
-            }
-        }
+    /// Takes one read of the body, arrived at `at`.
+    fn read(&mut self, decoder: &mut Decoder, bytes: &[u8], at: Instant) -> Result<(), String> {
+        let events = decoder.feed(bytes)?;
+        self.take(events, at);
         Ok(())
     }
+
+    /// The body has ended at `at`: takes what the decoder still holds, and judges whether the
+    /// response was complete.
+    fn end(&mut self, decoder: &mut Decoder, at: Instant) {
+        match decoder.finish() {
+            Ok(events) => self.take(events, at),
+            Err(reason) => {
+                self.failure = Some(reason);
+                return;
+            }
+        }
+        if self.done_at.is_none() {
+            if self.finish_reason.is_some() {
+                // The server said why it stopped; only the end marker is missing.
+                self.done_at = Some(at);
+                self.ended_without_done = true;
+            } else {
+                self.failure = Some(
+                    "truncated stream: the connection closed before the server's final chunk"
+                        .into(),
+                );
+            }
+        }
+    }
+
+    fn take(&mut self, events: Vec<StreamEvent>, at: Instant) {
+        for event in events {
+            match event {
+                StreamEvent::Content(text) => {
+                    self.generated_at.push(at);
+                    self.first_answer_at.get_or_insert(at);
+                    self.text.push_str(&text);
+                }
+                StreamEvent::Reasoning(_) => {
+                    self.generated_at.push(at);
+                    self.reasoning_chunks += 1;
+                }
+                StreamEvent::Report(r) => self.report.update(r),
+                StreamEvent::Finish(reason) => self.finish_reason = Some(reason),
+                StreamEvent::Done => {
+                    self.done_at.get_or_insert(at);
+                }
+            }
+        }
+    }
+}
+
+/// Measures a response body given as reads with their arrival times, as if it had come over
+/// the network after a request sent at `sent` (tests of the decoders and of the metrics).
+pub fn measure_body(
+    protocol: &dyn Protocol,
+    sent: Instant,
+    reads: &[(Instant, &[u8])],
+) -> AgentRun {
+    let mut obs = Observed::new(sent);
+    let mut decoder = Decoder::new(protocol);
+    for (at, bytes) in reads {
+        if let Err(reason) = obs.read(&mut decoder, bytes, *at) {
+            obs.failure = Some(reason);
+            return derive(0, String::new(), sent, obs);
+        }
+    }
+    let end = reads.last().map_or(sent, |(at, _)| *at);
+    obs.end(&mut decoder, end);
+    derive(0, String::new(), sent, obs)
 }
 
 fn timeout_reason(sent: Instant) -> String {
@@ -260,11 +241,13 @@ fn rate(count: Option<u64>, millis: Option<f64>) -> Option<f64> {
 
 fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> AgentRun {
     let since = |t: Instant| ms(t.duration_since(obs.sent));
-    let ttft = obs.content_at.first().map(|t| since(*t));
-    let end = obs.done_at.or(obs.content_at.last().copied());
+    // The first generated token of any kind: a reasoning model's first thought is its first
+    // token, and its answer's first token is `ttft_answer_ms`.
+    let ttft = obs.generated_at.first().map(|t| since(*t));
+    let end = obs.done_at.or(obs.generated_at.last().copied());
     let e2e = end.map(since);
     let gaps: Vec<f64> = obs
-        .content_at
+        .generated_at
         .windows(2)
         .map(|w| ms(w[1].duration_since(w[0])))
         .collect();
@@ -273,6 +256,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    // Every generated token, reasoning included, over the window they were generated in.
     let decode_tok_s = match (r.output_tokens, decode_window) {
         (Some(n), Some(w)) if n > 1 && w > 0.0 => Some((n - 1) as f64 / (w / 1000.0)),
         _ => None,
@@ -280,7 +264,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
     let mut status = RunStatus::Ok;
     let mut reason = obs.failure.clone();
     if reason.is_none() && ttft.is_none() {
-        reason = Some("empty response: the server sent no content".into());
+        reason = Some("empty response: the server generated nothing".into());
     }
     if reason.is_some() {
         status = RunStatus::Degraded;
@@ -292,11 +276,17 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         server,
         status,
         reason,
+        http_status: obs.http_status,
         sent_offset_ms: ms(obs.sent.duration_since(group_start)),
         ttft_ms: ttft,
+        ttft_answer_ms: obs.first_answer_at.map(since),
         e2e_ms: e2e,
-        chunks: obs.content_at.len() as u32,
+        chunks: obs.generated_at.len() as u32,
+        reasoning_chunks: obs.reasoning_chunks,
+        finish_reason: obs.finish_reason.clone(),
+        ended_without_done: obs.ended_without_done,
         output_tokens: r.output_tokens,
+        reasoning_tokens: r.reasoning_tokens,
         prompt_tokens: r.prompt_tokens,
         cache_n: r.cache_n,
         load_ms: r.load_ms,

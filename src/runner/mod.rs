@@ -4,7 +4,7 @@
 //! launch servers, record provenance, run every pending run, stop servers. Ctrl-C stops after
 //! dropping the run in flight; every finished run is already on disk.
 
-pub mod journal;
+mod identity;
 pub mod measure;
 pub mod program;
 mod progress;
@@ -14,43 +14,28 @@ pub mod workflow;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::backend::{self, GenerationRequest};
-use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::plan::{self, Plan, PlannedRun};
 use crate::spec::{
-    AgentProgram, Backend, BackendKind, LoadedSpec, Scenario, Spec, matrix::label_of,
+    AgentProgram, Backend, BackendKind, LoadedSpec, Scenario, Spec, matrix::label_of, params,
 };
 
 /// A cell's parameters: axis name -> value.
 type Params = indexmap::IndexMap<String, Value>;
+use crate::record::manifest::{self, ServerProvenance, Session};
+use crate::record::{Journal, JournalError, RunRecord, RunStatus};
 use crate::store::{self, TrPaths};
-use journal::{Journal, JournalError, RunRecord};
-use measure::{LagMonitor, RunStatus, Target};
+use measure::{LagMonitor, Target};
 use servers::{LaunchError, ManagedServer};
 
-/// Axes the runner turns into request parameters; `backend` and `scenario` choose where and how.
-pub const REQUEST_PARAMS: &[&str] = &[
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "num_ctx",
-    "num_gpu",
-    "keep_alive",
-];
 /// Seconds an agent program may run before it is killed, unless its spec says otherwise.
 const DEFAULT_PROGRAM_TIMEOUT_S: f64 = 300.0;
 const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens", "agent"];
-const OLLAMA_ONLY: &[&str] = &["num_ctx", "num_gpu", "keep_alive"];
 const DEFAULT_TIMEOUT_S: f64 = 300.0;
 
 #[derive(Debug, Clone, Default)]
@@ -81,49 +66,15 @@ pub enum RunError {
     Other(String),
 }
 
-/// Provenance of every runner invocation on a TR (data/<TR>/manifest.json).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Manifest {
-    pub tr: String,
-    pub sessions: Vec<Session>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Session {
-    pub id: u32,
-    pub started_unix_ms: u64,
-    pub tool_version: String,
-    pub git_commit: Option<String>,
-    pub spec_sha256: String,
-    pub host: telemetry::HostInfo,
-    pub servers: Vec<ServerProvenance>,
-    pub planned_runs: usize,
-    pub pending_runs: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerProvenance {
-    pub backend: String,
-    pub url: String,
-    pub launched: bool,
-    pub build: Option<String>,
-    pub model: Option<String>,
-    pub model_sha256: Option<String>,
-    /// Selected fields of the server's own description (/props, /api/version, /v1/models).
-    pub info: Value,
-}
-
 /// A backend's servers for this session.
 struct Servers {
     name: String,
     urls: Vec<String>,
     launched: Vec<ManagedServer>,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// The model requests name: the spec's, else the one the server lists.
+    model: Option<String>,
+    /// Sent with every request; never stored.
+    api_key: Option<String>,
 }
 
 /// Checks that every axis maps to something the runner can set, before any server starts.
@@ -149,7 +100,11 @@ fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
                 .help("add `workload: {prompts: [...], max_tokens: 64}`"),
         );
     }
-    let known: Vec<&str> = REQUEST_PARAMS.iter().chain(ROUTING_AXES).copied().collect();
+    let known: Vec<&str> = params::REQUEST_PARAMS
+        .iter()
+        .chain(ROUTING_AXES)
+        .copied()
+        .collect();
     for axis in loaded.matrix.axes.keys() {
         // Agent programs receive every axis in their environment, so any axis is theirs to use.
         if !known.contains(&axis.as_str()) && !all_command {
@@ -162,18 +117,6 @@ fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
                         format!("axis `{axis}` is not a parameter the runner can set"),
                     )
                     .help(help),
-            );
-        }
-        if OLLAMA_ONLY.contains(&axis.as_str())
-            && spec
-                .backends
-                .values()
-                .any(|b| b.kind != BackendKind::Ollama)
-        {
-            errors.push(
-                loaded
-                    .error_at(&format!("matrix.{axis}"), format!("`{axis}` is an Ollama option; llama.cpp and OpenAI servers set it at start-up"))
-                    .help("put it in the backend's launch args (e.g. `-c 2048` for the context size) or use an ollama backend"),
             );
         }
     }
@@ -403,6 +346,14 @@ async fn start_servers(
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .collect(),
             launched: Vec::new(),
+            model: b.model.clone(),
+            api_key: identity::api_key(
+                b,
+                &b.launch
+                    .as_ref()
+                    .and_then(|l| servers::expand_args(name, &l.args).ok())
+                    .unwrap_or_default(),
+            ),
         };
         match launch_backend(name, b, paths, progress).await {
             Ok(launched) => {
@@ -484,26 +435,16 @@ async fn stop_servers(all: Vec<Servers>) {
     }
 }
 
-async fn describe(client: &reqwest::Client, backend: &Backend, url: &str) -> Value {
-    let path = backend::protocol(backend).info_path();
-    let fetched = client
-        .get(format!("{url}{path}"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    match fetched {
-        Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
-}
-
+/// Asks every server who it is (build, version, model) before the first run, and settles the
+/// model of a backend whose spec names none. A server that refuses our credentials stops the
+/// run here, with what to do, instead of degrading every run with the same 401.
 async fn provenance(
     client: &reqwest::Client,
     loaded: &LoadedSpec,
-    running: &[Servers],
-) -> Vec<ServerProvenance> {
+    running: &mut [Servers],
+) -> Result<Vec<ServerProvenance>, Diagnostic> {
     let mut out = Vec::new();
-    for s in running {
+    for s in running.iter_mut() {
         let b = &loaded.spec.backends[&s.name];
         let args = b
             .launch
@@ -514,45 +455,104 @@ async fn provenance(
         let model_sha256 = model_file
             .as_deref()
             .and_then(|p| store::sha256_file(p).ok());
+        let file_name = model_file.as_ref().map(|p| p.display().to_string());
+        let mut listed: Vec<String> = Vec::new();
         for url in &s.urls {
-            let raw = describe(client, b, url).await;
-            let pick = |ptr: &str| raw.pointer(ptr).cloned().unwrap_or(Value::Null);
-            let (build, model, info) = match b.kind {
-                BackendKind::LlamaCpp => (
-                    raw.get("build_info")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    raw.get("model_path")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    json!({"build_info": pick("/build_info"), "total_slots": pick("/total_slots"), "n_ctx": pick("/default_generation_settings/n_ctx"), "model_path": pick("/model_path")}),
-                ),
-                BackendKind::Ollama => (
-                    raw.get("version")
-                        .and_then(Value::as_str)
-                        .map(|v| format!("ollama {v}")),
-                    b.model.clone(),
-                    raw.clone(),
-                ),
-                BackendKind::Openai => (
-                    None,
-                    pick("/data/0/id")
-                        .as_str()
-                        .map(str::to_owned)
-                        .or(b.model.clone()),
-                    json!({"models": pick("/data")}),
-                ),
-            };
-            out.push(ServerProvenance {
-                backend: s.name.clone(),
-                url: url.clone(),
-                launched: b.launch.is_some(),
-                build,
-                model: model.or_else(|| model_file.as_ref().map(|p| p.display().to_string())),
-                model_sha256: model_sha256.clone(),
-                info,
-            });
+            let found = identity::identify(
+                client,
+                &s.name,
+                b,
+                url,
+                s.api_key.as_deref(),
+                file_name.clone(),
+            )
+            .await;
+            let mut id = found.map_err(|r| refused(loaded, &s.name, b, &r))?;
+            id.provenance.model_sha256 = model_sha256.clone();
+            for m in id.models {
+                if !listed.contains(&m) {
+                    listed.push(m);
+                }
+            }
+            out.push(id.provenance);
         }
+        if s.model.is_none() && b.kind == BackendKind::Openai {
+            match listed.as_slice() {
+                [one] => s.model = Some(one.clone()),
+                [] => {}
+                many => {
+                    return Err(loaded
+                        .error_at(
+                            &format!("backends.{}", s.name),
+                            format!(
+                                "backend `{}` names no model, and its servers serve {}: {}",
+                                s.name,
+                                many.len(),
+                                many.join(", ")
+                            ),
+                        )
+                        .help(format!(
+                            "add `model: {}` (or another of them) to the backend",
+                            many[0]
+                        )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The error for a server that refused our API key, or its absence.
+fn refused(loaded: &LoadedSpec, name: &str, b: &Backend, r: &identity::Refused) -> Diagnostic {
+    let field = match &b.api_key_env {
+        Some(_) => format!("backends.{name}.api_key_env"),
+        None => format!("backends.{name}"),
+    };
+    let help = match &b.api_key_env {
+        Some(var) => {
+            format!("the key in ${var} was refused: export the key this server was started with")
+        }
+        None => format!(
+            "the server wants an API key: export it (e.g. `export MY_KEY=...`) and add `api_key_env: MY_KEY` to backend `{name}`"
+        ),
+    };
+    loaded
+        .error_at(
+            &field,
+            format!(
+                "{}{} answered HTTP {}: {}",
+                r.url, r.path, r.status, r.message
+            ),
+        )
+        .help(help)
+}
+
+/// For a cell on an Ollama backend: what each of its servers has loaded after the run.
+async fn loaded_models(
+    client: &reqwest::Client,
+    loaded: &LoadedSpec,
+    params: &Params,
+    running: &[Servers],
+) -> Vec<crate::record::LoadedModel> {
+    let Some(name) = cell_backend(&loaded.spec, params) else {
+        return Vec::new();
+    };
+    let (Some(b), Some(entry)) = (
+        loaded.spec.backends.get(&name),
+        running.iter().find(|s| s.name == name),
+    ) else {
+        return Vec::new();
+    };
+    let Some(model) = entry
+        .model
+        .as_deref()
+        .filter(|_| b.kind == BackendKind::Ollama)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for url in &entry.urls {
+        out.extend(identity::loaded_model(client, url, entry.api_key.as_deref(), model).await);
     }
     out
 }
@@ -581,11 +581,11 @@ fn targets(
     let params = &plan.cells[run.cell].params;
     let backend_name = cell_backend(spec, params).unwrap_or_default();
     let b: &Backend = &spec.backends[&backend_name];
-    let servers = &running
+    let entry = running
         .iter()
         .find(|s| s.name == backend_name)
-        .ok_or("backend has no running servers")?
-        .urls;
+        .ok_or("backend has no running servers")?;
+    let servers = &entry.urls;
     let (agents, per_agent) = cell_scenario(params)
         .ok_or("the cell's scenario is not valid")?
         .shape();
@@ -595,28 +595,28 @@ fn targets(
         .get("max_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(workload.max_tokens.max(1) as u64) as u32;
-    let mut options = Map::new();
+    // By the spec's names; the protocol sends each under its server's name (spec::params).
+    let mut request_params = Map::new();
     if let Some(seed) = workload.seed {
-        options.insert("seed".into(), json!(seed));
+        request_params.insert("seed".into(), json!(seed));
     }
-    if workload.ignore_eos && b.kind != BackendKind::Ollama {
-        options.insert("ignore_eos".into(), json!(true));
+    if workload.ignore_eos {
+        request_params.insert("ignore_eos".into(), json!(true));
     }
     for (k, v) in params {
-        if REQUEST_PARAMS.contains(&k.as_str()) {
-            options.insert(k.clone(), v.clone());
+        if params::REQUEST_PARAMS.contains(&k.as_str()) {
+            request_params.insert(k.clone(), v.clone());
         }
     }
-    let api_key = b.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
     let targets = (0..agents)
         .map(|agent| Target {
             server: servers[if per_agent { agent % servers.len() } else { 0 }].clone(),
             request: GenerationRequest {
                 prompt: prompts[(run.repetition as usize + agent) % prompts.len()].clone(),
                 max_tokens,
-                model: b.model.clone(),
-                options: options.clone(),
-                api_key: api_key.clone(),
+                model: entry.model.clone(),
+                params: request_params.clone(),
+                api_key: entry.api_key.clone(),
             },
         })
         .collect();
@@ -675,7 +675,7 @@ pub async fn run(
     let plan = plan::build(loaded);
     let paths = TrPaths::new(root, &loaded.spec.id);
     let (mut journal, recorded, set_aside) = Journal::open(&paths)?;
-    let manifest = read_manifest(&paths).map_err(|d| RunError::Input(d.into()))?;
+    let manifest = manifest::read_manifest(&paths).map_err(|d| RunError::Input(d.into()))?;
     let pending: Vec<&PlannedRun> = plan
         .runs
         .iter()
@@ -747,10 +747,16 @@ pub async fn run(
             .into(),
         ));
     };
-    let servers_info = provenance(&client, loaded, &running).await;
+    let servers_info = match provenance(&client, loaded, &mut running).await {
+        Ok(info) => info,
+        Err(d) => {
+            stop_servers(running).await;
+            return Err(RunError::Input(d.into()));
+        }
+    };
     let session = Session {
         id: session_id,
-        started_unix_ms: unix_ms(),
+        started_unix_ms: store::unix_ms(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: git_commit(root),
         spec_sha256: store::sha256_hex(loaded.source.as_bytes()),
@@ -759,9 +765,9 @@ pub async fn run(
         planned_runs: plan.runs.len(),
         pending_runs: pending.len(),
     };
-    if let Err(e) = write_manifest(&paths, &plan.tr, manifest, session) {
+    if let Err(e) = manifest::append_session(&paths, &plan.tr, manifest, session) {
         stop_servers(running).await;
-        return Err(e);
+        return Err(RunError::Other(e));
     }
     let pids: Vec<u32> = running
         .iter()
@@ -786,7 +792,7 @@ pub async fn run(
             let cell = &plan.cells[run.cell];
             let scenario = cell_scenario(&cell.params);
             telemetry.begin_run();
-            let started = unix_ms();
+            let started = store::unix_ms();
             let lag = LagMonitor::start();
             let measured = if matches!(scenario, Some(Scenario::Command { .. })) {
                 if let Some((name, b)) = cold_backend(loaded, &cell.params)
@@ -828,6 +834,7 @@ pub async fn run(
                 return Ok(());
             };
             let (client_rss_mb, servers, gpu) = telemetry.end_run();
+            let loaded_models = loaded_models(&client, loaded, &cell.params, &running).await;
             let degraded = agents.iter().find(|a| a.status == RunStatus::Degraded);
             let record = RunRecord {
                 tr: plan.tr.clone(),
@@ -847,6 +854,7 @@ pub async fn run(
                 client_rss_mb,
                 servers,
                 gpu,
+                loaded_models,
             };
             journal.append(&record)?;
             summary.recorded += 1;
@@ -896,41 +904,4 @@ impl Interrupt {
             _ = self.term.recv() => {}
         }
     }
-}
-
-/// The TR's manifest; None before its first run. A manifest that cannot be read is an error,
-/// never an empty one: the next run would otherwise write over earlier sessions' provenance.
-pub fn read_manifest(paths: &TrPaths) -> Result<Option<Manifest>, Diagnostic> {
-    let path = paths.manifest();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Diagnostic::new(e.to_string()).in_file(&path)),
-    };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        let at = Location {
-            line: e.line(),
-            column: e.column(),
-        };
-        Diagnostic::new(format!("unreadable manifest ({})", journal::json_message(&e)))
-        .in_file(&path)
-        .at((e.line() > 0).then_some(at), &text)
-        .help("it holds the provenance of every session so far: repair it, or move it aside to start a new one")
-    })
-}
-
-fn write_manifest(
-    paths: &TrPaths,
-    tr: &str,
-    manifest: Option<Manifest>,
-    session: Session,
-) -> Result<(), RunError> {
-    let mut manifest = manifest.unwrap_or_else(|| Manifest {
-        tr: tr.to_owned(),
-        sessions: Vec::new(),
-    });
-    manifest.sessions.push(session);
-    let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
-    store::write_atomic(&paths.manifest(), text.as_bytes())
-        .map_err(|e| RunError::Other(format!("{}: {e}", paths.manifest().display())))
 }

@@ -12,21 +12,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::measure::{AgentRun, GroupStats, RunStatus, ms, place_in_group};
-
-/// One request as the program reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReportedRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-    pub ttft_ms: f64,
-    pub e2e_ms: f64,
-    pub output_tokens: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens: Option<u64>,
-}
+use super::measure::{ms, place_in_group};
+use crate::record::{AgentRun, GroupStats, ReportedRequest, RunStatus};
 
 /// A line of the protocol. Anything else on stdout is an error: logs go to stderr.
 #[derive(Debug, Deserialize)]

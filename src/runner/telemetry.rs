@@ -1,41 +1,8 @@
 //! Resource telemetry around runs: client and server memory and CPU (sysinfo), GPU memory,
 //! power and temperature (nvidia-smi, when the machine has one), and host provenance.
 
-use serde::{Deserialize, Serialize};
+pub use crate::record::{GpuSample, HostInfo, ServerSample};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerSample {
-    pub pid: u32,
-    pub rss_mb: f64,
-    /// CPU seconds the server used during this run.
-    pub cpu_s: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GpuSample {
-    pub memory_used_mb: Option<f64>,
-    /// Board power during the run: each GPU's mean over `power_samples` readings, summed over
-    /// GPUs (one reading at the run's end when sampling gave none).
-    pub power_w: Option<f64>,
-    pub temperature_c: Option<f64>,
-    /// Readings per GPU behind `power_w` (absent: a single reading after the run).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub power_samples: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostInfo {
-    pub cpu: String,
-    pub logical_cpus: usize,
-    pub physical_cores: Option<usize>,
-    pub memory_gb: f64,
-    pub os: String,
-    pub kernel: String,
-    pub arch: String,
-    #[serde(default)]
-    pub gpu: Option<String>,
-}
 
 const MB: f64 = 1024.0 * 1024.0;
 

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::measure::{self, AgentRun, GroupStats, RunStatus, Target};
-use super::program::{ReportedRequest, summarise_requests};
+use super::measure::{self, Target};
+use super::program::summarise_requests;
 use crate::backend::{GenerationRequest, Protocol};
+use crate::record::{AgentRun, GroupStats, ReportedRequest, RunStatus};
 use crate::spec::{QualityRules, Workflow};
 
 fn has_rules(q: &QualityRules) -> bool {

@@ -3,6 +3,7 @@
 pub mod claim;
 pub mod matrix;
 pub mod metrics;
+pub mod params;
 mod source_map;
 mod types;
 mod validate;

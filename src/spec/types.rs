@@ -139,6 +139,11 @@ pub struct Backend {
     /// Ollama only: `generate` (/api/generate, the default) or `chat` (/api/chat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<OllamaApi>,
+    /// Kind openai only: which server it is (vllm | llama-server | openai | generic), so that
+    /// parameters only some servers take are sent under their names, or refused. A launched
+    /// backend is llama-server; an endpoint without `server` is generic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<super::params::OpenAiServer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -10,6 +10,7 @@ use super::matrix::{Matrix, MatrixError, values_equal};
 use super::source_map::{SourceMap, child_path, index_path};
 use super::{
     Backend, BackendKind, Cell, Claim, Derive, Placement, Scenario, Spec, is_valid_tr_id, metrics,
+    params,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 
@@ -70,6 +71,7 @@ pub(super) fn check(
     };
     if let (Some(matrix), Some(cells)) = (&matrix, &cells) {
         check_axis_references(&mut c, spec, matrix, cells);
+        check_request_params(&mut c, spec, matrix, cells);
         check_agent_programs(&mut c, spec, matrix);
         check_workflow(&mut c, spec);
         check_claims(&mut c, spec, matrix, cells);
@@ -208,6 +210,13 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
             &child_path(at, "endpoint"),
             "`endpoint` applies to ollama backends only",
             "remove it; use kind `openai` for chat completions",
+        );
+    }
+    if b.server.is_some() && b.kind != BackendKind::Openai {
+        c.error(
+            &child_path(at, "server"),
+            "`server` says which OpenAI-compatible server an openai backend is",
+            "remove it: a llama-cpp or ollama backend's server is known by its kind",
         );
     }
     if b.kind == BackendKind::Ollama && b.model.is_none() {
@@ -672,6 +681,72 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
                     format!("launch at least {agents} servers (`launch: {{count: {agents}}}`) or list {agents} endpoints"),
                 );
                 return;
+            }
+        }
+    }
+}
+
+/// Every request parameter a cell sets must be one its backend's server takes, under some
+/// name (`spec::params`): a server that ignores a field would silently measure something else.
+fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
+    let mut reported: Vec<(String, String)> = Vec::new();
+    for cell in cells {
+        let scenario = cell
+            .params
+            .get("scenario")
+            .and_then(|v| serde_json::from_value::<Scenario>(v.clone()).ok());
+        // Agent programs get every axis in their environment and send what they like.
+        if matches!(scenario, Some(Scenario::Command { .. })) {
+            continue;
+        }
+        let backend = match cell.params.get("backend").and_then(Value::as_str) {
+            Some(name) => spec.backends.get_key_value(name),
+            None => spec.backends.iter().next(),
+        };
+        let Some((name, b)) = backend else { continue };
+        let dialect = params::Dialect::of(b);
+        let workload_eos = spec
+            .workload
+            .as_ref()
+            .is_some_and(|w| w.ignore_eos)
+            .then_some((
+                "ignore_eos",
+                "workload.ignore_eos".to_owned(),
+                Value::Bool(true),
+            ));
+        let axes = cell
+            .params
+            .iter()
+            .filter(|(k, _)| params::REQUEST_PARAMS.contains(&k.as_str()))
+            .map(|(k, v)| {
+                let at = axis_values(m, k)
+                    .into_iter()
+                    .find(|(_, written)| values_equal(written, v))
+                    .map_or_else(|| format!("matrix.{k}"), |(at, _)| at);
+                (k.as_str(), at, v.clone())
+            });
+        for (param, at, value) in axes.chain(workload_eos) {
+            let key = (param.to_owned(), name.clone());
+            if reported.contains(&key) {
+                continue;
+            }
+            if let Err(help) = params::field(dialect, param) {
+                reported.push(key);
+                c.error(
+                    &at,
+                    format!(
+                        "backend `{name}` ({}) does not take `{param}`: the server would ignore or refuse it",
+                        dialect.name()
+                    ),
+                    help,
+                );
+            } else if let Err(help) = params::check_value(param, &value) {
+                reported.push(key);
+                c.error(
+                    &at,
+                    format!("`{param}` cannot be {}", compact(&value)),
+                    help,
+                );
             }
         }
     }

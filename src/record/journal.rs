@@ -8,39 +8,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::measure::{AgentRun, GroupStats, LagStats, RunStatus};
+use super::run::{RunRecord, RunStatus};
 use crate::store::TrPaths;
-
-/// One finished run, as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub tr: String,
-    pub run_id: String,
-    pub cell: usize,
-    pub cell_id: String,
-    pub params: serde_json::Map<String, Value>,
-    pub repetition: u32,
-    pub warmup: bool,
-    pub status: RunStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Wall-clock start, Unix milliseconds (ordering and provenance only; durations use a monotonic clock).
-    pub started_unix_ms: u64,
-    /// Which runner invocation recorded it (see manifest.json sessions).
-    pub session: u32,
-    pub agents: Vec<AgentRun>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<GroupStats>,
-    pub harness_lag: LagStats,
-    pub client_rss_mb: Option<f64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub servers: Vec<super::telemetry::ServerSample>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<super::telemetry::GpuSample>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -314,7 +286,7 @@ fn end_with_a_newline(
     }
     let mut set_aside = None;
     if !tail.rest.trim_ascii().is_empty() {
-        let to = path.with_extension(format!("jsonl.torn-{}", super::unix_ms()));
+        let to = path.with_extension(format!("jsonl.torn-{}", crate::store::unix_ms()));
         crate::store::write_atomic(&to, &tail.rest).map_err(io(&to))?;
         set_aside = Some(SetAside {
             bytes: tail.rest.len(),

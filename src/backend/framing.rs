@@ -1,0 +1,191 @@
+//! Dividing a response body into messages, as bytes arrive. The runner stamps every message
+//! decoded from one network read with that read's arrival time, so the decoder works on
+//! reads, not on a stream that would hide their boundaries (which is why the SSE crates,
+//! whose parsers only come as a `Stream` adapter, do not fit here).
+//!
+//! Server-Sent Events follow the WHATWG HTML specification, section 9.2.6 "Interpreting an
+//! event stream": lines end in CRLF, LF or CR; a line starting with `:` is a comment (llama-server
+//! pings); `field: value` drops one space after the colon; the `data` lines of one event are
+//! joined with LF and the event is dispatched at the blank line that ends it. NDJSON (Ollama) is
+//! one JSON value per LF-terminated line.
+
+use super::{Protocol, StreamEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Sse,
+    Ndjson,
+}
+
+/// Turns reads of a response body into protocol events.
+pub struct Decoder<'p> {
+    protocol: &'p dyn Protocol,
+    /// Bytes of a line whose end has not arrived yet.
+    line: Vec<u8>,
+    /// A CR ended the last line, so an LF right after it ends nothing more (CRLF split by a read).
+    after_cr: bool,
+    /// SSE: the data lines of the event being read, joined with LF.
+    data: Option<String>,
+}
+
+impl<'p> Decoder<'p> {
+    pub fn new(protocol: &'p dyn Protocol) -> Decoder<'p> {
+        Decoder {
+            protocol,
+            line: Vec::new(),
+            after_cr: false,
+            data: None,
+        }
+    }
+
+    /// The events completed by one read. An `Err` is a message the protocol refuses (a server
+    /// error, malformed JSON); the stream should then be treated as failed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, String> {
+        let mut events = Vec::new();
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            let (head, tail) = rest.split_at(end);
+            let terminator = tail[0];
+            rest = &tail[1..];
+            if terminator == b'\n' && self.after_cr && head.is_empty() && self.line.is_empty() {
+                // The LF of a CRLF whose CR ended the previous line.
+                self.after_cr = false;
+                continue;
+            }
+            self.after_cr = terminator == b'\r';
+            self.line.extend_from_slice(head);
+            let line = std::mem::take(&mut self.line);
+            self.take_line(&String::from_utf8_lossy(&line), &mut events)?;
+        }
+        if !rest.is_empty() {
+            self.after_cr = false;
+            self.line.extend_from_slice(rest);
+        }
+        Ok(events)
+    }
+
+    /// The events left when the body ends: a last line without its terminator, and an SSE event
+    /// without its blank line. The specification discards such an event; a measuring client
+    /// keeps it, because a server that closes right after its last event has still sent it.
+    pub fn finish(&mut self) -> Result<Vec<StreamEvent>, String> {
+        let mut events = Vec::new();
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.take_line(&String::from_utf8_lossy(&line), &mut events)?;
+        }
+        if let Some(data) = self.data.take() {
+            events.extend(self.protocol.decode(&data)?);
+        }
+        Ok(events)
+    }
+
+    fn take_line(&mut self, line: &str, events: &mut Vec<StreamEvent>) -> Result<(), String> {
+        match self.protocol.framing() {
+            Framing::Ndjson => {
+                if !line.trim().is_empty() {
+                    events.extend(self.protocol.decode(line)?);
+                }
+            }
+            Framing::Sse => {
+                if line.is_empty() {
+                    if let Some(data) = self.data.take() {
+                        events.extend(self.protocol.decode(&data)?);
+                    }
+                    return Ok(());
+                }
+                if line.starts_with(':') {
+                    return Ok(());
+                }
+                let (field, value) = match line.split_once(':') {
+                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                    None => (line, ""),
+                };
+                // `event`, `id` and `retry` do not matter to a completion stream.
+                if field == "data" {
+                    match &mut self.data {
+                        Some(data) => {
+                            data.push('\n');
+                            data.push_str(value);
+                        }
+                        None => self.data = Some(value.to_owned()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Echoes each message back as content, to see the framing alone.
+    struct Echo(Framing);
+
+    impl Protocol for Echo {
+        fn request(
+            &self,
+            client: &reqwest::Client,
+            base: &str,
+            _: &super::super::GenerationRequest,
+        ) -> reqwest::RequestBuilder {
+            client.get(base)
+        }
+        fn framing(&self) -> Framing {
+            self.0
+        }
+        fn decode(&self, message: &str) -> Result<Vec<StreamEvent>, String> {
+            Ok(vec![StreamEvent::Content(message.to_owned())])
+        }
+    }
+
+    fn messages(framing: Framing, reads: &[&[u8]]) -> Vec<String> {
+        let echo = Echo(framing);
+        let mut decoder = Decoder::new(&echo);
+        let mut out = Vec::new();
+        for read in reads {
+            out.extend(decoder.feed(read).unwrap());
+        }
+        out.extend(decoder.finish().unwrap());
+        out.into_iter()
+            .map(|e| match e {
+                StreamEvent::Content(t) => t,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sse_joins_data_lines_and_skips_comments_as_the_specification_says() {
+        // The specification's own examples: two data lines make one "YHOO\n+2\n10"-style
+        // event; a comment line and `id`/`event` fields dispatch nothing of their own.
+        let stream = b": ping\n\ndata: first\ndata:second\n\nevent: x\nid: 7\ndata\n\ndata: last";
+        assert_eq!(
+            messages(Framing::Sse, &[stream]),
+            vec!["first\nsecond", "", "last"]
+        );
+    }
+
+    #[test]
+    fn sse_line_endings_cr_lf_and_crlf_split_across_reads() {
+        assert_eq!(
+            messages(
+                Framing::Sse,
+                &[b"data: a\r", b"\n\r", b"\ndata: b\r\rdata: c\n\n"]
+            ),
+            vec!["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn ndjson_lines_with_blank_and_crlf() {
+        assert_eq!(
+            messages(
+                Framing::Ndjson,
+                &[b"{\"a\":1}\r\n\n{\"b\"", b":2}\n{\"c\":3}"]
+            ),
+            vec!["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Records: the contract between stages. The runner writes a run record per finished run to
+//! the journal and a session entry to the manifest; analysis, report and audit read them from
+//! here, so none of them depends on the runner.
+
+pub mod journal;
+pub mod manifest;
+mod run;
+
+pub use journal::{Journal, JournalError};
+pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
+pub use run::{
+    AgentRun, GpuSample, GroupStats, LagStats, LoadedModel, ReportedRequest, RunRecord, RunStatus,
+    ServerSample,
+};

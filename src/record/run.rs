@@ -1,0 +1,197 @@
+//! What one finished run recorded: the run record (one journal line), its agents' requests,
+//! the group's figures and the telemetry samples taken around it. Written by the runner; read
+//! by analysis, report and audit.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    #[default]
+    Ok,
+    Degraded,
+}
+
+/// One agent's request: what the client saw, what the server reported, and the difference.
+/// For an agent program (`scenario: command`), one program's run: its own reported requests
+/// summarised, plus what the runner measured of the process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentRun {
+    pub agent: u32,
+    pub server: String,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The status of an error response (the request failed before its body streamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// When this agent's request was sent, after the group's first send.
+    pub sent_offset_ms: f64,
+    /// Sent -> first generated token of any kind (reasoning or answer).
+    pub ttft_ms: Option<f64>,
+    /// Sent -> first answer token; after `ttft_ms` when the model reasons first, absent when
+    /// it spent its whole budget reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_answer_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    /// Generated chunks received, reasoning and answer (chunks are not tokens).
+    pub chunks: u32,
+    /// Of `chunks`, those that carried reasoning.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_chunks: u32,
+    /// Why the server stopped (OpenAI `finish_reason`, Ollama `done_reason`, llama.cpp
+    /// `stop_type`): stop, length, eos, limit, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// The body closed after the finish reason without the protocol's end marker (`[DONE]`);
+    /// the response is complete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended_without_done: bool,
+    /// Every generated token, reasoning included (server-reported).
+    pub output_tokens: Option<u64>,
+    /// Of `output_tokens`, those spent reasoning, where the server says
+    /// (`usage.completion_tokens_details.reasoning_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub cache_n: Option<u64>,
+    pub load_ms: Option<f64>,
+    /// (output_tokens - 1) / (e2e - ttft): the client's view of decode speed, reasoning
+    /// tokens included.
+    pub decode_tok_s: Option<f64>,
+    pub server_decode_tok_s: Option<f64>,
+    pub server_prefill_tok_s: Option<f64>,
+    pub server_prompt_ms: Option<f64>,
+    pub server_decode_ms: Option<f64>,
+    /// ttft - server prompt time: request transfer, queueing, first-chunk delivery.
+    pub prefill_overhead_ms: Option<f64>,
+    /// (e2e - ttft) - server decode time: streaming and client overhead during decode.
+    pub decode_overhead_ms: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p95_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+    pub text: String,
+    /// Agent programs: exec until the program's ready line (or first reported request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<f64>,
+    /// Agent programs: peak resident memory of the program's process group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_peak_rss_mb: Option<f64>,
+    /// Agent programs: user + system CPU seconds of the program and its children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_cpu_s: Option<f64>,
+    /// Agent programs: how the process ended ("exit 0", "exit 3", "signal 9", "killed at timeout").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    /// Workflows: the share of the spec's quality rules the final output meets, and the missed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality_missed: Vec<String>,
+    /// Agent programs and workflows: the requests made (reported by the program, or the steps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<ReportedRequest>,
+}
+
+/// What a group of agents released together achieved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupStats {
+    pub agents: u32,
+    /// First send -> last finish.
+    pub wall_ms: f64,
+    /// Sum of agent e2e / wall.
+    pub speedup: f64,
+    /// speedup / agents.
+    pub parallel_efficiency: f64,
+    /// All agents' output tokens / wall.
+    pub aggregate_tok_s: Option<f64>,
+}
+
+/// Delay of the harness's own event loop while the run was in flight.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LagStats {
+    pub samples: usize,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// One request as the program reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportedRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub ttft_ms: f64,
+    pub e2e_ms: f64,
+    pub output_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+}
+
+/// One finished run, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub tr: String,
+    pub run_id: String,
+    pub cell: usize,
+    pub cell_id: String,
+    pub params: serde_json::Map<String, Value>,
+    pub repetition: u32,
+    pub warmup: bool,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Wall-clock start, Unix milliseconds (ordering and provenance only; durations use a monotonic clock).
+    pub started_unix_ms: u64,
+    /// Which runner invocation recorded it (see manifest.json sessions).
+    pub session: u32,
+    pub agents: Vec<AgentRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupStats>,
+    pub harness_lag: LagStats,
+    pub client_rss_mb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerSample>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSample>,
+    /// Ollama: what each server had loaded after the run (`/api/ps`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loaded_models: Vec<LoadedModel>,
+}
+
+/// A model an Ollama server had loaded right after a run: the context length and the memory
+/// split that the run's `num_ctx` and `num_gpu` produced (a change of either reloads the model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    pub server: String,
+    pub model: String,
+    pub context_length: Option<u64>,
+    /// Bytes the model takes in all, and of them in GPU memory.
+    pub size: Option<u64>,
+    pub size_vram: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSample {
+    pub pid: u32,
+    pub rss_mb: f64,
+    /// CPU seconds the server used during this run.
+    pub cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GpuSample {
+    pub memory_used_mb: Option<f64>,
+    /// Board power during the run: each GPU's mean over `power_samples` readings, summed over
+    /// GPUs (one reading at the run's end when sampling gave none).
+    pub power_w: Option<f64>,
+    pub temperature_c: Option<f64>,
+    /// Readings per GPU behind `power_w` (absent: a single reading after the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_samples: Option<usize>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
