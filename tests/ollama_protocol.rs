@@ -1,6 +1,9 @@
 //! The Ollama adapter, tested against transcripts that follow Ollama's documented API
 //! (docs/api.md of the Ollama project: NDJSON streaming, `options`, top-level `keep_alive`,
-//! durations in nanoseconds, `{"error": ...}` objects). Ollama itself cannot be installed on
+//! durations in nanoseconds, `{"error": ...}` objects) and its source (api/types.go:
+//! `thinking` / `message.thinking` with omitempty, `think` at the top level; server/routes.go:
+//! a final `done` object that can carry text, an error before any output sent with its
+//! status; `PsHandler`'s `context_length`). Ollama itself cannot be installed on
 //! our machines, so a local axum server replays these transcripts with real network timing.
 
 mod common;
@@ -58,11 +61,35 @@ fn ndjson(lines: Vec<String>, gap: Duration) -> Response {
         .into_response()
 }
 
+/// A thinking model's /api/generate stream (api.GenerateResponse field order): two thinking
+/// objects, one answer object, and the final object that carries the answer's last words.
+fn thinking_transcript() -> Vec<String> {
+    let at = "2025-10-26T17:21:21.196249Z";
+    [
+        json!({"model": "qwen3", "created_at": at, "response": "", "thinking": "Okay,", "done": false}),
+        json!({"model": "qwen3", "created_at": at, "response": "", "thinking": " so", "done": false}),
+        json!({"model": "qwen3", "created_at": at, "response": "Hi", "done": false}),
+        json!({"model": "qwen3", "created_at": at, "response": " there.", "done": true, "done_reason": "stop",
+               "context": [1, 2, 3], "total_duration": 174560334u64, "load_duration": 101397084u64,
+               "prompt_eval_count": 11, "prompt_eval_duration": 13074791u64, "eval_count": 4, "eval_duration": 52479709u64}),
+    ]
+    .iter()
+    .map(|v| format!("{v}\n"))
+    .collect()
+}
+
 async fn generate(State(seen): State<Seen>, Json(body): Json<Value>) -> Response {
     seen.lock()
         .unwrap()
         .push(("/api/generate".into(), body.clone()));
     match body["model"].as_str() {
+        Some("qwen3") => ndjson(thinking_transcript(), Duration::from_millis(30)),
+        // streamResponse: an error before any output goes out with its status, as JSON.
+        Some("fails") => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "llama runner process has terminated: signal: killed"})),
+        )
+            .into_response(),
         Some("missing") => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": "model 'missing' not found"})),
@@ -96,6 +123,14 @@ fn ollama_transcript_server() -> (u16, Seen) {
                 .route(
                     "/api/version",
                     get(|| async { Json(json!({"version": "0.12.6"})) }),
+                )
+                .route(
+                    "/api/ps",
+                    get(|| async {
+                        Json(json!({"models": [{"name": "qwen3", "model": "qwen3", "size": 5137025024u64,
+                            "digest": "500a1f067a9f", "details": {"format": "gguf", "family": "qwen3"},
+                            "expires_at": "2025-10-26T17:26:21Z", "size_vram": 5137025024u64, "context_length": 4096}]}))
+                    }),
                 )
                 .with_state(state);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,5 +244,79 @@ fn ollama_documented_errors_become_degraded_runs_with_the_servers_words() {
     assert_eq!(
         records[0]["agents"][0]["chunks"], 1,
         "the chunk before the error is kept"
+    );
+}
+
+#[test]
+fn ollama_thinking_stream_gives_both_ttfts_and_keeps_the_final_lines_text() {
+    let (port, seen) = ollama_transcript_server();
+    let spec = format!(
+        "id: TR960\ntitle: Ollama thinking\nstatus: running\nquestion: q\n\
+         backends:\n  ollama: {{kind: ollama, model: qwen3, endpoints: ['http://127.0.0.1:{port}']}}\n\
+         workload: {{prompts: ['Say hello.'], max_tokens: 8}}\n\
+         matrix:\n  think: [true, \"high\"]\n  num_ctx: [4096]\n"
+    );
+    let dir = project(&[("TR960.yaml", &spec)]);
+    let out = banterhearts(dir.path(), &["run", "TR960", "--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR960");
+    assert_eq!(records.len(), 2);
+    let a = &records[0]["agents"][0];
+    assert_eq!(a["status"], "ok");
+    assert_eq!(
+        a["text"], "Hi there.",
+        "the final object's text is part of the answer"
+    );
+    assert_eq!(
+        (a["chunks"].as_u64(), a["reasoning_chunks"].as_u64()),
+        (Some(4), Some(2))
+    );
+    assert_eq!(
+        a["output_tokens"], 4,
+        "eval_count counts thinking tokens too"
+    );
+    assert_eq!(a["finish_reason"], "stop");
+    let (ttft, answer) = (
+        a["ttft_ms"].as_f64().unwrap(),
+        a["ttft_answer_ms"].as_f64().unwrap(),
+    );
+    // Objects 30 ms apart: thinking from the first, the answer two objects later.
+    assert!(
+        ttft >= 30.0 && answer - ttft >= 45.0,
+        "ttft {ttft}, answer {answer}"
+    );
+    assert!(
+        a.get("server_prefill_tok_s").is_none_or(Value::is_null),
+        "prompt_eval_count includes cached tokens that prompt_eval_duration does not cover: {a}"
+    );
+    assert!(a["server_prompt_ms"].as_f64().is_some());
+    assert_eq!(
+        records[0]["loaded_models"],
+        json!([{"server": format!("http://127.0.0.1:{port}"), "model": "qwen3", "context_length": 4096, "size": 5137025024u64, "size_vram": 5137025024u64}]),
+        "/api/ps after the run"
+    );
+    let seen = seen.lock().unwrap();
+    let thinks: Vec<&Value> = seen.iter().map(|(_, b)| &b["think"]).collect();
+    assert_eq!(
+        thinks,
+        vec![&json!(true), &json!("high")],
+        "top-level think"
+    );
+    assert!(seen[0].1["options"].get("think").is_none());
+}
+
+#[test]
+fn ollama_http_500_before_the_first_byte_keeps_status_and_message() {
+    let (port, _) = ollama_transcript_server();
+    let dir = project(&[("TR960.yaml", &spec(port, "fails", "generate"))]);
+    let out = banterhearts(dir.path(), &["run", "TR960", "--quiet"]);
+    assert_eq!(out.code, 1);
+    let r = &journal(dir.path(), "TR960")[0];
+    let a = &r["agents"][0];
+    assert_eq!(a["http_status"], 500);
+    let reason = a["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("HTTP 500 Internal Server Error: llama runner process has terminated"),
+        "{reason}"
     );
 }
