@@ -133,6 +133,13 @@ pub enum Command {
         /// Also write each response's true timings here, one JSON line each.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// The first this many tokens of each response are reasoning (chat and Ollama
+        /// endpoints), like a thinking model's trace before its answer.
+        #[arg(long, default_value_t = 0)]
+        reasoning_tokens: u32,
+        /// The delta field the chat endpoint streams reasoning in.
+        #[arg(long, value_enum, default_value = "reasoning-content")]
+        reasoning_field: crate::pacer::ReasoningField,
     },
 }
 
@@ -191,6 +198,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
             itl_ms,
             tokens,
             log,
+            reasoning_tokens,
+            reasoning_field,
         } => {
             let bad = |name: &str| {
                 Diagnostics::from(Diagnostic::new(format!(
@@ -204,6 +213,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
                 ttft,
                 itl,
                 tokens: *tokens,
+                reasoning_tokens: *reasoning_tokens,
+                reasoning_field: *reasoning_field,
             };
             runtime
                 .block_on(crate::pacer::serve(host, *port, schedule, log.as_deref()))

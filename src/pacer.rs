@@ -1,9 +1,14 @@
 //! The pacer: a streaming server that emits tokens on an exact schedule (first after
-//! `ttft_ms`, then one every `itl_ms`). It speaks llama.cpp's `/completion` and the OpenAI
-//! `/v1/chat/completions` SSE formats, so the runner can be pointed at it to measure the
-//! harness itself: the final event reports when the tokens were really sent, so any
-//! difference between what the runner records and those times is the harness's own error.
-//! A calibrated signal source, not a stand-in for a real server.
+//! `ttft_ms`, then one every `itl_ms`). It speaks llama.cpp's `/completion`, the OpenAI
+//! `/v1/chat/completions` SSE format and Ollama's `/api/generate` and `/api/chat` NDJSON, so
+//! the runner can be pointed at it to measure the harness itself: the final event reports when
+//! the tokens were really sent, so any difference between what the runner records and those
+//! times is the harness's own error. A calibrated signal source, not a stand-in for a server.
+//!
+//! Like a reasoning model, it can spend the first `reasoning_tokens` of each response
+//! thinking: those go out as `delta.reasoning_content` (llama-server, older vLLM) or
+//! `delta.reasoning` (vLLM) on the chat endpoint and as `thinking` / `message.thinking` on
+//! Ollama's; llama.cpp's raw `/completion` has no reasoning field, so there every token is text.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -24,6 +29,27 @@ pub struct Schedule {
     pub itl: Duration,
     /// Tokens per response when the request does not set a limit.
     pub tokens: u32,
+    /// The first this many tokens of each response are reasoning.
+    pub reasoning_tokens: u32,
+    pub reasoning_field: ReasoningField,
+}
+
+/// The delta field the chat endpoint streams reasoning in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReasoningField {
+    /// llama-server and vLLM before late 2025.
+    ReasoningContent,
+    /// vLLM since.
+    Reasoning,
+}
+
+impl ReasoningField {
+    fn key(self) -> &'static str {
+        match self {
+            ReasoningField::ReasoningContent => "reasoning_content",
+            ReasoningField::Reasoning => "reasoning",
+        }
+    }
 }
 
 /// The true timings of every finished response, one JSON line each, for clients that do not
@@ -34,16 +60,108 @@ type TruthLog = Option<Arc<Mutex<std::fs::File>>>;
 struct Pacer {
     schedule: Schedule,
     log: TruthLog,
+    /// Ollama: the model and context length of the last request, for `/api/ps`.
+    loaded: Arc<Mutex<Option<(String, u64)>>>,
 }
 
 #[derive(Clone, Copy)]
 enum Format {
     LlamaCpp,
-    OpenAi,
+    OpenAi(ReasoningField),
+    OllamaGenerate,
+    OllamaChat,
 }
 
 fn sse(v: &Value) -> String {
     format!("data: {v}\n\n")
+}
+
+fn ndjson(v: &Value) -> String {
+    format!("{v}\n")
+}
+
+const MODEL: &str = "pacer";
+const CREATED_AT: &str = "2026-01-01T00:00:00Z";
+
+impl Format {
+    /// The event that carries token `i`, reasoning or answer text.
+    fn token(self, i: u32, reasoning: bool) -> String {
+        let text = format!(" t{i}");
+        match self {
+            Format::LlamaCpp => {
+                sse(&json!({"content": text, "stop": false, "tokens_predicted": i + 1}))
+            }
+            Format::OpenAi(field) => {
+                let key = if reasoning { field.key() } else { "content" };
+                sse(
+                    &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {key: text}, "finish_reason": null}]}),
+                )
+            }
+            Format::OllamaGenerate => {
+                let mut v = json!({"model": MODEL, "created_at": CREATED_AT, "response": "", "done": false});
+                v[if reasoning { "thinking" } else { "response" }] = json!(text);
+                ndjson(&v)
+            }
+            Format::OllamaChat => {
+                let mut message = json!({"role": "assistant", "content": ""});
+                message[if reasoning { "thinking" } else { "content" }] = json!(text);
+                ndjson(
+                    &json!({"model": MODEL, "created_at": CREATED_AT, "message": message, "done": false}),
+                )
+            }
+        }
+    }
+
+    /// The closing events: counts, and the timings as they happened.
+    fn tail(self, tokens: u32, prompt_ms: f64, predicted_ms: f64) -> String {
+        let timings = json!({"prompt_n": 1, "prompt_ms": prompt_ms, "cache_n": 0, "predicted_n": tokens, "predicted_ms": predicted_ms});
+        let ns = |ms: f64| (ms * 1e6).round() as u64;
+        let ollama_last = |v: &mut Value| {
+            for (k, x) in [
+                ("done", json!(true)),
+                ("done_reason", json!("length")),
+                ("total_duration", json!(ns(prompt_ms + predicted_ms))),
+                ("load_duration", json!(0)),
+                ("prompt_eval_count", json!(1)),
+                ("prompt_eval_duration", json!(ns(prompt_ms))),
+                ("eval_count", json!(tokens)),
+                ("eval_duration", json!(ns(predicted_ms))),
+            ] {
+                v[k] = x;
+            }
+        };
+        match self {
+            Format::LlamaCpp => {
+                sse(&json!({"content": "", "stop": true, "stop_type": "limit", "timings": timings}))
+            }
+            Format::OpenAi(_) => format!(
+                "{}{}data: [DONE]\n\n",
+                sse(
+                    &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+                ),
+                sse(
+                    &json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": tokens}, "timings": timings})
+                ),
+            ),
+            Format::OllamaGenerate => {
+                let mut v = json!({"model": MODEL, "created_at": CREATED_AT, "response": ""});
+                ollama_last(&mut v);
+                ndjson(&v)
+            }
+            Format::OllamaChat => {
+                let mut v = json!({"model": MODEL, "created_at": CREATED_AT, "message": {"role": "assistant", "content": ""}});
+                ollama_last(&mut v);
+                ndjson(&v)
+            }
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::LlamaCpp | Format::OpenAi(_) => "text/event-stream",
+            Format::OllamaGenerate | Format::OllamaChat => "application/x-ndjson",
+        }
+    }
 }
 
 /// Send times of a response's tokens, kept by the stream that sends them.
@@ -55,8 +173,8 @@ struct Sent {
     done: bool,
 }
 
-/// The response body: one SSE event per token at its scheduled time, then the final events
-/// with server-side counts and the timings as they happened: `prompt_ms` from the request's
+/// The response body: one event per token at its scheduled time, then the final events with
+/// server-side counts and the timings as they happened: `prompt_ms` from the request's
 /// arrival to the first token's send, `predicted_ms` from the first send to the last. Any
 /// difference between these and what a client measures is the client's own error.
 fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Response {
@@ -69,6 +187,10 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
         last: None,
         done: false,
     };
+    let reasoning = match format {
+        Format::LlamaCpp => 0,
+        _ => schedule.reasoning_tokens,
+    };
     let stream = futures_util::stream::unfold(state, move |mut sent| async move {
         if sent.next < tokens {
             let i = sent.next;
@@ -77,16 +199,7 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
             sent.first.get_or_insert(now);
             sent.last = Some(now);
             sent.next += 1;
-            let text = format!(" t{i}");
-            let body = match format {
-                Format::LlamaCpp => {
-                    sse(&json!({"content": text, "stop": false, "tokens_predicted": i + 1}))
-                }
-                Format::OpenAi => sse(
-                    &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}),
-                ),
-            };
-            return Some((Ok::<_, Infallible>(body), sent));
+            return Some((Ok::<_, Infallible>(format.token(i, i < reasoning)), sent));
         }
         if sent.done {
             return None;
@@ -98,7 +211,6 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
             .first
             .zip(sent.last)
             .map_or(0.0, |(f, l)| ms(l.duration_since(f)));
-        let timings = json!({"prompt_n": 1, "prompt_ms": prompt_ms, "cache_n": 0, "predicted_n": tokens, "predicted_ms": predicted_ms});
         if let Some(file) = &sent.log
             && let Ok(mut f) = file.lock()
         {
@@ -108,35 +220,23 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
                 json!({"prompt_ms": prompt_ms, "predicted_ms": predicted_ms, "tokens": tokens})
             );
         }
-        let tail = match format {
-            Format::LlamaCpp => sse(&json!({"content": "", "stop": true, "timings": timings})),
-            Format::OpenAi => format!(
-                "{}{}data: [DONE]\n\n",
-                sse(
-                    &json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
-                ),
-                sse(
-                    &json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": tokens}, "timings": timings})
-                ),
-            ),
-        };
-        Some((Ok(tail), sent))
+        Some((Ok(format.tail(tokens, prompt_ms, predicted_ms)), sent))
     });
     (
-        [("content-type", "text/event-stream")],
+        [("content-type", format.content_type())],
         Body::from_stream(stream),
     )
         .into_response()
 }
 
-fn requested_tokens(body: &Value, key: &str, default: u32) -> u32 {
-    body.get(key)
+fn requested_tokens(body: &Value, pointer: &str, default: u32) -> u32 {
+    body.pointer(pointer)
         .and_then(Value::as_u64)
         .map_or(default, |n| n as u32)
 }
 
 async fn completion(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
-    let tokens = requested_tokens(&body, "n_predict", p.schedule.tokens);
+    let tokens = requested_tokens(&body, "/n_predict", p.schedule.tokens);
     paced(p.schedule, p.log, tokens, Format::LlamaCpp)
 }
 
@@ -144,10 +244,39 @@ async fn chat(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
     // OpenAI clients name the limit max_tokens or max_completion_tokens.
     let tokens = requested_tokens(
         &body,
-        "max_tokens",
-        requested_tokens(&body, "max_completion_tokens", p.schedule.tokens),
+        "/max_tokens",
+        requested_tokens(&body, "/max_completion_tokens", p.schedule.tokens),
     );
-    paced(p.schedule, p.log, tokens, Format::OpenAi)
+    let format = Format::OpenAi(p.schedule.reasoning_field);
+    paced(p.schedule, p.log, tokens, format)
+}
+
+async fn ollama(p: Pacer, body: Value, format: Format) -> Response {
+    let tokens = requested_tokens(&body, "/options/num_predict", p.schedule.tokens);
+    let model = body["model"].as_str().unwrap_or(MODEL).to_owned();
+    let num_ctx = body.pointer("/options/num_ctx").and_then(Value::as_u64);
+    if let Ok(mut loaded) = p.loaded.lock() {
+        *loaded = Some((model, num_ctx.unwrap_or(2048)));
+    }
+    paced(p.schedule, p.log, tokens, format)
+}
+
+async fn ollama_generate(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
+    ollama(p, body, Format::OllamaGenerate).await
+}
+
+async fn ollama_chat(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
+    ollama(p, body, Format::OllamaChat).await
+}
+
+/// Ollama's `/api/ps`: the model of the last request, with the context length it asked for.
+async fn ollama_ps(State(p): State<Pacer>) -> Json<Value> {
+    let loaded = p.loaded.lock().ok().and_then(|l| l.clone());
+    Json(
+        json!({"models": loaded.map_or_else(Vec::new, |(model, ctx)| vec![
+            json!({"name": model, "model": model, "size": 0, "size_vram": 0, "context_length": ctx})
+        ])}),
+    )
 }
 
 /// Serves until the process is stopped. Prints the URL once listening.
@@ -161,14 +290,23 @@ pub async fn serve(
         .map(std::fs::File::create)
         .transpose()?
         .map(|f| Arc::new(Mutex::new(f)));
+    let build = concat!("banterhearts-pacer ", env!("CARGO_PKG_VERSION"));
     let app = axum::Router::new()
         .route("/completion", post(completion))
         .route("/v1/chat/completions", post(chat))
+        .route("/api/generate", post(ollama_generate))
+        .route("/api/chat", post(ollama_chat))
+        .route("/api/ps", get(ollama_ps))
+        .route("/api/version", get(move || async move { Json(json!({"version": build})) }))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         // OpenAI clients (GuideLLM among them) ask which models a server has before they send.
-        .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": [{"id": "pacer", "object": "model", "owned_by": "banterhearts"}]})) }))
-        .route("/props", get(|| async { Json(json!({"build_info": concat!("banterhearts-pacer ", env!("CARGO_PKG_VERSION")), "total_slots": 4096})) }))
-        .with_state(Pacer { schedule, log });
+        .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "banterhearts"}]})) }))
+        .route("/props", get(move || async move { Json(json!({"build_info": build, "total_slots": 4096})) }))
+        .with_state(Pacer {
+            schedule,
+            log,
+            loaded: Arc::default(),
+        });
     let listener = tokio::net::TcpListener::bind((host, port)).await?;
     println!("pacer listening on http://{}", listener.local_addr()?);
     // Without TCP_NODELAY a token written while the headers are still unacknowledged waits for

@@ -7,25 +7,16 @@ use std::process::{Command, Stdio};
 
 use common::{banterhearts, journal, project};
 
-#[test]
-fn the_pacer_reports_its_real_send_times_and_the_runner_reconciles_them() {
+/// Starts `banterhearts pacer` with `args` on a free port; returns it and its host:port.
+fn start_pacer(args: &[&str]) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut pacer = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
-        .args([
-            "pacer",
-            "--port",
-            &port.to_string(),
-            "--ttft-ms",
-            "30",
-            "--itl-ms",
-            "5",
-            "--tokens",
-            "20",
-        ])
+    let pacer = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+        .args(["pacer", "--port", &port.to_string()])
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -36,6 +27,12 @@ fn the_pacer_reports_its_real_send_times_and_the_runner_reconciles_them() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    (pacer, url)
+}
+
+#[test]
+fn the_pacer_reports_its_real_send_times_and_the_runner_reconciles_them() {
+    let (mut pacer, url) = start_pacer(&["--ttft-ms", "30", "--itl-ms", "5", "--tokens", "20"]);
     let spec = format!(
         "id: TR957\ntitle: pacer\nstatus: running\nquestion: does the pacer report its send times?\nbackends:\n  pacer: {{kind: llama-cpp, endpoints: [\"http://{url}\"]}}\nworkload: {{prompts: [x], max_tokens: 20}}\nmatrix:\n  scenario: [{{kind: single}}, {{kind: concurrent, agents: 8, placement: shared}}]\nrepetitions: 2\n"
     );
@@ -65,5 +62,79 @@ fn the_pacer_reports_its_real_send_times_and_the_runner_reconciles_them() {
             assert!(f("e2e_ms") >= last, "{a}");
             assert_eq!(a["output_tokens"], 20);
         }
+    }
+}
+
+/// A reasoning model's schedule in every protocol that streams reasoning: 5 reasoning tokens
+/// then 7 answer tokens, the first at 30 ms and one every 10 ms, so the first answer token is
+/// sent at 30 + 5 x 10 = 80 ms. Each TTFT is measured against that known schedule.
+#[test]
+fn both_ttfts_follow_the_pacers_reasoning_schedule_in_every_protocol() {
+    let schedule = [
+        "--ttft-ms",
+        "30",
+        "--itl-ms",
+        "10",
+        "--tokens",
+        "12",
+        "--reasoning-tokens",
+        "5",
+    ];
+    let (mut llama_style, llama_url) = start_pacer(&schedule);
+    let mut vllm_args = schedule.to_vec();
+    vllm_args.extend(["--reasoning-field", "reasoning"]);
+    let (mut vllm_style, vllm_url) = start_pacer(&vllm_args);
+    let spec = format!(
+        "id: TR958\ntitle: reasoning pacer\nstatus: running\nquestion: are both TTFTs measured?\n\
+         backends:\n\
+         \x20 chat_reasoning_content: {{kind: openai, endpoints: [\"http://{llama_url}\"]}}\n\
+         \x20 chat_reasoning: {{kind: openai, server: vllm, endpoints: [\"http://{vllm_url}\"]}}\n\
+         \x20 ollama_generate: {{kind: ollama, model: pacer, endpoints: [\"http://{llama_url}\"]}}\n\
+         \x20 ollama_chat: {{kind: ollama, model: pacer, endpoint: chat, endpoints: [\"http://{llama_url}\"]}}\n\
+         workload: {{prompts: [x], max_tokens: 12}}\n\
+         matrix:\n  backend: [chat_reasoning_content, chat_reasoning, ollama_generate, ollama_chat]\n\
+         repetitions: 2\n"
+    );
+    let dir = project(&[("TR958.yaml", &spec)]);
+    let out = banterhearts(dir.path(), &["run", "TR958", "--quiet"]);
+    for p in [&mut llama_style, &mut vllm_style] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR958");
+    assert_eq!(records.len(), 8);
+    for r in &records {
+        let a = &r["agents"][0];
+        let f = |k: &str| a[k].as_f64().unwrap_or_else(|| panic!("{k}: {a}"));
+        let (ttft, answer) = (f("ttft_ms"), f("ttft_answer_ms"));
+        // Never early: the pacer sends on absolute deadlines. Upper bounds catch a unit slip
+        // or a TTFT that waited for the answer (the reasoning trace counted as prefill).
+        assert!((30.0..1000.0).contains(&ttft), "{}: {a}", r["params"]);
+        assert!(
+            answer >= 80.0 && answer - ttft < 1000.0,
+            "{}: {a}",
+            r["params"]
+        );
+        assert!(
+            ttft + 5.0 * 10.0 * 0.5 < answer,
+            "the answer comes 5 tokens later: {a}"
+        );
+        assert_eq!(a["reasoning_chunks"], 5, "{a}");
+        assert_eq!(a["chunks"], 12, "{a}");
+        assert_eq!(
+            a["text"], " t5 t6 t7 t8 t9 t10 t11",
+            "answer text only: {a}"
+        );
+        assert_eq!(
+            a["output_tokens"], 12,
+            "reasoning tokens are generated tokens"
+        );
+        // Decode throughput over the whole generation, reasoning included: 11 tokens after the
+        // first, 10 ms apart, so about 100 tok/s (more when the first token ran late). Counted
+        // from the first answer token it would be about 1.8 times that.
+        let decode = f("decode_tok_s");
+        assert!((50.0..150.0).contains(&decode), "{decode}: {a}");
+        assert_eq!(a["finish_reason"], "length");
     }
 }
