@@ -653,3 +653,113 @@ repetitions: 1
         "quality is summarised like any metric"
     );
 }
+
+/// llama-server started with `--api-key` protects `/props` and the completion endpoints: a
+/// spec without the key stops before measuring with the server's 401 and what to do; with the
+/// key (from `api_key_env`, or the `--api-key` of a launched server) every request carries it,
+/// the description request too, and the build the server reports is recorded.
+#[test]
+fn llama_server_with_api_key_needs_it_and_gets_it() {
+    let _serial = serial();
+    let (server, model) = llama_server_and_model();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(&server)
+        .args(["-m"])
+        .arg(&model)
+        .args(["-c", "1024", "-t", "2", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(["--api-key", "bh-test-key"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while Command::new("curl")
+        .args(["-sf", &format!("{url}/health")])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "llama-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let spec = |backend: &str| {
+        TWO_CELLS
+            .replace(
+                "    kind: llama-cpp\n    launch: {count: 1, args: [\"-m\", \"${BANTERHEARTS_MODEL}\", \"-c\", \"1024\", \"-t\", \"2\"]}\n",
+                backend,
+            )
+            .replace("temperature: [0.2, 0.8]", "temperature: [0.5]")
+            .replace("repetitions: 3", "repetitions: 1")
+    };
+    let key = std::path::Path::new("bh-test-key");
+
+    let without = spec(&format!(
+        "    kind: llama-cpp\n    endpoints: [\"{url}\"]\n"
+    ));
+    let dir = project(&[("TR950.yaml", &without)]);
+    let out = banterhearts(dir.path(), &["run", "TR950"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("/props answered HTTP 401: Invalid API Key")
+            && out.stderr.contains("(no API key was sent)")
+            && out.stderr.contains("TR950.yaml:7:")
+            && out.stderr.contains("api_key_env"),
+        "{}",
+        out.stderr
+    );
+    assert!(journal(dir.path(), "TR950").is_empty());
+
+    for kind in ["llama-cpp", "openai\n    server: llama-server"] {
+        let with = spec(&format!(
+            "    kind: {kind}\n    endpoints: [\"{url}\"]\n    api_key_env: BH_LLAMA_KEY\n"
+        ));
+        let dir = project(&[("TR950.yaml", &with)]);
+        let out = common::banterhearts_env(dir.path(), &["run", "TR950"], &[("BH_LLAMA_KEY", key)]);
+        assert_eq!(out.code, 0, "{kind}: {}", out.stderr);
+        let records = journal(dir.path(), "TR950");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["status"], "ok", "{kind}: {}", records[0]);
+        let manifest =
+            std::fs::read_to_string(dir.path().join("data/TR950/manifest.json")).unwrap();
+        let manifest: Value = serde_json::from_str(&manifest).unwrap();
+        let build = manifest["sessions"][0]["servers"][0]["build"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            build.starts_with('b') && !build.contains("unknown"),
+            "{kind}: /props build_info read with the key: {build:?}"
+        );
+        assert!(
+            !manifest.to_string().contains("bh-test-key"),
+            "the key is never stored"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A launched server started with --api-key: the runner sends that key.
+    let launched = spec(
+        "    kind: openai\n    launch: {count: 1, args: [\"-m\", \"${BANTERHEARTS_MODEL}\", \"-c\", \"1024\", \"-t\", \"2\", \"--api-key\", \"${BH_LLAMA_KEY}\"]}\n",
+    );
+    let dir = project(&[("TR950.yaml", &launched)]);
+    let out = common::banterhearts_env(
+        dir.path(),
+        &["run", "TR950"],
+        &[
+            ("BH_LLAMA_KEY", key),
+            ("BANTERHEARTS_LLAMA_SERVER", &server),
+            ("BANTERHEARTS_MODEL", &model),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(journal(dir.path(), "TR950")[0]["status"], "ok");
+}

