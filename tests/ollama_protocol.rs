@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{banterhearts, journal, project};
+use common::{banterhearts, journal, project, serve_in_background};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -113,32 +113,23 @@ async fn chat(State(seen): State<Seen>, Json(body): Json<Value>) -> Response {
 fn ollama_transcript_server() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let state = seen.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/api/generate", post(generate))
-                .route("/api/chat", post(chat))
-                .route(
-                    "/api/version",
-                    get(|| async { Json(json!({"version": "0.12.6"})) }),
-                )
-                .route(
-                    "/api/ps",
-                    get(|| async {
-                        Json(json!({"models": [{"name": "qwen3", "model": "qwen3", "size": 5137025024u64,
-                            "digest": "500a1f067a9f", "details": {"format": "gguf", "family": "qwen3"},
-                            "expires_at": "2025-10-26T17:26:21Z", "size_vram": 5137025024u64, "context_length": 4096}]}))
-                    }),
-                )
-                .with_state(state);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), seen)
+    let app = axum::Router::new()
+        .route("/api/generate", post(generate))
+        .route("/api/chat", post(chat))
+        .route(
+            "/api/version",
+            get(|| async { Json(json!({"version": "0.12.6"})) }),
+        )
+        .route(
+            "/api/ps",
+            get(|| async {
+                Json(json!({"models": [{"name": "qwen3", "model": "qwen3", "size": 5137025024u64,
+                    "digest": "500a1f067a9f", "details": {"format": "gguf", "family": "qwen3"},
+                    "expires_at": "2025-10-26T17:26:21Z", "size_vram": 5137025024u64, "context_length": 4096}]}))
+            }),
+        )
+        .with_state(state);
+    (serve_in_background(app), seen)
 }
 
 fn spec(port: u16, model: &str, endpoint: &str) -> String {
@@ -314,6 +305,10 @@ fn ollama_http_500_before_the_first_byte_keeps_status_and_message() {
     let r = &journal(dir.path(), "TR960")[0];
     let a = &r["agents"][0];
     assert_eq!(a["http_status"], 500);
+    assert_eq!(
+        a["http_body"],
+        r#"{"error":"llama runner process has terminated: signal: killed"}"#
+    );
     let reason = a["reason"].as_str().unwrap();
     assert!(
         reason.starts_with("HTTP 500 Internal Server Error: llama runner process has terminated"),

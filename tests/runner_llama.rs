@@ -372,36 +372,29 @@ fn ctrl_c_stops_cleanly_keeps_finished_runs_and_says_how_to_resume() {
     assert_servers_gone(&records);
 }
 
-#[test]
-fn a_server_killed_mid_stream_gives_a_degraded_run_and_the_experiment_continues() {
-    let _serial = serial();
+/// Starts llama-server with the test model and `extra` arguments on a free loopback port and
+/// waits until it is healthy; returns the process and its base URL.
+fn start_llama_server(ctx: &str, extra: &[&str]) -> (std::process::Child, String) {
     let (server, model) = llama_server_and_model();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut llama = Command::new(&server)
-        .args([
-            "-m",
-            model.to_str().unwrap(),
-            "-c",
-            "2048",
-            "-t",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
+    let child = Command::new(&server)
+        .arg("-m")
+        .arg(&model)
+        .args(["-c", ctx, "-t", "2", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let health = format!("http://127.0.0.1:{port}/health");
+    let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while !Command::new("curl")
-        .args(["-sf", &health])
+        .args(["-sf", &format!("{url}/health")])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
@@ -412,8 +405,15 @@ fn a_server_killed_mid_stream_gives_a_degraded_run_and_the_experiment_continues(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    (child, url)
+}
+
+#[test]
+fn a_server_killed_mid_stream_gives_a_degraded_run_and_the_experiment_continues() {
+    let _serial = serial();
+    let (mut llama, url) = start_llama_server("2048", &[]);
     let spec = format!(
-        "id: TR951\ntitle: t\nstatus: running\nquestion: q\nbackends:\n  ext: {{kind: llama-cpp, endpoints: ['http://127.0.0.1:{port}'], timeout_s: 30}}\n\
+        "id: TR951\ntitle: t\nstatus: running\nquestion: q\nbackends:\n  ext: {{kind: llama-cpp, endpoints: ['{url}'], timeout_s: 30}}\n\
          workload: {{prompts: ['Tell a long story.'], max_tokens: 1500, ignore_eos: true}}\nrepetitions: 3\n"
     );
     let dir = project(&[("TR951.yaml", &spec)]);
@@ -662,34 +662,7 @@ repetitions: 1
 fn llama_server_with_api_key_needs_it_and_gets_it() {
     let _serial = serial();
     let (server, model) = llama_server_and_model();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(&server)
-        .args(["-m"])
-        .arg(&model)
-        .args(["-c", "1024", "-t", "2", "--host", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .args(["--api-key", "bh-test-key"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while Command::new("curl")
-        .args(["-sf", &format!("{url}/health")])
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "llama-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (mut child, url) = start_llama_server("1024", &["--api-key", "bh-test-key"]);
     let spec = |backend: &str| {
         TWO_CELLS
             .replace(

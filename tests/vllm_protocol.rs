@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{banterhearts_env, journal, project};
+use common::{banterhearts_env, journal, project, serve_in_background};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -140,25 +140,16 @@ async fn models(State(seen): State<Seen>, headers: HeaderMap) -> Response {
 fn vllm_transcript_server() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let state = seen.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/v1/chat/completions", post(chat))
-                .route("/v1/models", get(models))
-                // Outside /v1, so public even with --api-key.
-                .route(
-                    "/version",
-                    get(|| async { Json(json!({"version": "0.11.2"})) }),
-                )
-                .with_state(state);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), seen)
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        // Outside /v1, so public even with --api-key.
+        .route(
+            "/version",
+            get(|| async { Json(json!({"version": "0.11.2"})) }),
+        )
+        .with_state(state);
+    (serve_in_background(app), seen)
 }
 
 /// A spec naming no model, with the prompt choosing the transcript's variant.

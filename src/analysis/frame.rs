@@ -69,6 +69,10 @@ struct LeanAgent {
     process_cpu_s: Option<f64>,
     #[serde(default)]
     quality_score: Option<f64>,
+    #[serde(default)]
+    ttft_answer_ms: Option<f64>,
+    #[serde(default)]
+    reasoning_tokens: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -204,7 +208,8 @@ impl Columns {
                 .map(|(n, e)| n / (e / 1000.0));
             tokens = tokens.zip(a.output_tokens).map(|(sum, n)| sum + n);
             longest_e2e = longest_e2e.max(a.e2e_ms.unwrap_or(0.0));
-            let values = [
+            // One value per metric, in AGENT_METRICS' order (the length is checked here).
+            let values: [Option<f64>; AGENT_METRICS.len()] = [
                 a.ttft_ms,
                 a.e2e_ms,
                 a.output_tokens,
@@ -224,6 +229,8 @@ impl Columns {
                 a.process_peak_rss_mb,
                 a.process_cpu_s,
                 a.quality_score,
+                a.ttft_answer_ms,
+                a.reasoning_tokens,
             ];
             for (column, v) in self.agent_values.iter_mut().zip(values) {
                 column.push(v);
@@ -236,7 +243,7 @@ impl Columns {
             self.agent_warmup.push(r.warmup);
         }
         let wall = r.group.as_ref().map_or(longest_e2e, |g| g.wall_ms);
-        let values = [
+        let values: [Option<f64>; RUN_METRICS.len()] = [
             tokens.filter(|_| wall > 0.0).map(|t| t / (wall / 1000.0)),
             Some(wall),
             r.group.as_ref().map(|g| g.speedup),

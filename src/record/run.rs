@@ -23,9 +23,12 @@ pub struct AgentRun {
     pub status: RunStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The status of an error response (the request failed before its body streamed).
+    /// The status of an error response (the request failed before its body streamed), and
+    /// the start of the body the server sent with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_body: Option<String>,
     /// When this agent's request was sent, after the group's first send.
     pub sent_offset_ms: f64,
     /// Sent -> first generated token of any kind (reasoning or answer).

@@ -30,10 +30,11 @@ struct Observed {
     report: ServerReport,
     text: String,
     http_status: Option<u16>,
+    http_body: Option<String>,
     failure: Option<String>,
 }
 
-/// How much of an error response's body a reason keeps.
+/// How much of an error response's body a record keeps.
 const ERROR_BODY_CHARS: usize = 500;
 
 async fn observe(
@@ -66,6 +67,7 @@ async fn observe(
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
+        obs.http_body = Some(crate::backend::truncate(&body, ERROR_BODY_CHARS));
         return obs.fail(http_error_reason(status, &body));
     }
     let mut stream = response.bytes_stream();
@@ -116,6 +118,7 @@ impl Observed {
             report: ServerReport::default(),
             text: String::new(),
             http_status: None,
+            http_body: None,
             failure: None,
         }
     }
@@ -277,6 +280,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         status,
         reason,
         http_status: obs.http_status,
+        http_body: obs.http_body.clone(),
         sent_offset_ms: ms(obs.sent.duration_since(group_start)),
         ttft_ms: ttft,
         ttft_answer_ms: obs.first_answer_at.map(since),

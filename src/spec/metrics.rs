@@ -22,6 +22,8 @@ pub const AGENT_METRICS: &[&str] = &[
     "process_peak_rss_mb",
     "process_cpu_s",
     "quality_score",
+    "ttft_answer_ms",
+    "reasoning_tokens",
 ];
 
 /// Run-level: one value per run (group, harness and server telemetry).

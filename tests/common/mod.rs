@@ -141,3 +141,18 @@ pub fn banterhearts_with_model(root: &Path, args: &[&str]) -> Output {
         ],
     )
 }
+
+/// Serves `app` on a free loopback port from a runtime of its own; returns the port. For
+/// servers that replay an upstream server's documented responses.
+pub fn serve_in_background(app: axum::Router) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
