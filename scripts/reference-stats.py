@@ -60,6 +60,71 @@ for rank, i in enumerate(order):
     running = max(running, min(1.0, (len(holm_p) - rank) * holm_p[i]))
     adjusted[i] = running
 
+# Bounded intervals (src/stats/interval.rs), each from its definition with scipy's quantiles,
+# or from scipy's own implementation where it has one.
+bounded = {
+    "busy_tput": [75.0, 1.5, 75.0, 1.5],
+    "efficiency": [0.999, 0.995, 0.998, 0.9995],
+    "scores": [1.0, 0.75, 1.0, 1.0, 0.5],
+}
+
+
+def t_interval(x):
+    x = np.asarray(x, float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def log_interval(x):
+    m, lo, hi = t_interval(np.log(x))
+    return {"center": np.exp(m), "low": np.exp(lo), "high": np.exp(hi)}
+
+
+def logit_interval(x):
+    x = np.asarray(x, float)
+    n = len(x)
+    if np.any((x == 0) | (x == 1)):
+        x = (x * (n - 1) + 0.5) / n
+    m, lo, hi = t_interval(np.log(x / (1 - x)))
+    expit = lambda v: 1 / (1 + np.exp(-v))
+    return {"center": expit(m), "low": expit(lo), "high": expit(hi)}
+
+
+def wilson(k, n):
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"low": ci.low, "high": ci.high}
+
+
+def ratio_estimate(y, x):
+    y, x = np.asarray(y, float), np.asarray(x, float)
+    n = len(y)
+    r = y.sum() / x.sum()
+    se = np.sqrt(((y - r * x) ** 2).sum() / (n * (n - 1))) / x.mean()
+    half = stats.t.ppf(0.975, n - 1) * se / r
+    return {"center": r, "low": r * np.exp(-half), "high": r * np.exp(half)}
+
+
+def paired(a, b):
+    la, lb = np.log(a), np.log(b)
+    t = stats.ttest_rel(la, lb)
+    ci = t.confidence_interval(0.95)
+    d = la - lb
+    return {
+        "ratio": float(np.exp(d.mean())), "ci_low": float(np.exp(ci.low)),
+        "ci_high": float(np.exp(ci.high)), "p": float(t.pvalue),
+        "block_share": float(1 - d.var(ddof=1) / (la.var(ddof=1) + lb.var(ddof=1))),
+    }
+
+
+# Tokens and seconds of five runs, for total-over-total rates.
+tokens = [640.0, 512.0, 700.0, 655.0, 590.0]
+seconds = [7.1, 5.2, 8.3, 7.4, 6.0]
+# Two arms over five interleaved repetitions whose blocks differ (a slow third block).
+block_a = [80.0, 82.0, 40.0, 81.0, 79.5]
+block_b = [70.0, 73.0, 36.0, 71.5, 69.0]
+mw_exact = stats.mannwhitneyu(samples["fast"], samples["slow"], alternative="two-sided", method="exact")
+mw_exact_small = stats.mannwhitneyu([3.1, 1.2, 5.5], [2.0, 4.4, 6.3, 7.7], alternative="two-sided", method="exact")
+
 out = {
     "versions": {"scipy": scipy.__version__, "numpy": np.__version__},
     "samples": samples,
@@ -70,5 +135,18 @@ out = {
     "mann_whitney_ties": {"u": float(mw.statistic), "p": float(mw.pvalue)},
     "mann_whitney_lower_first": {"u": float(mw_lower_first.statistic), "p": float(mw_lower_first.pvalue)},
     "holm": {"p": holm_p, "adjusted": adjusted.tolist()},
+    "bounded": {
+        "samples": bounded,
+        "log_busy_tput": log_interval(bounded["busy_tput"]),
+        "logit_efficiency": logit_interval(bounded["efficiency"]),
+        "logit_scores": logit_interval(bounded["scores"]),
+        "wilson_0_of_5": wilson(0, 5),
+        "wilson_3_of_8": wilson(3, 8),
+        "wilson_12_of_12": wilson(12, 12),
+    },
+    "ratio_estimate": {"tokens": tokens, "seconds": seconds, **ratio_estimate(tokens, seconds)},
+    "paired": {"a": block_a, "b": block_b, **paired(block_a, block_b)},
+    "mann_whitney_exact": {"u": float(mw_exact.statistic), "p": float(mw_exact.pvalue),
+                           "small_u": float(mw_exact_small.statistic), "small_p": float(mw_exact_small.pvalue)},
 }
 print(json.dumps(out, indent=2, default=float))

@@ -1,7 +1,10 @@
 //! The pure statistics against reference values computed with scipy/numpy
 //! (scripts/reference-stats.py -> tests/fixtures/stats_reference.json).
 
-use banterhearts::stats::{Verdict, compare, holm, mann_whitney_u, summarize, t_ci_half_width};
+use banterhearts::stats::{
+    Scale, Verdict, compare, holm, mann_whitney_exact_p, mann_whitney_u, mean_interval,
+    paired_log_ratio, ratio_estimate, summarize, t_ci_half_width, wilson,
+};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -128,4 +131,90 @@ fn holm_adjustment_matches_reference() {
     for (i, adjusted) in holm(&p).iter().enumerate() {
         close(*adjusted, &f["holm"]["adjusted"][i], &format!("holm[{i}]"));
     }
+}
+
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn log_and_logit_intervals_match_their_scipy_definitions() {
+    let f = fixture();
+    let b = &f["bounded"];
+    for (sample, scale, key) in [
+        ("busy_tput", Scale::Log, "log_busy_tput"),
+        ("efficiency", Scale::Logit, "logit_efficiency"),
+        ("scores", Scale::Logit, "logit_scores"),
+    ] {
+        let i = mean_interval(&numbers(&b["samples"][sample]), scale, 0.95).unwrap();
+        close(i.center, &b[key]["center"], &format!("{key}.center"));
+        close(i.low, &b[key]["low"], &format!("{key}.low"));
+        close(i.high, &b[key]["high"], &format!("{key}.high"));
+    }
+}
+
+#[test]
+fn wilson_matches_scipy_binomtest() {
+    let f = fixture();
+    for (k, n, key) in [
+        (0, 5, "wilson_0_of_5"),
+        (3, 8, "wilson_3_of_8"),
+        (12, 12, "wilson_12_of_12"),
+    ] {
+        let (lo, hi) = wilson(k, n, 0.95).unwrap();
+        close(lo, &f["bounded"][key]["low"], &format!("{key}.low"));
+        close(hi, &f["bounded"][key]["high"], &format!("{key}.high"));
+    }
+}
+
+#[test]
+fn ratio_estimator_matches_its_definition() {
+    let f = fixture();
+    let r = &f["ratio_estimate"];
+    let i = ratio_estimate(&numbers(&r["tokens"]), &numbers(&r["seconds"]), 0.95).unwrap();
+    close(i.center, &r["center"], "ratio");
+    close(i.low, &r["low"], "ratio.low");
+    close(i.high, &r["high"], "ratio.high");
+}
+
+#[test]
+fn paired_log_ratio_matches_scipy_ttest_rel() {
+    let f = fixture();
+    let p = &f["paired"];
+    let got = paired_log_ratio(&numbers(&p["a"]), &numbers(&p["b"]), 0.95).unwrap();
+    for (value, key) in [
+        (got.ratio, "ratio"),
+        (got.ci_low, "ci_low"),
+        (got.ci_high, "ci_high"),
+        (got.p, "p"),
+        (got.block_share, "block_share"),
+    ] {
+        close(value, &p[key], &format!("paired.{key}"));
+    }
+}
+
+#[test]
+fn exact_mann_whitney_matches_scipy() {
+    let f = fixture();
+    let r = &f["mann_whitney_exact"];
+    let (fast, slow) = (sample(&f, "fast"), sample(&f, "slow"));
+    let (u, _) = mann_whitney_u(&fast, &slow).unwrap();
+    close(u, &r["u"], "U");
+    close(
+        mann_whitney_exact_p(u, fast.len(), slow.len()).unwrap(),
+        &r["p"],
+        "exact p",
+    );
+    let (a, b) = ([3.1, 1.2, 5.5], [2.0, 4.4, 6.3, 7.7]);
+    let (u, _) = mann_whitney_u(&a, &b).unwrap();
+    close(u, &r["small_u"], "small U");
+    close(
+        mann_whitney_exact_p(u, 3, 4).unwrap(),
+        &r["small_p"],
+        "small exact p",
+    );
 }

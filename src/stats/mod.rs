@@ -4,9 +4,14 @@
 
 mod compare;
 mod describe;
+mod interval;
 
 pub use compare::{Comparison, Verdict, compare, hedges_g, holm, mann_whitney_u, welch_t};
 pub use describe::{
     Summary, clustered_t_ci_half_width, mad_outliers, percentile, percentile_sorted, summarize,
     summarize_in_place, t_ci_half_width,
+};
+pub use interval::{
+    Interval, PairedRatio, Scale, mann_whitney_exact_p, mean_interval, paired_log_ratio,
+    ratio_estimate, wilson,
 };
