@@ -123,7 +123,7 @@ fn ollama_transcript_server() -> (u16, Seen) {
         .route(
             "/api/ps",
             get(|| async {
-                Json(json!({"models": [{"name": "qwen3", "model": "qwen3", "size": 5137025024u64,
+                Json(json!({"models": [{"name": "qwen3:latest", "model": "qwen3:latest", "size": 5137025024u64,
                     "digest": "500a1f067a9f", "details": {"format": "gguf", "family": "qwen3"},
                     "expires_at": "2025-10-26T17:26:21Z", "size_vram": 5137025024u64, "context_length": 4096}]}))
             }),

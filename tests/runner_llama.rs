@@ -735,4 +735,10 @@ fn llama_server_with_api_key_needs_it_and_gets_it() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(journal(dir.path(), "TR950")[0]["status"], "ok");
+    for (name, bytes) in common::files(&dir.path().join("data")) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("bh-test-key"),
+            "the key is in {name}"
+        );
+    }
 }

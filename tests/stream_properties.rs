@@ -203,10 +203,10 @@ fn events(p: &dyn Protocol, bytes: &[u8], cuts: &[usize]) -> Result<Vec<StreamEv
     let mut out = Vec::new();
     let mut from = 0;
     for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
-        out.extend(decoder.feed(&bytes[from..cut])?);
+        decoder.feed(&bytes[from..cut], &mut out)?;
         from = cut;
     }
-    out.extend(decoder.finish()?);
+    decoder.finish(&mut out)?;
     Ok(out)
 }
 

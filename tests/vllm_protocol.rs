@@ -60,6 +60,15 @@ fn transcript(variant: &str) -> Vec<String> {
             Some(usage(n, None)),
         ));
     }
+    if variant == "abort" {
+        // vLLM's finish reason for a request it aborted (output.finish_reason "abort").
+        lines.push(chunk(
+            delta(json!({}), json!("abort")),
+            Some(usage(n, None)),
+        ));
+        lines.push("data: [DONE]\n\n".into());
+        return lines;
+    }
     if variant == "mid-error" {
         lines.push(
             "data: {\"error\": {\"message\": \"Internal server error\", \"type\": \"InternalServerError\", \"param\": null, \"code\": 500}}\n\n".into(),
@@ -283,4 +292,16 @@ fn vllm_without_the_key_stops_before_measuring_with_the_401() {
     assert!(journal(dir.path(), "TR961").is_empty(), "nothing measured");
     let seen = seen.lock().unwrap();
     assert!(seen.iter().all(|(p, ..)| p != "/v1/chat/completions"));
+}
+
+#[test]
+fn vllm_request_it_aborted_is_degraded_not_complete() {
+    let (port, _) = vllm_transcript_server();
+    let dir = project(&[("TR961.yaml", &spec(port, "abort", Some("BH_VLLM_KEY")))]);
+    let out = run(dir.path());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let r = &journal(dir.path(), "TR961")[0];
+    assert_eq!(r["status"], "degraded");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(reason.contains("finish reason `abort`"), "{reason}");
 }

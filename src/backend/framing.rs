@@ -38,10 +38,10 @@ impl<'p> Decoder<'p> {
         }
     }
 
-    /// The events completed by one read. An `Err` is a message the protocol refuses (a server
-    /// error, malformed JSON); the stream should then be treated as failed.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, String> {
-        let mut events = Vec::new();
+    /// Appends the events completed by one read to `events`. An `Err` is a message the
+    /// protocol refuses (a server error, malformed JSON), and the stream should then be taken
+    /// as failed; the events before it in the same read are in `events` all the same.
+    pub fn feed(&mut self, bytes: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), String> {
         let mut rest = bytes;
         while let Some(end) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
             let (head, tail) = rest.split_at(end);
@@ -55,28 +55,30 @@ impl<'p> Decoder<'p> {
             self.after_cr = terminator == b'\r';
             self.line.extend_from_slice(head);
             let line = std::mem::take(&mut self.line);
-            self.take_line(&String::from_utf8_lossy(&line), &mut events)?;
+            self.take_line(&String::from_utf8_lossy(&line), events)?;
         }
         if !rest.is_empty() {
             self.after_cr = false;
             self.line.extend_from_slice(rest);
         }
-        Ok(events)
+        Ok(())
     }
 
     /// The events left when the body ends: a last line without its terminator, and an SSE event
     /// without its blank line. The specification discards such an event; a measuring client
     /// keeps it, because a server that closes right after its last event has still sent it.
-    pub fn finish(&mut self) -> Result<Vec<StreamEvent>, String> {
-        let mut events = Vec::new();
+    /// A message that cannot be read here was cut off by the end of the body.
+    pub fn finish(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), String> {
+        let cut = |e: String| format!("truncated stream: the body ended inside a message ({e})");
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.take_line(&String::from_utf8_lossy(&line), &mut events)?;
+            self.take_line(&String::from_utf8_lossy(&line), events)
+                .map_err(cut)?;
         }
         if let Some(data) = self.data.take() {
-            events.extend(self.protocol.decode(&data)?);
+            events.extend(self.protocol.decode(&data).map_err(cut)?);
         }
-        Ok(events)
+        Ok(())
     }
 
     fn take_line(&mut self, line: &str, events: &mut Vec<StreamEvent>) -> Result<(), String> {
@@ -145,9 +147,9 @@ mod tests {
         let mut decoder = Decoder::new(&echo);
         let mut out = Vec::new();
         for read in reads {
-            out.extend(decoder.feed(read).unwrap());
+            decoder.feed(read, &mut out).unwrap();
         }
-        out.extend(decoder.finish().unwrap());
+        decoder.finish(&mut out).unwrap();
         out.into_iter()
             .map(|e| match e {
                 StreamEvent::Content(t) => t,

@@ -57,6 +57,11 @@ pub struct AgentRun {
     /// (`usage.completion_tokens_details.reasoning_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// The server reported reasoning tokens but streamed none of them (the OpenAI API's
+    /// reasoning models): `ttft_ms` is then the first visible token, after the hidden
+    /// reasoning, and `decode_tok_s` counts the answer tokens only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reasoning_hidden: bool,
     pub prompt_tokens: Option<u64>,
     pub cache_n: Option<u64>,
     pub load_ms: Option<f64>,

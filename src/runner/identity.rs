@@ -183,7 +183,8 @@ pub async fn loaded_model(
             [m.get("name"), m.get("model")]
                 .iter()
                 .flatten()
-                .any(|n| n.as_str() == Some(model))
+                .filter_map(|n| n.as_str())
+                .any(|n| same_ollama_model(n, model))
         })?
         .clone();
     let number = |k: &str| entry.get(k).and_then(Value::as_u64);
@@ -196,16 +197,88 @@ pub async fn loaded_model(
     })
 }
 
-/// The key for a backend's requests: from the variable `api_key_env` names, else the
-/// `--api-key` its launched llama-server was started with (after `${VAR}` expansion).
+/// Whether two Ollama model names are the same model: a name without a tag means `:latest`
+/// (`/api/ps` lists `qwen3:latest` for a request that named `qwen3`).
+fn same_ollama_model(a: &str, b: &str) -> bool {
+    let tagged = |n: &str| {
+        if n.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+            n.to_owned()
+        } else {
+            format!("{n}:latest")
+        }
+    };
+    tagged(a) == tagged(b)
+}
+
+/// The key for a backend's requests: from the variable `api_key_env` names, else the key its
+/// launched llama-server was started with (after `${VAR}` expansion).
 pub fn api_key(b: &Backend, launch_args: &[String]) -> Option<String> {
-    b.api_key_env
-        .as_ref()
-        .and_then(|v| std::env::var(v).ok())
-        .or_else(|| {
-            launch_args
-                .windows(2)
-                .find(|w| w[0] == "--api-key")
-                .map(|w| w[1].clone())
+    if let Some(key) = b.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()) {
+        return Some(key);
+    }
+    b.launch.as_ref()?;
+    launched_key(launch_args)
+}
+
+/// The key a launched llama-server requires: `--api-key K` or `--api-key=K` (of a
+/// comma-separated list, the first), the first line of `--api-key-file F`, or, failing those,
+/// `LLAMA_API_KEY`, which the server reads from the environment it inherits from us.
+fn launched_key(args: &[String]) -> Option<String> {
+    let value = |flag: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("{flag}="))
+                .map(str::to_owned)
+                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
         })
+    };
+    let first = |list: String| list.split(',').next().map(str::trim).map(str::to_owned);
+    if let Some(list) = value("--api-key") {
+        return first(list);
+    }
+    if let Some(file) = value("--api-key-file") {
+        return std::fs::read_to_string(file).ok().and_then(|t| {
+            t.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_owned)
+        });
+    }
+    std::env::var("LLAMA_API_KEY").ok().and_then(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_launched_servers_key_in_each_form() {
+        assert_eq!(
+            launched_key(&args(&["-m", "x", "--api-key", "k1"])).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            launched_key(&args(&["--api-key=k2,k3"])).as_deref(),
+            Some("k2")
+        );
+        let file = std::env::temp_dir().join(format!("bh-key-{}", std::process::id()));
+        std::fs::write(&file, "\n k4 \nother\n").unwrap();
+        let listed = args(&["--api-key-file", file.to_str().unwrap()]);
+        assert_eq!(launched_key(&listed).as_deref(), Some("k4"));
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn ollama_names_without_a_tag_are_latest() {
+        assert!(same_ollama_model("qwen3:latest", "qwen3"));
+        assert!(same_ollama_model("qwen3:0.6b", "qwen3:0.6b"));
+        assert!(!same_ollama_model("qwen3:0.6b", "qwen3"));
+        assert!(same_ollama_model(
+            "registry.local:5000/team/m",
+            "registry.local:5000/team/m:latest"
+        ));
+    }
 }

@@ -34,6 +34,10 @@ struct Observed {
     failure: Option<String>,
 }
 
+/// Finish reasons that mean the server gave up rather than finished: vLLM ends a request it
+/// aborted or failed with `abort` or `error`.
+const FAILED_ENDINGS: &[&str] = &["abort", "error", "cancelled"];
+
 /// How much of an error response's body a record keeps.
 const ERROR_BODY_CHARS: usize = 500;
 
@@ -134,20 +138,32 @@ impl Observed {
 
     /// Takes one read of the body, arrived at `at`.
     fn read(&mut self, decoder: &mut Decoder, bytes: &[u8], at: Instant) -> Result<(), String> {
-        let events = decoder.feed(bytes)?;
+        let mut events = Vec::new();
+        let fed = decoder.feed(bytes, &mut events);
+        // What came before a failure in the same read is kept.
         self.take(events, at);
-        Ok(())
+        fed
     }
 
     /// The body has ended at `at`: takes what the decoder still holds, and judges whether the
     /// response was complete.
     fn end(&mut self, decoder: &mut Decoder, at: Instant) {
-        match decoder.finish() {
-            Ok(events) => self.take(events, at),
-            Err(reason) => {
-                self.failure = Some(reason);
-                return;
-            }
+        let mut events = Vec::new();
+        let finished = decoder.finish(&mut events);
+        self.take(events, at);
+        if let Err(reason) = finished {
+            self.failure = Some(reason);
+            return;
+        }
+        if let Some(reason) = self
+            .finish_reason
+            .as_deref()
+            .filter(|r| FAILED_ENDINGS.contains(r))
+        {
+            self.failure = Some(format!(
+                "the server ended generation with finish reason `{reason}`"
+            ));
+            return;
         }
         if self.done_at.is_none() {
             if self.finish_reason.is_some() {
@@ -255,12 +271,22 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         .map(|w| ms(w[1].duration_since(w[0])))
         .collect();
     let r = &obs.report;
-    let decode_window = match (ttft, e2e) {
+    // Reasoning the server counted but did not stream (the OpenAI API's reasoning models):
+    // the visible stream is the answer alone, so the decode window covers answer tokens only.
+    let hidden_reasoning = r
+        .reasoning_tokens
+        .filter(|n| *n > 0 && obs.reasoning_chunks == 0);
+    let last_generated = obs.generated_at.last().map(|t| since(*t));
+    let decode_window = match (ttft, last_generated) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    // Every generated token, reasoning included, over the window they were generated in.
-    let decode_tok_s = match (r.output_tokens, decode_window) {
+    let streamed_tokens = r
+        .output_tokens
+        .map(|n| n.saturating_sub(hidden_reasoning.unwrap_or(0)));
+    // Every streamed token, reasoning included, over the window they were generated in:
+    // first generated chunk to last.
+    let decode_tok_s = match (streamed_tokens, decode_window) {
         (Some(n), Some(w)) if n > 1 && w > 0.0 => Some((n - 1) as f64 / (w / 1000.0)),
         _ => None,
     };
@@ -289,6 +315,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         reasoning_chunks: obs.reasoning_chunks,
         finish_reason: obs.finish_reason.clone(),
         ended_without_done: obs.ended_without_done,
+        reasoning_hidden: hidden_reasoning.is_some(),
         output_tokens: r.output_tokens,
         reasoning_tokens: r.reasoning_tokens,
         prompt_tokens: r.prompt_tokens,
@@ -457,4 +484,84 @@ pub fn group_stats(agents: &[AgentRun]) -> Option<GroupStats> {
             aggregate_tok_s: rate(tokens, Some(wall)),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::OpenAi;
+    use crate::spec::params::{Dialect, OpenAiServer};
+
+    fn openai() -> OpenAi {
+        OpenAi {
+            dialect: Dialect::Chat(OpenAiServer::Openai),
+        }
+    }
+
+    fn at(sent: Instant, ms: u64) -> Instant {
+        sent + Duration::from_millis(ms)
+    }
+
+    /// The OpenAI API's reasoning models count their reasoning in usage but stream only the
+    /// answer: 1,000 hidden reasoning tokens and 5 answer tokens over 40 ms are 100 tok/s of
+    /// answer, not 1,004 tokens in 40 ms.
+    #[test]
+    fn reasoning_the_server_hides_is_not_counted_in_the_visible_window() {
+        let sent = Instant::now();
+        let chunk = |t: &str| {
+            format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n")
+        };
+        let mut reads: Vec<(Instant, String)> = (0..5)
+            .map(|i| (at(sent, 900 + 10 * i), chunk("a")))
+            .collect();
+        reads.push((at(sent, 941), "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1005,\"completion_tokens_details\":{\"reasoning_tokens\":1000}}}\n\ndata: [DONE]\n\n".into()));
+        let reads: Vec<(Instant, &[u8])> = reads.iter().map(|(t, b)| (*t, b.as_bytes())).collect();
+        let run = measure_body(&openai(), sent, &reads);
+        assert_eq!(run.status, RunStatus::Ok, "{:?}", run.reason);
+        assert!(run.reasoning_hidden);
+        assert_eq!(run.output_tokens, Some(1005));
+        let tok_s = run.decode_tok_s.unwrap();
+        assert!((tok_s - 100.0).abs() < 1e-6, "{tok_s}");
+        assert!(
+            (run.ttft_ms.unwrap() - 900.0).abs() < 1e-6,
+            "first visible token"
+        );
+    }
+
+    #[test]
+    fn events_before_an_error_in_the_same_read_are_kept() {
+        let sent = Instant::now();
+        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"Hm\"}}]}\n\ndata: {\"error\": {\"message\": \"Internal server error\", \"code\": 500}}\n\n";
+        let run = measure_body(&openai(), sent, &[(at(sent, 30), body.as_bytes())]);
+        assert_eq!(run.status, RunStatus::Degraded);
+        assert_eq!(
+            run.reason.as_deref(),
+            Some("server error: Internal server error")
+        );
+        assert_eq!((run.chunks, run.reasoning_chunks), (1, 1));
+        assert!((run.ttft_ms.unwrap() - 30.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_finish_reason_that_means_failure_degrades_the_run() {
+        let sent = Instant::now();
+        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"abort\"}]}\n\n";
+        let run = measure_body(&openai(), sent, &[(at(sent, 5), body.as_bytes())]);
+        assert_eq!(run.status, RunStatus::Degraded);
+        assert!(run.reason.unwrap().contains("finish reason `abort`"));
+    }
+
+    #[test]
+    fn a_body_cut_inside_a_message_says_truncated() {
+        let sent = Instant::now();
+        let body =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choi";
+        let run = measure_body(&openai(), sent, &[(at(sent, 5), body.as_bytes())]);
+        assert_eq!(run.status, RunStatus::Degraded);
+        assert!(
+            run.reason
+                .unwrap()
+                .starts_with("truncated stream: the body ended inside a message")
+        );
+    }
 }

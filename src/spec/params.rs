@@ -159,7 +159,7 @@ pub fn field(dialect: Dialect, param: &str) -> Result<Field, &'static str> {
         "reasoning_effort" => match dialect {
             Dialect::Chat(Vllm | Openai | LlamaServer) => Ok(Top("reasoning_effort")),
             Dialect::Ollama => Err(
-                "Ollama's native API has no `reasoning_effort`; use `think` (true, false, \"low\", \"medium\" or \"high\")",
+                "Ollama's native API has no `reasoning_effort`; use `think` (true, false, \"low\", \"medium\", \"high\" or \"max\"; strings need a model that takes levels, such as gpt-oss)",
             ),
             Dialect::LlamaCompletion => Err(
                 "the raw /completion endpoint applies no chat template, so there is no reasoning to set; use kind `openai` for llama-server's chat endpoint",

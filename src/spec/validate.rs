@@ -212,6 +212,15 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
             "remove it; use kind `openai` for chat completions",
         );
     }
+    if let (Some(server), Some(_)) = (b.server, &b.launch)
+        && server != params::OpenAiServer::LlamaServer
+    {
+        c.error(
+            &child_path(at, "server"),
+            "a launched backend is llama-server, whatever `server` says",
+            "remove `server`, or set it to `llama-server`; for another server list it under `endpoints`",
+        );
+    }
     if b.server.is_some() && b.kind != BackendKind::Openai {
         c.error(
             &child_path(at, "server"),
@@ -689,6 +698,7 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
 /// Every request parameter a cell sets must be one its backend's server takes, under some
 /// name (`spec::params`): a server that ignores a field would silently measure something else.
 fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
+    // Each parameter once per backend (once per value for a value it cannot take).
     let mut reported: Vec<(String, String)> = Vec::new();
     for cell in cells {
         let scenario = cell
@@ -726,12 +736,12 @@ fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]
                 (k.as_str(), at, v.clone())
             });
         for (param, at, value) in axes.chain(workload_eos) {
-            let key = (param.to_owned(), name.clone());
-            if reported.contains(&key) {
+            let unsupported = (param.to_owned(), name.clone());
+            if reported.contains(&unsupported) {
                 continue;
             }
             if let Err(help) = params::field(dialect, param) {
-                reported.push(key);
+                reported.push(unsupported);
                 c.error(
                     &at,
                     format!(
@@ -741,7 +751,11 @@ fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]
                     help,
                 );
             } else if let Err(help) = params::check_value(param, &value) {
-                reported.push(key);
+                let bad_value = (param.to_owned(), format!("{name} {value}"));
+                if reported.contains(&bad_value) {
+                    continue;
+                }
+                reported.push(bad_value);
                 c.error(
                     &at,
                     format!("`{param}` cannot be {}", compact(&value)),
