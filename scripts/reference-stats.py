@@ -130,6 +130,7 @@ out = {
     "samples": samples,
     "t_quantile_0975_df10": float(stats.t.ppf(0.975, 10)),
     "describe": {k: describe(v) for k, v in samples.items()},
+    "describe_log": {k: log_interval(v) for k, v in samples.items() if min(v) > 0},
     "compare_fast_slow": compare(samples["fast"], samples["slow"]),
     "compare_c_d": compare(samples["c"], samples["d"]),
     "mann_whitney_ties": {"u": float(mw.statistic), "p": float(mw.pvalue)},

@@ -151,27 +151,35 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
             > 0
     );
     let f = fixture();
-    // Columns after the label: metric,n,mean,median,std,cv,min,max,p50,p95,p99,ci95_low,ci95_high,outliers,runs,degraded,degraded_rate
+    // Columns after the label: metric,requests,runs,mean,median,std,cv,min,max,p50,p95,p99,
+    // ci95_low,ci95_high,ci_scale,outliers,runs_recorded,degraded,degraded_rate
     let fast = summary_row(
         &csv,
         "temperature=0.2 scenario={kind: single}",
         "decode_tok_s",
     );
     let reference = &f["describe"]["fast"];
-    assert_eq!(fast[1], "5", "warm-up and degraded runs are not in n");
+    assert_eq!(
+        (fast[1], fast[2]),
+        ("5", "5"),
+        "warm-up and degraded runs are not counted"
+    );
     for (i, key) in [
-        (2, "mean"),
-        (3, "median"),
-        (4, "std"),
-        (9, "p95"),
-        (10, "p99"),
-        (11, "ci_low"),
-        (12, "ci_high"),
+        (3, "mean"),
+        (4, "median"),
+        (5, "std"),
+        (10, "p95"),
+        (11, "p99"),
     ] {
         close(fast[i], &reference[key], &format!("fast {key}"));
     }
+    // A throughput is positive: its interval is the t interval of the log values.
+    assert_eq!(fast[14], "log");
+    let log = &f["describe_log"]["fast"];
+    close(fast[12], &log["low"], "fast log-scale ci_low");
+    close(fast[13], &log["high"], "fast log-scale ci_high");
     assert_eq!(
-        (fast[14], fast[15]),
+        (fast[16], fast[17]),
         ("6", "1"),
         "6 measured runs, 1 degraded"
     );
@@ -180,19 +188,33 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
         "temperature=1.0 scenario={kind: single}",
         "decode_tok_s",
     );
-    assert_eq!(outlier[13], "1", "the 71.0 run is flagged as an outlier");
+    assert_eq!(outlier[15], "1", "the 71.0 run is flagged as an outlier");
     close(
-        outlier[2],
+        outlier[3],
         &f["describe"]["with_outlier"]["mean"],
         "outliers are kept in the mean",
     );
 
     // The run is the unit: each concurrent run's agents decode 114 and 91, so every run's mean
-    // is 102.5 and the interval has no width, although the six requests spread widely.
+    // is 102.5: no spread between runs and an interval without width, although the six
+    // requests spread from 91 to 114.
     let requests = summary_row(&csv, "temperature=0.2 scenario={agents: 2", "decode_tok_s");
-    assert_eq!(requests[1], "6");
-    assert!(requests[4].parse::<f64>().unwrap() > 10.0, "{requests:?}");
-    assert_eq!((requests[11], requests[12]), ("102.5", "102.5"));
+    assert_eq!(
+        (requests[1], requests[2]),
+        ("6", "3"),
+        "6 requests in 3 runs"
+    );
+    assert_eq!(
+        (requests[5], requests[6]),
+        ("0.0", "0.0"),
+        "std and CV between runs"
+    );
+    assert_eq!(
+        (requests[7], requests[8]),
+        ("91.0", "114.0"),
+        "min and max of requests"
+    );
+    assert_eq!((requests[12], requests[13]), ("102.5", "102.5"));
 
     let contention = summary_row(
         &csv,
@@ -200,7 +222,7 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
         "contention_rate",
     );
     assert_eq!(
-        (contention[1], contention[2]),
+        (contention[1], contention[3]),
         ("3", "0.5"),
         "one of two agents contended in each of 3 runs"
     );
@@ -209,7 +231,11 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
         "temperature=0.2 scenario={agents: 2",
         "parallel_efficiency",
     );
-    assert_eq!(efficiency[2], "0.975");
+    assert_eq!(efficiency[3], "0.975");
+    assert_eq!(
+        efficiency[14], "logit",
+        "a fraction's interval stays in [0, 1]"
+    );
 
     let cost = std::fs::read_to_string(dir.path().join("data/TR970/cost.csv")).unwrap();
     assert!(

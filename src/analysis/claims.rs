@@ -398,6 +398,9 @@ fn assertion(
     let Some(summary) = stats::summarize(&s.values) else {
         return Ok(None);
     };
+    // Each value is a run's: the same spread and interval as the cell summaries.
+    let metric = claim.metric.as_deref().unwrap_or_default();
+    let summary = stats::with_run_spread(summary, &s.values, crate::spec::metrics::scale(metric));
     let Assertion::Compare { stat, op, value } = parsed else {
         return Ok(None);
     };

@@ -40,7 +40,7 @@ impl Contention {
 }
 
 /// The configuration of a cell: its parameters without `scenario`, as canonical JSON.
-fn config_key(params: &Map<String, Value>) -> String {
+pub(super) fn config_key(params: &Map<String, Value>) -> String {
     let rest: BTreeMap<&String, &Value> = params
         .iter()
         .filter(|(k, _)| k.as_str() != "scenario")

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod contention;
 pub mod cost;
 pub mod frame;
+pub mod scaling;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use polars::prelude::*;
 use crate::diagnostic::Diagnostic;
 use crate::spec::matrix::label_of as matrix_label;
 use crate::spec::{LoadedSpec, RunOrder};
+use crate::stats;
 use crate::store::{TrPaths, write_atomic};
 use compare::ClaimComparison;
 use contention::Contention;
@@ -150,6 +152,10 @@ pub fn analyze_frames(
         "contention_rate",
         &contention.run_rates,
     ));
+    metrics.extend(summary::from_values(
+        "scaling_efficiency",
+        &scaling::run_values(&frames)?,
+    ));
     let mut warnings = Vec::new();
     if frames.torn_bytes > 0 {
         warnings.push(format!(
@@ -190,7 +196,17 @@ pub fn analyze_frames(
             };
             (0..frames.cells.len())
                 .filter_map(|cell| {
-                    let tok = by_cell(cell, "aggregate_tok_s")?;
+                    // Total tokens over total time (the ratio estimator), not the mean of each
+                    // run's rate, which would give a short run as much weight as a long one.
+                    let (tokens, seconds) = summary::run_tokens_and_seconds(&frames, cell).ok()?;
+                    let rate = match stats::ratio_estimate(&tokens, &seconds, 0.95) {
+                        Some(r) => (r.center, (r.low, r.high)),
+                        None if !tokens.is_empty() => (
+                            tokens.iter().sum::<f64>() / seconds.iter().sum::<f64>(),
+                            (f64::NAN, f64::NAN),
+                        ),
+                        None => return None,
+                    };
                     let measured_runs = runs
                         .iter()
                         .find(|r| r.cell == cell)
@@ -199,13 +215,7 @@ pub fn analyze_frames(
                     let power = by_cell(cell, "gpu_power_w")
                         .filter(|p| p.stats.n == measured_runs as usize)
                         .map(|p| p.stats.mean);
-                    Some(cost::cell_cost(
-                        cell,
-                        tok.stats.mean,
-                        (tok.stats.ci_low, tok.stats.ci_high),
-                        &profile,
-                        power,
-                    ))
+                    Some(cost::cell_cost(cell, rate.0, rate.1, &profile, power))
                 })
                 .collect()
         }
@@ -276,7 +286,10 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         "cell_id" => m.iter().map(|r| a.cells[r.cell].cell_id.clone()).collect::<Vec<_>>(),
         "cell" => m.iter().map(|r| label(r.cell)).collect::<Vec<_>>(),
         "metric" => m.iter().map(|r| r.metric.clone()).collect::<Vec<_>>(),
-        "n" => m.iter().map(|r| r.stats.n as u32).collect::<Vec<_>>(),
+        // Values (one per request) and the runs they come from, the unit of std, cv and the
+        // interval.
+        "requests" => m.iter().map(|r| r.stats.n as u32).collect::<Vec<_>>(),
+        "runs" => m.iter().map(|r| r.stats.runs as u32).collect::<Vec<_>>(),
         "mean" => m.iter().map(|r| r.stats.mean).collect::<Vec<_>>(),
         "median" => m.iter().map(|r| r.stats.median).collect::<Vec<_>>(),
         "std" => m.iter().map(|r| r.stats.std).collect::<Vec<_>>(),
@@ -288,8 +301,9 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         "p99" => m.iter().map(|r| r.stats.p99).collect::<Vec<_>>(),
         "ci95_low" => m.iter().map(|r| r.stats.ci_low).collect::<Vec<_>>(),
         "ci95_high" => m.iter().map(|r| r.stats.ci_high).collect::<Vec<_>>(),
+        "ci_scale" => m.iter().map(|r| format!("{:?}", r.stats.scale).to_lowercase()).collect::<Vec<_>>(),
         "outliers" => m.iter().map(|r| r.stats.outliers as u32).collect::<Vec<_>>(),
-        "runs" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.runs)).collect::<Vec<_>>(),
+        "runs_recorded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.runs)).collect::<Vec<_>>(),
         "degraded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.degraded)).collect::<Vec<_>>(),
         "degraded_rate" => m.iter().map(|r| runs_of(r.cell).map_or(0.0, |c| c.degraded_rate)).collect::<Vec<_>>(),
     )?;

@@ -9,6 +9,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::frame::{AGENT_METRICS, Frames, RUN_METRICS};
+use crate::spec::metrics;
 use crate::stats::{self, Summary};
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +18,22 @@ pub struct MetricSummary {
     pub metric: String,
     #[serde(flatten)]
     pub stats: Summary,
+    /// The value of each run (a multi-agent run's mean), in journal order, for figures that
+    /// show every run; empty for cells with more runs than a figure can show.
+    #[serde(skip)]
+    pub run_values: Vec<f64>,
+}
+
+/// Cells with more runs than this keep no per-run values (a figure of them would be a smear,
+/// and a million-run journal would hold them all in memory).
+const MAX_RUN_VALUES: usize = 500;
+
+fn kept_run_values(runs: &[f64]) -> Vec<f64> {
+    if runs.len() <= MAX_RUN_VALUES {
+        runs.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,30 +188,31 @@ pub fn summarize(frames: &Frames) -> PolarsResult<Vec<MetricSummary>> {
                         let by_cell = values_by_cell(frame, cell_rows, measured, metric)?;
                         for (cell, mut values) in by_cell.into_iter().enumerate() {
                             // The replication unit is the run: the requests of one
-                            // multi-agent run share its contention and are not independent.
+                            // multi-agent run share its contention and are not independent,
+                            // so spread and interval come from each run's mean.
                             let clustered = std::ptr::eq(*frame, &frames.agents);
-                            let totals = match (&starts[cell], clustered && !values.is_empty()) {
-                                (Some(starts), true) => Some(run_totals(
-                                    frame,
-                                    &cell_rows[cell],
-                                    measured,
-                                    metric,
-                                    starts,
-                                )?),
-                                _ => None,
-                            };
-                            if let Some(mut stats) = stats::summarize_in_place(&mut values) {
-                                if let Some(totals) = &totals {
-                                    let half =
-                                        stats::clustered_t_ci_half_width(totals, stats.mean, 0.95)
-                                            .unwrap_or(f64::NAN);
-                                    stats.ci_low = stats.mean - half;
-                                    stats.ci_high = stats.mean + half;
-                                }
+                            let runs: Vec<f64> =
+                                match (&starts[cell], clustered && !values.is_empty()) {
+                                    (Some(starts), true) => run_totals(
+                                        frame,
+                                        &cell_rows[cell],
+                                        measured,
+                                        metric,
+                                        starts,
+                                    )?
+                                    .into_iter()
+                                    .map(|(sum, count)| sum / count as f64)
+                                    .collect(),
+                                    _ => values.clone(),
+                                };
+                            if let Some(stats) = stats::summarize_in_place(&mut values) {
+                                let stats =
+                                    stats::with_run_spread(stats, &runs, metrics::scale(metric));
                                 rows.push(MetricSummary {
                                     cell,
                                     metric: metric.to_owned(),
                                     stats,
+                                    run_values: kept_run_values(&runs),
                                 });
                             }
                         }
@@ -236,11 +254,12 @@ pub fn from_values(metric: &str, values: &[(usize, f64)]) -> Vec<MetricSummary> 
                 .filter(|(c, _)| *c == cell)
                 .map(|(_, v)| *v)
                 .collect();
-            let stats = stats::summarize(&v)?;
+            let stats = stats::with_run_spread(stats::summarize(&v)?, &v, metrics::scale(metric));
             Some(MetricSummary {
                 cell,
                 metric: metric.to_owned(),
                 stats,
+                run_values: kept_run_values(&v),
             })
         })
         .collect()
@@ -283,4 +302,24 @@ pub fn run_counts(frames: &Frames) -> PolarsResult<Vec<CellRuns>> {
             }
         })
         .collect())
+}
+
+/// Per measured run of `cell`: the tokens it produced (all agents) and the seconds of wall
+/// time they took, for runs that have both; the input of total-over-total rates.
+pub fn run_tokens_and_seconds(frames: &Frames, cell: usize) -> PolarsResult<(Vec<f64>, Vec<f64>)> {
+    let rows = frames.runs_of(&[cell as u32])?;
+    let measured = measured_rows(&rows)?;
+    let rate = rows.column("aggregate_tok_s")?.f64()?;
+    let wall = rows.column("wall_ms")?.f64()?;
+    let (mut tokens, mut seconds) = (Vec::new(), Vec::new());
+    for ((keep, rate), wall) in measured.iter().zip(rate.iter()).zip(wall.iter()) {
+        if let (true, Some(rate), Some(wall)) = (*keep, rate, wall)
+            && rate.is_finite()
+            && wall > 0.0
+        {
+            tokens.push(rate * wall / 1000.0);
+            seconds.push(wall / 1000.0);
+        }
+    }
+    Ok((tokens, seconds))
 }

@@ -1,151 +1,176 @@
 //! SVG figures with plotters. The SVG backend writes text as <text> elements, so no font
 //! library is needed; the same inputs give byte-identical SVG.
+//!
+//! One kind of figure, made for reading without the table: a row per cell, labelled by the
+//! parameters that vary, every run as a point, the mean as a tall tick and its 95% interval as
+//! a line through it, on light gridlines. Bars with whiskers hide how many runs there were and
+//! how they spread; points do not.
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-/// One bar, optionally with an interval (e.g. the 95% CI of the mean).
+/// One row: a cell's runs, their mean and its interval.
 #[derive(Debug, Clone)]
-pub struct Bar {
+pub struct Row {
     pub label: String,
-    pub value: f64,
+    pub runs: Vec<f64>,
+    pub mean: f64,
     pub interval: Option<(f64, f64)>,
+    /// Which series the row belongs to, for its colour (rows of one cell, two metrics).
+    pub series: usize,
 }
 
-/// One distribution summary: whisker min..max, box median..p95, a tick at the median.
-#[derive(Debug, Clone)]
-pub struct Spread {
-    pub label: String,
-    pub min: f64,
-    pub median: f64,
-    pub p95: f64,
-    pub max: f64,
-}
-
-const SIZE: (u32, u32) = (760, 380);
+const WIDTH: u32 = 820;
+const ROW_HEIGHT: u32 = 44;
+const SERIES: [RGBColor; 2] = [RGBColor(52, 101, 164), RGBColor(206, 92, 0)];
 
 fn err(e: impl std::fmt::Display) -> String {
     format!("drawing a figure: {e}")
 }
 
-/// The x axis names cells by their short labels (C1, C2, ...); the report's tables say which is which.
-fn cell_label(labels: &[String]) -> impl Fn(&f64) -> String + '_ {
-    move |x| {
-        let i = x.round();
-        if (x - i).abs() < 1e-9 && i >= 0.0 {
-            labels.get(i as usize).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
+/// The x range: every point and interval end, padded, starting at 0 when the data is
+/// positive and 0 is not far off (so ratios between cells read true).
+fn x_range(rows: &[Row]) -> (f64, f64) {
+    let values = rows.iter().flat_map(|r| {
+        r.runs
+            .iter()
+            .copied()
+            .chain([r.mean])
+            .chain(r.interval.into_iter().flat_map(|(l, h)| [l, h]))
+    });
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
     }
+    let span = (hi - lo).max(hi.abs() * 0.05).max(1e-9);
+    let pad = span * 0.08;
+    let lo = if lo >= 0.0 && lo < 0.5 * hi {
+        0.0
+    } else if lo >= 0.0 {
+        (lo - pad).max(0.0)
+    } else {
+        lo - pad
+    };
+    (lo, hi + pad)
 }
 
-fn upper(values: impl Iterator<Item = f64>) -> f64 {
-    let max = values.filter(|v| v.is_finite()).fold(0.0, f64::max);
-    if max > 0.0 { max * 1.15 } else { 1.0 }
+/// Where the k-th of n runs sits above or below its row's line, so that equal values stay
+/// visible (deterministic, not random: the same data gives the same SVG).
+fn jitter(k: usize, n: usize) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let slots = n.min(7);
+    let slot = k % slots;
+    (slot as f64 / (slots - 1) as f64 - 0.5) * 0.36
+}
+
+/// An axis tick without trailing zeros (50, not 50.0; 0.35, not 0.350).
+fn tick(v: f64) -> String {
+    let text = format!("{v:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.into()
+    }
 }
 
 type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// One chart with a cell per x position (labelled), a y axis from 0 to `top`, and whatever
-/// `draw` puts on it; returns the SVG.
-fn cell_chart(
-    title: &str,
-    y_label: &str,
-    labels: &[String],
-    top: f64,
-    draw: impl FnOnce(&mut Chart<'_>) -> Result<(), String>,
-) -> Result<String, String> {
+fn draw_rows(chart: &mut Chart<'_>, rows: &[Row]) -> Result<(), String> {
+    let n = rows.len();
+    let y = |i: usize| (n - 1 - i) as f64;
+    for (i, row) in rows.iter().enumerate() {
+        let color = SERIES[row.series % SERIES.len()];
+        chart
+            .draw_series(
+                row.runs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(k, v)| {
+                        Circle::new(
+                            (*v, y(i) + jitter(k, row.runs.len())),
+                            3,
+                            color.mix(0.55).filled(),
+                        )
+                    }),
+            )
+            .map_err(err)?;
+        if let Some((low, high)) = row.interval.filter(|(l, h)| l.is_finite() && h.is_finite()) {
+            chart
+                .draw_series([PathElement::new(
+                    vec![(low, y(i)), (high, y(i))],
+                    BLACK.stroke_width(2),
+                )])
+                .map_err(err)?;
+        }
+        if row.mean.is_finite() {
+            chart
+                .draw_series([PathElement::new(
+                    vec![(row.mean, y(i) - 0.32), (row.mean, y(i) + 0.32)],
+                    BLACK.stroke_width(3),
+                )])
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The figure: `title` above, `x_label` under the value axis, one row per entry.
+pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String, String> {
+    let n = rows.len().max(1);
+    let label_chars = rows
+        .iter()
+        .map(|r| r.label.chars().count())
+        .max()
+        .unwrap_or(4);
+    // About 6.5 px per character of 12 px sans-serif, within bounds.
+    let label_width = ((label_chars as f64 * 6.5) as u32 + 16).clamp(60, 380);
+    let height = 96 + ROW_HEIGHT * n as u32;
+    let (lo, hi) = x_range(rows);
+    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let n = labels.len().max(1) as f64;
-        let x_label = cell_label(labels);
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", 17))
             .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.5..n - 0.5, 0.0..top)
+            .x_label_area_size(40)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(lo..hi, -0.5..n as f64 - 0.5)
             .map_err(err)?;
+        let row_label = |y: &f64| {
+            let i = y.round();
+            if (y - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[labels.len() - 1 - i as usize].clone()
+            } else {
+                String::new()
+            }
+        };
         chart
             .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(labels.len().max(1))
-            .x_label_formatter(&x_label)
-            .x_desc("cell")
-            .y_desc(y_label)
+            .disable_y_mesh()
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(228, 228, 228))
+            .x_label_formatter(&|v: &f64| tick(*v))
+            .axis_style(RGBColor(150, 150, 150))
+            .y_labels(n)
+            .y_label_formatter(&row_label)
+            .y_label_style(("sans-serif", 12))
+            .x_desc(x_label)
             .draw()
             .map_err(err)?;
-        draw(&mut chart)?;
+        draw_rows(&mut chart, rows)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
-}
-
-/// Bars per cell with their intervals.
-pub fn bars(title: &str, y_label: &str, bars: &[Bar]) -> Result<String, String> {
-    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
-    let top = upper(
-        bars.iter()
-            .map(|b| b.interval.map_or(b.value, |(_, h)| h.max(b.value))),
-    );
-    cell_chart(title, y_label, &labels, top, |chart| {
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let x = i as f64;
-                Rectangle::new(
-                    [(x - 0.35, 0.0), (x + 0.35, b.value)],
-                    RGBColor(70, 110, 180).filled(),
-                )
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
-                let (low, high) = b.interval?;
-                (low.is_finite() && high.is_finite()).then(|| {
-                    ErrorBar::new_vertical(i as f64, low, b.value, high, BLACK.stroke_width(2), 12)
-                })
-            }))
-            .map_err(err)?;
-        Ok(())
-    })
-}
-
-/// Distributions per cell: whisker from min to max, box from median to p95, a tick at the median.
-pub fn spreads(title: &str, y_label: &str, spreads: &[Spread]) -> Result<String, String> {
-    let labels: Vec<String> = spreads.iter().map(|s| s.label.clone()).collect();
-    let top = upper(spreads.iter().map(|s| s.max));
-    cell_chart(title, y_label, &labels, top, |chart| {
-        chart
-            .draw_series(spreads.iter().enumerate().map(|(i, s)| {
-                PathElement::new(
-                    vec![(i as f64, s.min), (i as f64, s.max)],
-                    BLACK.stroke_width(1),
-                )
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(spreads.iter().enumerate().map(|(i, s)| {
-                let x = i as f64;
-                Rectangle::new(
-                    [(x - 0.25, s.median), (x + 0.25, s.p95)],
-                    RGBColor(220, 140, 60).filled(),
-                )
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(spreads.iter().enumerate().map(|(i, s)| {
-                let x = i as f64;
-                PathElement::new(
-                    vec![(x - 0.3, s.median), (x + 0.3, s.median)],
-                    BLACK.stroke_width(3),
-                )
-            }))
-            .map_err(err)?;
-        Ok(())
-    })
 }
 
 #[cfg(test)]
@@ -176,68 +201,70 @@ mod tests {
         stack.is_empty()
     }
 
-    #[test]
-    fn bar_chart_is_well_formed_deterministic_and_contains_its_series() {
-        let data = vec![
-            Bar {
-                label: "C1".into(),
-                value: 90.0,
-                interval: Some((85.0, 95.0)),
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                label: "max_tokens=32, single".into(),
+                runs: vec![70.0, 75.0, 80.0, 76.0, 77.0],
+                mean: 75.6,
+                interval: Some((71.0, 80.0)),
+                series: 0,
             },
-            Bar {
-                label: "C2".into(),
-                value: 70.0,
+            Row {
+                label: "max_tokens=32, 2 agents, shared".into(),
+                runs: vec![40.0, 41.0, 39.5],
+                mean: 40.2,
                 interval: None,
+                series: 1,
             },
-            Bar {
-                label: "C3".into(),
-                value: 80.0,
-                interval: Some((78.0, 82.0)),
-            },
-        ];
-        let svg = bars("Decode throughput", "tok/s", &data).unwrap();
-        assert!(svg.starts_with("<svg") && well_formed(&svg), "{svg}");
-        assert_eq!(
-            svg,
-            bars("Decode throughput", "tok/s", &data).unwrap(),
-            "byte-identical"
-        );
-        // Background, plot area and one rect per bar at least.
-        assert!(
-            svg.matches("<rect").count() > 3,
-            "the background and one rect per bar"
-        );
-        for label in ["C1", "C2", "C3", "Decode throughput", "tok/s"] {
-            assert!(svg.contains(label), "missing {label}");
-        }
-        let with_other_values = bars("Decode throughput", "tok/s", &data[..2]).unwrap();
-        assert_ne!(svg, with_other_values);
+        ]
     }
 
     #[test]
-    fn spread_chart_draws_whiskers_and_boxes() {
-        let data = vec![
-            Spread {
-                label: "C1".into(),
-                min: 10.0,
-                median: 20.0,
-                p95: 30.0,
-                max: 45.0,
-            },
-            Spread {
-                label: "C2".into(),
-                min: 12.0,
-                median: 18.0,
-                p95: 25.0,
-                max: 28.0,
-            },
-        ];
-        let svg = spreads("TTFT", "ms", &data).unwrap();
-        assert!(well_formed(&svg));
-        assert!(
-            svg.matches("<polyline").count() >= 4,
-            "two whiskers and two median ticks"
+    fn every_run_is_a_point_with_the_mean_and_its_interval() {
+        let data = rows();
+        let svg = runs_per_cell("Decode throughput", "tok/s", &data).unwrap();
+        assert!(svg.starts_with("<svg") && well_formed(&svg), "{svg}");
+        assert_eq!(
+            svg,
+            runs_per_cell("Decode throughput", "tok/s", &data).unwrap(),
+            "byte-identical"
         );
-        assert!(svg.contains("TTFT") && svg.contains("C2"));
+        assert_eq!(svg.matches("<circle").count(), 8, "one point per run");
+        // One interval line and two mean ticks, besides the axes and gridlines.
+        assert!(svg.matches("stroke-width=\"3\"").count() >= 2, "mean ticks");
+        for label in [
+            "max_tokens=32, single",
+            "2 agents, shared",
+            "Decode throughput",
+            "tok/s",
+        ] {
+            assert!(svg.contains(label), "missing {label}");
+        }
+        assert_ne!(
+            svg,
+            runs_per_cell("Decode throughput", "tok/s", &data[..1]).unwrap()
+        );
+    }
+
+    #[test]
+    fn ticks_lose_trailing_zeros() {
+        assert_eq!(
+            (tick(50.0), tick(0.35), tick(-0.0), tick(2.5e-5)),
+            ("50".into(), "0.35".into(), "0".into(), "0".into())
+        );
+    }
+
+    #[test]
+    fn the_axis_starts_at_zero_only_when_zero_is_near() {
+        let mut data = rows();
+        assert_eq!(x_range(&data).0, 0.0, "40 and 80: from zero");
+        data[1].runs = vec![96.0, 97.0];
+        data[1].mean = 96.5;
+        data[0].runs = vec![99.0, 99.5];
+        data[0].mean = 99.2;
+        data[0].interval = Some((98.9, 99.6));
+        let (lo, hi) = x_range(&data);
+        assert!(lo > 90.0 && hi < 100.5, "{lo}..{hi}: zoomed to the data");
     }
 }

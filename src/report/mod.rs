@@ -130,6 +130,11 @@ struct CellView {
     contended: Option<u32>,
     agents_compared: Option<u32>,
     cost: Option<analysis::cost::CellCost>,
+    /// The cell's name in figures: the values of the axes that vary between the cells.
+    figure_label: String,
+    /// Per metric, each run's value, for figures.
+    #[serde(skip)]
+    run_values: BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Serialize)]
@@ -299,9 +304,63 @@ fn threats(
     out
 }
 
+/// A cell's name in figures: the values of the axes that vary between `cells`, short
+/// (`max_tokens=32, 2 agents, shared`), so a figure can be read without the table.
+fn figure_labels(cells: &[&serde_json::Map<String, serde_json::Value>]) -> Vec<String> {
+    let axes: Vec<&String> = cells
+        .first()
+        .map(|c| c.keys().collect())
+        .unwrap_or_default();
+    let varying: Vec<&String> = axes
+        .into_iter()
+        .filter(|axis| cells.iter().any(|c| c.get(*axis) != cells[0].get(*axis)))
+        .collect();
+    cells
+        .iter()
+        .map(|c| {
+            let parts: Vec<String> = varying
+                .iter()
+                .filter_map(|axis| c.get(*axis).map(|v| short_value(axis, v)))
+                .collect();
+            if parts.is_empty() {
+                "all runs".to_owned()
+            } else {
+                parts.join(", ")
+            }
+        })
+        .collect()
+}
+
+/// An axis value in a figure label: scenarios by their shape, other axes as `axis=value`.
+fn short_value(axis: &str, v: &serde_json::Value) -> String {
+    if axis == "scenario" {
+        let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("single");
+        let agents = v.get("agents").and_then(|a| a.as_u64()).unwrap_or(1);
+        let placement = v.get("placement").and_then(|p| p.as_str());
+        let shape = match placement {
+            Some("server-per-agent") => ", a server each",
+            Some(_) => ", one server",
+            None => "",
+        };
+        return match kind {
+            "single" => "single agent".to_owned(),
+            "concurrent" => format!("{agents} agents{shape}"),
+            "workflow" => format!("workflow x{agents}{shape}"),
+            "command" => format!("program x{agents}{shape}"),
+            other => other.to_owned(),
+        };
+    }
+    format!("{axis}={}", display_value(v))
+}
+
 /// The report's figures, drawn from its cells: (figure views for the template, file -> SVG).
-/// A figure whose values no cell has is left out.
-fn draw_figures(id: &str, cells: &[CellView]) -> Result<(Vec<Figure>, FigureFiles), ReportError> {
+/// A figure whose values no cell has is left out. Each shows every run as a point with the
+/// cell's mean and 95% interval.
+fn draw_figures(
+    id: &str,
+    cells: &[CellView],
+    hourly_usd: Option<f64>,
+) -> Result<(Vec<Figure>, FigureFiles), ReportError> {
     let mut views = Vec::new();
     let mut files = Vec::new();
     let mut add =
@@ -315,70 +374,86 @@ fn draw_figures(id: &str, cells: &[CellView]) -> Result<(Vec<Figure>, FigureFile
             Ok(())
         };
     let summary = |c: &CellView, metric: &str| c.metrics.get(metric).cloned().flatten();
-    let bars = |metric: &str, scale: f64| -> Vec<figures::Bar> {
+    // A cell's row of `metric` (times `scale`), or None when it has no values.
+    let row = |c: &CellView, metric: &str, scale: f64, series: usize, suffix: &str| {
+        summary(c, metric).map(|s| figures::Row {
+            label: format!("{}{suffix}", c.figure_label),
+            runs: c
+                .run_values
+                .get(metric)
+                .map(|v| v.iter().map(|x| x * scale).collect())
+                .unwrap_or_default(),
+            mean: s.mean * scale,
+            interval: Some((s.ci_low * scale, s.ci_high * scale)),
+            series,
+        })
+    };
+    let rows = |metric: &str| -> Vec<figures::Row> {
         cells
             .iter()
-            .filter_map(|c| {
-                summary(c, metric).map(|s| figures::Bar {
-                    label: format!("C{}", c.n),
-                    value: s.mean * scale,
-                    interval: Some((s.ci_low * scale, s.ci_high * scale)),
-                })
-            })
+            .filter_map(|c| row(c, metric, 1.0, 0, ""))
             .collect()
     };
-    let throughput = bars("decode_tok_s", 1.0);
+    let throughput = rows("decode_tok_s");
     if !throughput.is_empty() {
         add(
             format!("{id}-throughput.svg"),
-            "Decode throughput per cell (mean, 95% CI).",
-            figures::bars("Decode throughput per cell", "tok/s", &throughput),
+            "Decode throughput: each run (a point; a multi-agent run's mean), the cell's mean (tick) and its 95% CI (line).",
+            figures::runs_per_cell("Decode throughput per run", "tok/s", &throughput),
         )?;
     }
-    let ttft: Vec<figures::Spread> = cells
-        .iter()
-        .filter_map(|c| {
-            summary(c, "ttft_ms").map(|s| figures::Spread {
-                label: format!("C{}", c.n),
-                min: s.min,
-                median: s.median,
-                p95: s.p95,
-                max: s.max,
-            })
-        })
-        .collect();
+    let ttft = rows("ttft_ms");
     if !ttft.is_empty() {
         add(
             format!("{id}-ttft.svg"),
-            "Time to first token per cell: whisker min to max, box median to p95.",
-            figures::spreads("Time to first token", "ms", &ttft),
+            "Time to first token: each run (a point; a multi-agent run's mean), the cell's mean (tick) and its 95% CI (line).",
+            figures::runs_per_cell("Time to first token per run", "ms", &ttft),
         )?;
     }
-    // Only concurrent cells have an efficiency; shown in percent.
-    let efficiency = bars("parallel_efficiency", 100.0);
+    // Only concurrent cells have efficiencies: both, one above the other, in percent.
+    let efficiency: Vec<figures::Row> = cells
+        .iter()
+        .flat_map(|c| {
+            [
+                row(c, "parallel_efficiency", 100.0, 0, " · overlap"),
+                row(c, "scaling_efficiency", 100.0, 1, " · scaling"),
+            ]
+        })
+        .flatten()
+        .collect();
     if !efficiency.is_empty() {
         add(
             format!("{id}-efficiency.svg"),
-            "Parallel efficiency of the concurrent groups (mean, 95% CI).",
-            figures::bars("Parallel efficiency", "%", &efficiency),
+            "Efficiency of the concurrent groups, per run: overlap (parallel) efficiency in blue, scaling efficiency (aggregate throughput over N lone agents') in orange; mean (tick) and 95% CI (line).",
+            figures::runs_per_cell("Overlap and scaling efficiency per run", "%", &efficiency),
         )?;
     }
-    let costs: Vec<figures::Bar> = cells
+    let costs: Vec<figures::Row> = cells
         .iter()
         .filter_map(|c| {
             let k = c.cost.as_ref()?;
-            Some(figures::Bar {
-                label: format!("C{}", c.n),
-                value: k.usd_per_1m?,
+            let hourly = hourly_usd?;
+            let per_run = c.run_values.get("aggregate_tok_s").map(|rates| {
+                rates
+                    .iter()
+                    .filter(|r| **r > 0.0)
+                    .map(|r| analysis::cost::usd_per_million(hourly, *r))
+                    .collect()
+            });
+            Some(figures::Row {
+                label: c.figure_label.clone(),
+                runs: per_run.unwrap_or_default(),
+                mean: k.usd_per_1m?,
                 interval: k.usd_per_1m_ci_low.zip(k.usd_per_1m_ci_high),
+                series: 0,
             })
         })
         .collect();
     if !costs.is_empty() {
         add(
             format!("{id}-cost.svg"),
-            "On-demand cost per 1M output tokens per cell (from the throughput CI).",
-            figures::bars("Cost per 1M tokens", "USD", &costs),
+            "On-demand cost per 1M output tokens: each run's (a point), and the cell's from total tokens over total time (tick) with its 95% CI (line).",
+            figures::runs_per_cell("Cost per 1M output tokens per run", "USD", &costs),
         )?;
     }
     Ok((views, files))
@@ -427,7 +502,20 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                 contended: contention.map(|c| c.contended),
                 agents_compared: contention.map(|c| c.agents),
                 cost: a.cost.iter().find(|c| c.cell == cell).cloned(),
+                figure_label: String::new(),
+                run_values: a
+                    .metrics
+                    .iter()
+                    .filter(|m| m.cell == cell && !m.run_values.is_empty())
+                    .map(|m| (m.metric.clone(), m.run_values.clone()))
+                    .collect(),
             });
+        }
+        let order = a.cells_in_order();
+        let params: Vec<&serde_json::Map<String, serde_json::Value>> =
+            order.iter().map(|&c| &a.cells[c].params).collect();
+        for (view, label) in cells.iter_mut().zip(figure_labels(&params)) {
+            view.figure_label = label;
         }
     }
     let status = registry.effective_status(&spec.id);
@@ -571,7 +659,8 @@ pub fn render(
         claims,
         footer,
     } = context(root, registry, loaded)?;
-    let (views, figures) = draw_figures(&loaded.spec.id, &cells)?;
+    let hourly_usd = ctx["cost_profile"]["hourly_usd"].as_f64();
+    let (views, figures) = draw_figures(&loaded.spec.id, &cells, hourly_usd)?;
     ctx["figures"] = serde_json::json!(views);
     let ctx = Value::from(Serde(ctx));
     let tmpl = env

@@ -43,6 +43,7 @@ pub const RUN_METRICS: &[&str] = &[
 /// Derived per cell by the analysis.
 pub const DERIVED_METRICS: &[&str] = &[
     "contention_rate",
+    "scaling_efficiency",
     "degraded_rate",
     "usd_per_1m_tokens",
     "spot_usd_per_1m_tokens",
@@ -62,4 +63,21 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 
 pub fn is_known(name: &str) -> bool {
     all().any(|m| m == name)
+}
+
+/// The scale a metric's interval is taken on (`stats::mean_interval`): fractions in [0, 1] on
+/// the logit scale, quantities that can be negative (differences between two clocks) on the
+/// linear one, and everything else, which is never negative, on the log scale (scaling
+/// efficiency among them: N agents can beat N lone ones, so it is not bounded by 1).
+pub fn scale(name: &str) -> crate::stats::Scale {
+    use crate::stats::Scale;
+    match name {
+        "parallel_efficiency"
+        | "scaling_efficiency"
+        | "quality_score"
+        | "contention_rate"
+        | "degraded_rate" => Scale::Logit,
+        "prefill_overhead_ms" | "decode_overhead_ms" => Scale::Linear,
+        _ => Scale::Log,
+    }
 }

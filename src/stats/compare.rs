@@ -92,6 +92,21 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     Some((u, (2.0 * (1.0 - normal.cdf(z.max(0.0)))).min(1.0)))
 }
 
+/// Mann-Whitney U of `a` and its two-sided p-value: exact (the null distribution counted,
+/// scipy's `method="exact"`) when no value is tied and the samples are small enough to count,
+/// else the normal approximation of [`mann_whitney_u`]. At 5 runs per arm the approximation
+/// is off by a factor of about 1.5 (0.0122 for an exact 0.0079).
+pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    let (u, asymptotic) = mann_whitney_u(a, b)?;
+    let mut all: Vec<f64> = a.iter().chain(b).copied().collect();
+    all.sort_by(f64::total_cmp);
+    let tied = all.windows(2).any(|w| w[0] == w[1]);
+    let exact = (!tied)
+        .then(|| super::interval::mann_whitney_exact_p(u, a.len(), b.len()))
+        .flatten();
+    Some((u, exact.unwrap_or(asymptotic)))
+}
+
 /// Holm's step-down adjustment of a family of p-values, returned in the input order.
 pub fn holm(p: &[f64]) -> Vec<f64> {
     let m = p.len();
@@ -220,9 +235,7 @@ pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
         welch_df: welch.map(|w| w.1),
         p_value: welch.map(|w| w.2),
         hedges_g: hedges_g(a, b),
-        mann_whitney: (n_a >= 4 && n_b >= 4)
-            .then(|| mann_whitney_u(a, b))
-            .flatten(),
+        mann_whitney: (n_a >= 4 && n_b >= 4).then(|| mann_whitney(a, b)).flatten(),
         verdict,
         warnings,
     }

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use super::interval::{Scale, mean_interval};
+
 /// Percentile `p` (0..=100) of already sorted data, interpolating linearly between the two
 /// nearest ranks (numpy's default "linear" method). `None` for empty input.
 pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
@@ -105,6 +107,11 @@ pub struct Summary {
     pub ci_low: f64,
     pub ci_high: f64,
     pub outliers: usize,
+    /// The independent units behind the spread and the interval: runs. Equal to `n` where
+    /// each run gives one value; fewer where a run gives one per agent.
+    pub runs: usize,
+    /// The scale the interval was taken on.
+    pub scale: Scale,
 }
 
 /// Summary of the finite values in `data`; `None` when there are none.
@@ -154,7 +161,46 @@ pub fn summarize_in_place(values: &mut [f64]) -> Option<Summary> {
         ci_low: mean - half,
         ci_high: mean + half,
         outliers,
+        runs: n,
+        scale: Scale::Linear,
     })
+}
+
+/// `summary` with its spread (std, CV) and its 95% interval taken from `runs`, one value per
+/// independent run, on `scale`: the run is the replication unit, so the requests of one
+/// multi-agent run, which share its contention, do not count as replicates. A log-scale metric
+/// with a zero among its runs (a count, a gap) gets the linear interval with its lower bound
+/// held at zero, the bound of the quantity.
+pub fn with_run_spread(mut summary: Summary, runs: &[f64], scale: Scale) -> Summary {
+    let n = runs.len();
+    summary.runs = n;
+    let (std, cv) = if n > 1 {
+        let mean = compensated_sum(runs.iter().copied()) / n as f64;
+        let std =
+            (compensated_sum(runs.iter().map(|x| (x - mean) * (x - mean))) / (n - 1) as f64).sqrt();
+        (std, std / mean)
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    summary.std = std;
+    summary.cv = cv;
+    let constant = runs.windows(2).all(|w| w[0] == w[1]);
+    let (scale, interval) = match scale {
+        // No spread: the interval is the value itself on any scale (the logit squeeze would
+        // otherwise move a constant 0 or 1 off its value).
+        _ if constant && n > 1 => (scale, Some((runs[0], runs[0]))),
+        Scale::Log if runs.iter().any(|v| *v <= 0.0) => (
+            Scale::Linear,
+            mean_interval(runs, Scale::Linear, 0.95).map(|i| (i.low.max(0.0), i.high)),
+        ),
+        _ => (
+            scale,
+            mean_interval(runs, scale, 0.95).map(|i| (i.low, i.high)),
+        ),
+    };
+    summary.scale = scale;
+    (summary.ci_low, summary.ci_high) = interval.unwrap_or((f64::NAN, f64::NAN));
+    summary
 }
 
 /// Neumaier's compensated sum: a plain running sum of 100,000 copies of 1.2 is off in the

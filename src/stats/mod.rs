@@ -6,10 +6,12 @@ mod compare;
 mod describe;
 mod interval;
 
-pub use compare::{Comparison, Verdict, compare, hedges_g, holm, mann_whitney_u, welch_t};
+pub use compare::{
+    Comparison, Verdict, compare, hedges_g, holm, mann_whitney, mann_whitney_u, welch_t,
+};
 pub use describe::{
     Summary, clustered_t_ci_half_width, mad_outliers, percentile, percentile_sorted, summarize,
-    summarize_in_place, t_ci_half_width,
+    summarize_in_place, t_ci_half_width, with_run_spread,
 };
 pub use interval::{
     Interval, PairedRatio, Scale, mann_whitney_exact_p, mean_interval, paired_log_ratio,
