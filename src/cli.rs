@@ -252,6 +252,8 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
     let (registry, problems) = Registry::load(root);
     let mut shown = Diagnostics::default();
     let mut checked: Vec<String> = Vec::new();
+    // Warnings of files checked outside the registry.
+    let mut outside: Vec<Diagnostic> = Vec::new();
     if files.is_empty() {
         shown = problems;
         checked.extend(registry.specs.keys().cloned());
@@ -293,7 +295,10 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
                 }
             } else {
                 match spec::load(file) {
-                    Ok(s) => checked.push(s.spec.id),
+                    Ok(s) => {
+                        outside.extend(s.warnings.iter().cloned());
+                        checked.push(s.spec.id);
+                    }
                     Err(e) => shown.0.extend(e.0),
                 }
             }
@@ -330,6 +335,16 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
     }
     lines.push_str(&format!("{} spec(s) valid\n", checked.len()));
     print_out(&lines);
+    // What may mislead, for the specs checked: on stderr, not failing validation.
+    let warnings: Vec<&Diagnostic> = checked
+        .iter()
+        .filter_map(|id| registry.specs.get(id))
+        .flat_map(|s| &s.warnings)
+        .chain(&outside)
+        .collect();
+    for w in &warnings {
+        eprintln!("{w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

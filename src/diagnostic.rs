@@ -27,6 +27,9 @@ pub struct Diagnostic {
     /// The offending source line, for the caret snippet.
     #[serde(skip)]
     pub snippet: Option<String>,
+    /// A warning says what may mislead but does not stop anything.
+    #[serde(skip)]
+    pub warning: bool,
 }
 
 impl Diagnostic {
@@ -38,7 +41,14 @@ impl Diagnostic {
             message: message.into(),
             help: None,
             snippet: None,
+            warning: false,
         }
+    }
+
+    /// The same, as a warning.
+    pub fn as_warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     pub fn in_file(mut self, file: impl AsRef<Path>) -> Self {
@@ -83,7 +93,8 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        let kind = if self.warning { "warning" } else { "error" };
+        writeln!(f, "{kind}: {}", self.message)?;
         if let Some(place) = self.place() {
             writeln!(f, "  --> {place}")?;
         }

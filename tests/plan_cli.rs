@@ -190,3 +190,29 @@ fn catalogue_plans_match_the_seed_run_counts() {
         );
     }
 }
+
+/// A claim over cells that differ in an axis pools them: validation says so, with the place,
+/// and stays quiet once the claim says `pool: true`.
+#[test]
+fn a_claim_pooling_cells_is_a_warning_until_it_says_so() {
+    let claim = "claims:\n  - id: fast\n    metric: decode_tok_s\n    where: {scenario: {kind: single}}\n    assert: \"mean > 10\"\n";
+    let dir = project(&[("TR900.yaml", &format!("{SWEEP}{claim}"))]);
+    let out = banterhearts(dir.path(), &["validate"]);
+    assert_eq!(
+        out.code, 0,
+        "a warning does not fail validation: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("warning: claim `fast` pools cells that differ in temperature (0.6, 0.8, 1.0, 1.2) and top_k (1024, 512, 2048)")
+            && out.stderr.contains("TR900.yaml:21:5")
+            && out.stderr.contains("add `pool: true` if pooling is meant"),
+        "{}",
+        out.stderr
+    );
+    let pooled = claim.replace("    assert:", "    pool: true\n    assert:");
+    let dir = project(&[("TR900.yaml", &format!("{SWEEP}{pooled}"))]);
+    let out = banterhearts(dir.path(), &["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+}

@@ -48,6 +48,9 @@ pub struct ClaimCheck {
     pub outcome: Outcome,
     /// How the figure was derived and why the claim holds or fails, in one or two sentences.
     pub detail: String,
+    /// What the claim's figures pool (`max_tokens 32 and 64`); empty when each side is one
+    /// configuration.
+    pub pooled: String,
 }
 
 /// One side of a claim: a figure with where it came from.
@@ -323,6 +326,19 @@ fn evaluate_one(
         basis: basis_of,
         outcome,
         detail: notes.join("; "),
+        pooled: frames.map_or_else(String::new, |f| {
+            let cells: Vec<IndexMap<String, Value>> = f
+                .cells
+                .iter()
+                .map(|c| {
+                    c.params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .collect();
+            crate::spec::claim::pooled_text(&crate::spec::claim::pooled_axes(claim, &cells))
+        }),
     })
 }
 

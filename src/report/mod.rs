@@ -591,6 +591,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "id": spec.id, "title": spec.title, "phase": spec.phase, "question": spec.question,
             "status": status.as_ref().map(|s| s.label()).unwrap_or_default(), "declared_status": spec.status.to_string(),
             "successor": successor, "predecessor": predecessor,
+            "revisions": spec.report.as_ref().map(|r| r.revisions.clone()).unwrap_or_default(),
         },
         "method": {
             "axes": loaded.matrix.axes.iter().map(|(k, v)| serde_json::json!({"name": k, "values": v.iter().map(display_value).collect::<Vec<_>>()})).collect::<Vec<_>>(),

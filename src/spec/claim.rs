@@ -263,6 +263,48 @@ impl Assertion {
     }
 }
 
+/// The axes a claim pools: those whose values differ among the cells one of its sides takes
+/// in (`where`, merged with `compare.a` or `compare.b` when it compares), each with its values.
+/// `cells` are the parameters of every cell.
+pub fn pooled_axes(
+    claim: &super::Claim,
+    cells: &[indexmap::IndexMap<String, serde_json::Value>],
+) -> Vec<(String, Vec<serde_json::Value>)> {
+    let sides: Vec<indexmap::IndexMap<String, serde_json::Value>> = match &claim.compare {
+        Some(cmp) => [&cmp.a, &cmp.b]
+            .into_iter()
+            .filter(|side| !side.contains_key("recorded"))
+            .map(|side| {
+                let mut sel = claim.selection.clone();
+                sel.extend(side.iter().map(|(k, v)| (k.clone(), v.clone())));
+                sel
+            })
+            .collect(),
+        None => vec![claim.selection.clone()],
+    };
+    let mut pooled: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for sel in &sides {
+        for (axis, values) in super::matrix::pooled_axes(cells, sel) {
+            if !pooled.iter().any(|(a, _)| *a == axis) {
+                pooled.push((axis, values));
+            }
+        }
+    }
+    pooled
+}
+
+/// `max_tokens 32 and 64; temperature 0.6 and 0.8`: pooled axes in a sentence.
+pub fn pooled_text(pooled: &[(String, Vec<serde_json::Value>)]) -> String {
+    pooled
+        .iter()
+        .map(|(axis, values)| {
+            let values: Vec<String> = values.iter().map(super::matrix::display_value).collect();
+            format!("{axis} {}", values.join(" and "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

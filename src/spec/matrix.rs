@@ -20,6 +20,35 @@ pub struct Cell {
     pub params: IndexMap<String, Value>,
 }
 
+/// The axes whose values differ among the cells `selection` picks, each with its values in
+/// order of first appearance: what a statistic over that selection pools.
+pub fn pooled_axes<'c>(
+    cells: impl IntoIterator<Item = &'c IndexMap<String, Value>>,
+    selection: &IndexMap<String, Value>,
+) -> Vec<(String, Vec<Value>)> {
+    let mut seen: Vec<(String, Vec<Value>)> = Vec::new();
+    for params in cells {
+        if !selection
+            .iter()
+            .all(|(k, v)| params.get(k).is_some_and(|w| values_equal(v, w)))
+        {
+            continue;
+        }
+        for (axis, value) in params {
+            match seen.iter_mut().find(|(a, _)| a == axis) {
+                Some((_, values)) => {
+                    if !values.iter().any(|v| values_equal(v, value)) {
+                        values.push(value.clone());
+                    }
+                }
+                None => seen.push((axis.clone(), vec![value.clone()])),
+            }
+        }
+    }
+    seen.retain(|(_, values)| values.len() > 1);
+    seen
+}
+
 /// Why a matrix could not be expanded; the index says which exclude/include entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MatrixError {

@@ -25,6 +25,8 @@ pub struct LoadedSpec {
     pub matrix: Matrix,
     pub cells: Vec<Cell>,
     pub source_map: SourceMap,
+    /// What may mislead in the spec without making it invalid (a claim pooling cells).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl LoadedSpec {
@@ -51,7 +53,11 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Diagnostics> {
 pub fn parse(path: &Path, source: String) -> Result<LoadedSpec, Diagnostics> {
     let spec: Spec = yaml_serde::from_str(&source).map_err(|e| yaml_error(path, &source, &e))?;
     let source_map = SourceMap::new(&source);
-    let (matrix, cells) = validate::check(path, &source, &source_map, &spec)?;
+    let validate::Checked {
+        matrix,
+        cells,
+        warnings,
+    } = validate::check(path, &source, &source_map, &spec)?;
     Ok(LoadedSpec {
         path: path.to_path_buf(),
         source,
@@ -59,6 +65,7 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedSpec, Diagnostics> {
         matrix,
         cells,
         source_map,
+        warnings,
     })
 }
 

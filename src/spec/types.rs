@@ -272,6 +272,10 @@ pub struct Claim {
     /// into months.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
+    /// The claim pools cells that differ in some axis on purpose (validation warns otherwise);
+    /// the report names the axes pooled either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
 }
 
 /// How a claim's figure is computed from its sides (a, b) or from `of`.
@@ -310,6 +314,19 @@ pub struct ReportSettings {
     /// One line for the reports index; may use template expressions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_finding: Option<String>,
+    /// Changes to the report after it was first published, and why: a claim re-stated when a
+    /// better analysis of the same data changed what it supports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<Revision>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    /// When, as YYYY-MM-DD.
+    pub date: String,
+    /// What changed and why.
+    pub change: String,
 }
 
 /// The order in which a plan's runs execute.

@@ -19,11 +19,17 @@ struct Checker<'a> {
     source: &'a str,
     map: &'a SourceMap,
     errors: Diagnostics,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
     fn error(&mut self, field: &str, message: impl Into<String>, help: impl Into<String>) {
         self.errors.push(self.diag(field, message).help(help));
+    }
+
+    fn warn(&mut self, field: &str, message: impl Into<String>, help: impl Into<String>) {
+        let d = self.diag(field, message).help(help).as_warning();
+        self.warnings.push(d);
     }
 
     /// Like `error` but points at the key rather than the value (for names that are wrong).
@@ -44,18 +50,26 @@ impl Checker<'_> {
     }
 }
 
-/// Runs every per-file check; on success returns the parsed matrix and its cells.
+/// What a spec that passed its checks is: its matrix, its cells, and what may mislead in it.
+pub(super) struct Checked {
+    pub matrix: Matrix,
+    pub cells: Vec<Cell>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Runs every per-file check; on success returns the parsed matrix, its cells and warnings.
 pub(super) fn check(
     path: &Path,
     source: &str,
     map: &SourceMap,
     spec: &Spec,
-) -> Result<(Matrix, Vec<Cell>), Diagnostics> {
+) -> Result<Checked, Diagnostics> {
     let mut c = Checker {
         path,
         source,
         map,
         errors: Diagnostics::default(),
+        warnings: Vec::new(),
     };
     check_identity(&mut c, spec);
     check_counts(&mut c, spec);
@@ -75,9 +89,14 @@ pub(super) fn check(
         check_agent_programs(&mut c, spec, matrix);
         check_workflow(&mut c, spec);
         check_claims(&mut c, spec, matrix, cells);
+        check_pooling(&mut c, spec, cells);
     }
     match (matrix, cells) {
-        (Some(m), Some(cells)) if c.errors.is_empty() => Ok((m, cells)),
+        (Some(matrix), Some(cells)) if c.errors.is_empty() => Ok(Checked {
+            matrix,
+            cells,
+            warnings: c.warnings,
+        }),
         _ => Err(c.errors),
     }
 }
@@ -763,6 +782,44 @@ fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]
                 );
             }
         }
+    }
+}
+
+/// A claim whose selection takes in cells that differ in some axis states a figure for all of
+/// them together, which can hold where no single cell does (TR124's efficiency claim held only
+/// with its 32- and 64-token cells pooled). Unless the claim says `pool: true`, that is a
+/// warning naming the axes.
+fn check_pooling(c: &mut Checker, spec: &Spec, cells: &[Cell]) {
+    for (i, claim) in spec.claims.iter().enumerate() {
+        if claim.pool || claim.metric.is_none() {
+            continue;
+        }
+        let params: Vec<IndexMap<String, Value>> = cells.iter().map(|c| c.params.clone()).collect();
+        let pooled = super::claim::pooled_axes(claim, &params);
+        if pooled.is_empty() {
+            continue;
+        }
+        let what: Vec<String> = pooled
+            .iter()
+            .map(|(axis, values)| {
+                let values: Vec<String> = values.iter().map(compact).collect();
+                format!("{axis} ({})", values.join(", "))
+            })
+            .collect();
+        let first = &pooled[0];
+        c.warn(
+            &index_path("claims", i),
+            format!(
+                "claim `{}` pools cells that differ in {}: its figure is for them together, and may hold where no single cell does",
+                claim.id,
+                what.join(" and ")
+            ),
+            format!(
+                "narrow `where` to one value (e.g. `{}: {}`), or add `pool: true` if pooling is meant",
+                first.0,
+                compact(&first.1[0])
+            ),
+        );
     }
 }
 
