@@ -138,3 +138,64 @@ fn both_ttfts_follow_the_pacers_reasoning_schedule_in_every_protocol() {
         assert_eq!(a["finish_reason"], "length");
     }
 }
+
+/// A busy machine is detected, not silently measured: while threads of this test process (not
+/// the runner, not a server it launched) burn every core, each run records their CPU time as
+/// background load, and the report names the runs.
+#[test]
+fn runs_under_background_load_are_recorded_and_named() {
+    let (mut pacer, url) = start_pacer(&["--ttft-ms", "20", "--itl-ms", "10", "--tokens", "60"]);
+    let spec = format!(
+        "id: TR959\ntitle: busy machine\nstatus: running\nquestion: is background load seen?\nbackends:\n  pacer: {{kind: llama-cpp, endpoints: [\"http://{url}\"]}}\nworkload: {{prompts: [x], max_tokens: 60}}\nrepetitions: 2\n"
+    );
+    let dir = project(&[("TR959.yaml", &spec)]);
+    common::copy_templates(dir.path());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let burners: Vec<_> = (0..cores)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                let mut x = 1u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < deadline
+                {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                }
+                std::hint::black_box(x);
+            })
+        })
+        .collect();
+    let out = banterhearts(dir.path(), &["run", "TR959", "--quiet"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in burners {
+        b.join().unwrap();
+    }
+    let _ = pacer.kill();
+    let _ = pacer.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR959");
+    for r in &records {
+        let share = r["background"]["share"].as_f64().unwrap();
+        assert!(
+            share > 0.3,
+            "every core was busy elsewhere: {}",
+            r["background"]
+        );
+    }
+    let report = banterhearts(dir.path(), &["report", "TR959"]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let text = std::fs::read_to_string(dir.path().join("reports/TR959.md")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ran while other processes used more than 10% of the CPUs"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let id = records[0]["run_id"].as_str().unwrap();
+    assert!(
+        line.starts_with("- C1: 2 of 2 runs") && line.contains(id),
+        "{line}"
+    );
+}

@@ -42,6 +42,13 @@ struct LeanRecord<'a> {
     servers: Vec<LeanServer>,
     #[serde(default)]
     gpu: Option<LeanGpu>,
+    #[serde(default)]
+    background: Option<LeanBackground>,
+}
+
+#[derive(Deserialize)]
+struct LeanBackground {
+    share: f64,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +261,7 @@ impl Columns {
             r.servers.iter().map(|s| s.rss_mb).reduce(f64::max),
             (!r.servers.is_empty()).then(|| r.servers.iter().map(|s| s.cpu_s).sum()),
             r.gpu.as_ref().and_then(|g| g.power_w),
+            r.background.as_ref().map(|b| b.share),
         ];
         for (column, v) in self.run_values.iter_mut().zip(values) {
             column.push(v);

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod frame;
 pub mod scaling;
 pub mod summary;
+pub mod validity;
 
 use std::path::{Path, PathBuf};
 

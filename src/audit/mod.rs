@@ -5,6 +5,7 @@ mod claims;
 mod coverage;
 mod regeneration;
 mod supersession;
+mod validity;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -40,7 +41,7 @@ pub struct Finding {
     pub tr: String,
     pub severity: Severity,
     /// Which check found it: supersession, spec, staleness, regeneration, claim, plan-vs-data,
-    /// provenance.
+    /// provenance, validity.
     pub check: &'static str,
     pub message: String,
     /// `file:line:column` (or `file`) when the finding has a place.
@@ -176,6 +177,9 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
             rendered.as_ref().ok().map(|r| r.claims.as_slice()),
             digests.as_ref().and_then(|d| d.as_ref().ok()),
         ));
+        if let Ok(r) = &rendered {
+            findings.extend(validity::check(root, loaded, &r.issues));
+        }
         findings.extend(regeneration::check(root, loaded, &rendered));
     }
     // Stable output: by TR, then severity, then check; within that, in the order found.

@@ -95,6 +95,8 @@ pub struct RunDigest {
     pub status: RunStatus,
     pub reason: Option<String>,
     pub session: u32,
+    /// Share of the CPUs other processes used during the run (`background.share`).
+    pub background_share: Option<f64>,
 }
 
 /// A journal's run digests, in file order, and each cell's parameters by cell id.
@@ -121,6 +123,8 @@ struct DigestLine<'a> {
     agents: Vec<DigestAgent>,
     #[allow(dead_code)]
     harness_lag: serde::de::IgnoredAny,
+    #[serde(default)]
+    background: Option<super::Background>,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +229,7 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalErro
             status: d.status,
             reason: d.reason.map(Cow::into_owned),
             session: d.session,
+            background_share: d.background.map(|b| b.share),
         });
     }
     Ok((digests, tail))

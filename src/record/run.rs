@@ -163,9 +163,22 @@ pub struct RunRecord {
     pub servers: Vec<ServerSample>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuSample>,
+    /// CPU time used during the run by processes other than the runner, its children and the
+    /// servers it launched (absent where /proc is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<Background>,
     /// Ollama: what each server had loaded after the run (`/api/ps`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loaded_models: Vec<LoadedModel>,
+}
+
+/// Load on the machine from outside the experiment during one run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Background {
+    /// CPU seconds of other processes.
+    pub cpu_s: f64,
+    /// Those seconds over the run's wall time times the CPUs: 0.5 on 2 CPUs is one core busy.
+    pub share: f64,
 }
 
 /// A model an Ollama server had loaded right after a run: the context length and the memory

@@ -24,8 +24,6 @@ use crate::store::{TrPaths, sha256_file, sha256_hex, write_atomic};
 
 pub const DEFAULT_TEMPLATE: &str = "report.md.j2";
 pub const INDEX_TEMPLATE: &str = "index.md.j2";
-/// A coefficient of variation above this is called out as a threat to validity.
-const HIGH_CV: f64 = 0.10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -60,6 +58,8 @@ pub struct Rendered {
     pub figures: FigureFiles,
     /// The claims as the report shows them, re-derived (the audit reads them from here).
     pub claims: Vec<analysis::claims::ClaimCheck>,
+    /// The threats to validity the spec's thresholds find, per cell.
+    pub issues: Vec<ValidityIssue>,
     /// The inputs' hashes as printed in the footer (the audit's staleness check compares
     /// them with the committed report's, without hashing the journal again).
     pub footer: Footer,
@@ -143,6 +143,15 @@ struct Figure {
     caption: String,
 }
 
+/// A validity issue with the cell it is about.
+#[derive(Debug, Clone)]
+pub struct ValidityIssue {
+    pub issue: analysis::validity::Issue,
+    /// The cell's label in the plan's axis order, and its id.
+    pub cell_label: String,
+    pub cell_id: String,
+}
+
 /// What a report was rendered from; printed in its footer, read back by the audit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Footer {
@@ -201,23 +210,26 @@ fn file_hash(path: &Path) -> String {
 }
 
 /// Why measured runs degraded, per cell id: reason (without its agent prefix) -> count.
-fn degraded_reasons(
-    paths: &TrPaths,
-) -> Result<BTreeMap<String, BTreeMap<String, u32>>, ReportError> {
+fn degraded_reasons(digests: &record::journal::Digests) -> BTreeMap<String, BTreeMap<String, u32>> {
     let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    let digests = record::journal::read_digests(&paths.runs())?;
-    for r in digests.runs {
+    for r in &digests.runs {
         if r.warmup || r.status != record::RunStatus::Degraded {
             continue;
         }
-        let reason = r.reason.unwrap_or_else(|| "no reason recorded".into());
+        let reason = r
+            .reason
+            .clone()
+            .unwrap_or_else(|| "no reason recorded".into());
         let reason = match reason.split_once(": ") {
             Some((agent, rest)) if agent.starts_with("agent ") => rest.to_owned(),
             _ => reason,
         };
-        *out.entry(r.cell_id).or_default().entry(reason).or_default() += 1;
+        *out.entry(r.cell_id.clone())
+            .or_default()
+            .entry(reason)
+            .or_default() += 1;
     }
-    Ok(out)
+    out
 }
 
 /// Threats to validity that follow from the data itself. Cells are named C1, C2, ... as in
@@ -226,48 +238,35 @@ fn threats(
     loaded: &LoadedSpec,
     a: &Analysis,
     manifest: Option<&Manifest>,
+    issues: &[analysis::validity::Issue],
     reasons: &BTreeMap<String, BTreeMap<String, u32>>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (n, cell) in a.cells_in_order().into_iter().enumerate() {
         let label = format!("C{}", n + 1);
-        if let Some(r) = a.runs.iter().find(|r| r.cell == cell) {
-            if r.runs < 3 {
-                out.push(format!(
-                    "{label}: only {} measured run(s); its intervals are wide or absent.",
-                    r.runs
-                ));
-            }
-            if r.degraded > 0 {
-                let why: Vec<String> = reasons
-                    .get(&a.cells[cell].cell_id)
-                    .into_iter()
-                    .flatten()
-                    .map(|(reason, k)| format!("{k}x {reason}"))
-                    .collect();
-                out.push(format!(
-                    "{label}: {} of {} runs degraded ({}); they are counted, not averaged.",
-                    r.degraded,
-                    r.runs,
-                    why.join("; ")
-                ));
-            }
+        for issue in issues.iter().filter(|i| i.cell == cell) {
+            let why = match issue.kind {
+                analysis::validity::IssueKind::Degraded => {
+                    let why: Vec<String> = reasons
+                        .get(&a.cells[cell].cell_id)
+                        .into_iter()
+                        .flatten()
+                        .map(|(reason, k)| format!("{k}x {reason}"))
+                        .collect();
+                    format!(" ({})", why.join("; "))
+                }
+                _ => String::new(),
+            };
+            out.push(format!("{label}: {}{why}.", issue.message));
         }
         for name in ["decode_tok_s", "ttft_ms"] {
-            if let Some(m) = a.metric(cell, name) {
-                if m.stats.cv > HIGH_CV {
-                    out.push(format!(
-                        "{label}: {name} varies a lot between runs (CV {:.1}%, above {:.0}%).",
-                        m.stats.cv * 100.0,
-                        HIGH_CV * 100.0
-                    ));
-                }
-                if m.stats.outliers > 0 {
-                    out.push(format!(
-                        "{label}: {} outlier(s) in {name} by median/MAD, kept in the statistics.",
-                        m.stats.outliers
-                    ));
-                }
+            if let Some(m) = a.metric(cell, name)
+                && m.stats.outliers > 0
+            {
+                out.push(format!(
+                    "{label}: {} outlier(s) in {name} by median/MAD, kept in the statistics.",
+                    m.stats.outliers
+                ));
             }
         }
     }
@@ -563,10 +562,16 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             v
         })
         .collect();
-    let reasons = match &analysed {
-        Some(_) => Some(degraded_reasons(&paths)?),
+    let digests = match &analysed {
+        Some(_) => Some(record::journal::read_digests(&paths.runs())?),
         None => None,
     };
+    let reasons = digests.as_ref().map(degraded_reasons);
+    let issues: Vec<analysis::validity::Issue> = analysed
+        .as_ref()
+        .zip(digests.as_ref())
+        .map(|(a, d)| analysis::validity::assess(loaded, a, d))
+        .unwrap_or_default();
     // Every claim re-derived (from runs or recorded figures), with its comparison when it has one.
     let checks = match &analysed {
         Some(a) => a.claims.clone(),
@@ -615,15 +620,30 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "measured": comparisons.iter().map(|c| (c["claim"].as_str().unwrap_or_default().to_owned(), c.clone())).collect::<serde_json::Map<_, _>>(),
         "contention": analysed.as_ref().map(|a| serde_json::json!({"agents": a.contention.agents(), "contended": a.contention.contended(), "without_baseline": a.contention.without_baseline})),
         "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
-        "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), reasons.as_ref().unwrap_or(&BTreeMap::new()))).unwrap_or_default(),
+        "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &issues, reasons.as_ref().unwrap_or(&BTreeMap::new()))).unwrap_or_default(),
         "claims": claims,
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "footer": &footer,
     });
+    let issues = issues
+        .into_iter()
+        .map(|issue| ValidityIssue {
+            cell_label: analysed
+                .as_ref()
+                .map(|a| a.labels[issue.cell].clone())
+                .unwrap_or_default(),
+            cell_id: analysed
+                .as_ref()
+                .map(|a| a.cells[issue.cell].cell_id.clone())
+                .unwrap_or_default(),
+            issue,
+        })
+        .collect();
     Ok(Context {
         values: ctx,
         cells,
         claims: checks,
+        issues,
         footer,
     })
 }
@@ -634,6 +654,7 @@ struct Context {
     values: serde_json::Value,
     cells: Vec<CellView>,
     claims: Vec<analysis::claims::ClaimCheck>,
+    issues: Vec<ValidityIssue>,
     footer: Footer,
 }
 
@@ -658,6 +679,7 @@ pub fn render(
         values: mut ctx,
         cells,
         claims,
+        issues,
         footer,
     } = context(root, registry, loaded)?;
     let hourly_usd = ctx["cost_profile"]["hourly_usd"].as_f64();
@@ -673,6 +695,7 @@ pub fn render(
         markdown,
         figures,
         claims,
+        issues,
         footer,
     })
 }

@@ -4,6 +4,7 @@
 //! launch servers, record provenance, run every pending run, stop servers. Ctrl-C stops after
 //! dropping the run in flight; every finished run is already on disk.
 
+mod background;
 mod identity;
 pub mod measure;
 pub mod program;
@@ -837,7 +838,7 @@ pub async fn run(
                 summary.interrupted = true;
                 return Ok(());
             };
-            let (client_rss_mb, servers, gpu) = telemetry.end_run();
+            let telemetry::RunTelemetry { client_rss_mb, servers, gpu, background } = telemetry.end_run();
             let loaded_models = loaded_models(&client, loaded, &cell.params, &running).await;
             let degraded = agents.iter().find(|a| a.status == RunStatus::Degraded);
             let record = RunRecord {
@@ -858,6 +859,7 @@ pub async fn run(
                 client_rss_mb,
                 servers,
                 gpu,
+                background,
                 loaded_models,
             };
             journal.append(&record)?;

@@ -6,7 +6,16 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 const MB: f64 = 1024.0 * 1024.0;
 
+/// What telemetry recorded of one run.
+pub struct RunTelemetry {
+    pub client_rss_mb: Option<f64>,
+    pub servers: Vec<ServerSample>,
+    pub gpu: Option<GpuSample>,
+    pub background: Option<crate::record::Background>,
+}
+
 pub struct Telemetry {
+    background: super::background::BackgroundMeter,
     system: Option<System>,
     own_pid: Pid,
     server_pids: Vec<Pid>,
@@ -19,6 +28,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(server_pids: &[u32]) -> Telemetry {
         Telemetry {
+            background: super::background::BackgroundMeter::new(server_pids),
             system: System::new().ok(),
             own_pid: Pid::from_u32(std::process::id()),
             server_pids: server_pids.iter().map(|p| Pid::from_u32(*p)).collect(),
@@ -43,6 +53,9 @@ impl Telemetry {
     /// Marks the start of a run (CPU time is reported as a difference) and starts sampling GPU
     /// power.
     pub fn begin_run(&mut self) {
+        // First, so that nvidia-smi's whole life falls inside the window: once reaped at the
+        // end, its CPU time is ours (cutime), not background.
+        self.background.begin();
         if self.has_gpu {
             self.power = PowerSampler::start("nvidia-smi");
         }
@@ -56,8 +69,10 @@ impl Telemetry {
     }
 
     /// Samples at the end of a run: client RSS, each server's RSS and CPU time since `begin_run`, GPU.
-    pub fn end_run(&mut self) -> (Option<f64>, Vec<ServerSample>, Option<GpuSample>) {
+    pub fn end_run(&mut self) -> RunTelemetry {
         let sampled = self.power.take().and_then(PowerSampler::stop);
+        // After nvidia-smi is reaped, so that its CPU time counts as ours.
+        let background = self.background.end();
         self.refresh();
         let mut gpu = if self.has_gpu { gpu_sample() } else { None };
         if let (Some(gpu), Some((watts, samples))) = (&mut gpu, sampled) {
@@ -65,7 +80,12 @@ impl Telemetry {
             gpu.power_samples = Some(samples);
         }
         let Some(sys) = &self.system else {
-            return (None, Vec::new(), gpu);
+            return RunTelemetry {
+                client_rss_mb: None,
+                servers: Vec::new(),
+                gpu,
+                background,
+            };
         };
         let client = sys.process(self.own_pid).map(|p| p.memory() as f64 / MB);
         let servers = self
@@ -81,7 +101,12 @@ impl Telemetry {
                 })
             })
             .collect();
-        (client, servers, gpu)
+        RunTelemetry {
+            client_rss_mb: client,
+            servers,
+            gpu,
+            background,
+        }
     }
 }
 

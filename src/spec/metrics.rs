@@ -38,6 +38,7 @@ pub const RUN_METRICS: &[&str] = &[
     "server_rss_mb",
     "server_cpu_s",
     "gpu_power_w",
+    "background_share",
 ];
 
 /// Derived per cell by the analysis.

@@ -70,6 +70,10 @@ pub struct Spec {
     /// When a concurrent agent counts as slowed by contention (defaults: 10% decode drop, 2x TTFT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contention: Option<ContentionThresholds>,
+    /// When the data is too thin or too noisy to trust: the thresholds of the threats section
+    /// and of the audit's validity findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<ValidityThresholds>,
     /// Figures imported from elsewhere, with no raw data in this repository.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub recorded: IndexMap<String, Recorded>,
@@ -208,6 +212,53 @@ pub struct ContentionThresholds {
     pub decode_drop: f64,
     #[serde(default = "default_ttft_factor")]
     pub ttft_factor: f64,
+}
+
+/// Thresholds past which a run or a cell is named as a threat to validity (the report) and a
+/// warning (the audit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidityThresholds {
+    /// A run is flagged when other processes used more than this share of all CPUs during it
+    /// (0.10: a tenth of the machine).
+    #[serde(default = "default_background_share")]
+    pub background_share: f64,
+    /// A metric whose coefficient of variation between runs passes this varies too much.
+    #[serde(default = "default_cv")]
+    pub cv: f64,
+    /// A cell with fewer measured runs than this has intervals too wide to compare.
+    #[serde(default = "default_min_runs")]
+    pub min_runs: u32,
+    /// A cell whose share of degraded runs passes this is flagged.
+    #[serde(default = "default_degraded_rate")]
+    pub degraded_rate: f64,
+}
+
+fn default_background_share() -> f64 {
+    0.10
+}
+
+fn default_cv() -> f64 {
+    0.10
+}
+
+fn default_min_runs() -> u32 {
+    3
+}
+
+fn default_degraded_rate() -> f64 {
+    0.0
+}
+
+impl Default for ValidityThresholds {
+    fn default() -> Self {
+        ValidityThresholds {
+            background_share: default_background_share(),
+            cv: default_cv(),
+            min_runs: default_min_runs(),
+            degraded_rate: default_degraded_rate(),
+        }
+    }
 }
 
 fn default_decode_drop() -> f64 {

@@ -330,6 +330,28 @@ fn check_recorded_and_cost(c: &mut Checker, spec: &Spec) {
             );
         }
     }
+    if let Some(t) = &spec.validity {
+        for (field, v) in [
+            ("background_share", t.background_share),
+            ("cv", t.cv),
+            ("degraded_rate", t.degraded_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                c.error(
+                    &format!("validity.{field}"),
+                    format!("{field} must be a fraction between 0 and 1, got {v}"),
+                    "write a fraction, e.g. 0.10 for 10%",
+                );
+            }
+        }
+        if t.min_runs < 2 {
+            c.error(
+                "validity.min_runs",
+                format!("min_runs must be at least 2, got {}", t.min_runs),
+                "an interval needs two runs; 3 is the usual floor",
+            );
+        }
+    }
     let Some(cost) = &spec.cost else { return };
     for (field, v) in [
         ("hourly_usd", cost.hourly_usd),

@@ -1,0 +1,134 @@
+//! What in the data is too thin or too noisy to trust, by the spec's `validity` thresholds:
+//! cells with fewer runs than `min_runs`, a degraded share above `degraded_rate`, metrics whose
+//! runs vary by more than `cv`, and runs measured while other processes used more than
+//! `background_share` of the CPUs. The report lists these as threats to validity; the audit
+//! raises each as a warning. One function, so both say the same.
+
+use serde::Serialize;
+
+use super::Analysis;
+use crate::record::RunStatus;
+use crate::record::journal::Digests;
+use crate::spec::{LoadedSpec, ValidityThresholds};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueKind {
+    FewRuns,
+    Degraded,
+    HighCv,
+    BackgroundLoad,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Issue {
+    pub cell: usize,
+    pub kind: IssueKind,
+    /// The metric, for a high CV.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// What is wrong, as a sentence without the cell's name.
+    pub message: String,
+}
+
+/// The metrics whose variation between runs is judged: the headline ones and every metric a
+/// claim is about.
+fn judged_metrics(loaded: &LoadedSpec) -> Vec<String> {
+    let mut out: Vec<String> = vec!["decode_tok_s".into(), "ttft_ms".into()];
+    for c in &loaded.spec.claims {
+        if let Some(m) = &c.metric
+            && !out.contains(m)
+        {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+/// The issues of `a`, whose journal's `digests` say which runs had background load.
+pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue> {
+    let t: ValidityThresholds = loaded.spec.validity.unwrap_or_default();
+    let metrics = judged_metrics(loaded);
+    let mut out = Vec::new();
+    for cell in a.cells_in_order() {
+        let mut push = |kind, metric: Option<String>, message: String| {
+            out.push(Issue {
+                cell,
+                kind,
+                metric,
+                message,
+            })
+        };
+        if let Some(r) = a.runs.iter().find(|r| r.cell == cell) {
+            let measured = r.runs - r.degraded;
+            if measured < t.min_runs {
+                push(
+                    IssueKind::FewRuns,
+                    None,
+                    format!(
+                        "only {measured} measured run(s), fewer than {}: its intervals are wide or absent",
+                        t.min_runs
+                    ),
+                );
+            }
+            if r.runs > 0 && r.degraded_rate > t.degraded_rate {
+                push(
+                    IssueKind::Degraded,
+                    None,
+                    format!(
+                        "{} of {} runs degraded ({:.0}%, above {:.0}%); they are counted, not averaged",
+                        r.degraded,
+                        r.runs,
+                        r.degraded_rate * 100.0,
+                        t.degraded_rate * 100.0
+                    ),
+                );
+            }
+        }
+        for name in &metrics {
+            if let Some(m) = a.metric(cell, name)
+                && m.stats.cv > t.cv
+            {
+                push(
+                    IssueKind::HighCv,
+                    Some(name.clone()),
+                    format!(
+                        "{name} varies a lot between runs (CV {:.1}% over {} runs, above {:.0}%)",
+                        m.stats.cv * 100.0,
+                        m.stats.runs,
+                        t.cv * 100.0
+                    ),
+                );
+            }
+        }
+        let measured: Vec<(&str, f64)> = digests
+            .runs
+            .iter()
+            .filter(|r| {
+                !r.warmup && r.status == RunStatus::Ok && r.cell_id == a.cells[cell].cell_id
+            })
+            .filter_map(|r| r.background_share.map(|s| (r.run_id.as_str(), s)))
+            .collect();
+        let flagged: Vec<&(&str, f64)> = measured
+            .iter()
+            .filter(|(_, s)| *s > t.background_share)
+            .collect();
+        if !flagged.is_empty() {
+            let worst = flagged.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+            let ids: Vec<&str> = flagged.iter().map(|(id, _)| *id).collect();
+            push(
+                IssueKind::BackgroundLoad,
+                None,
+                format!(
+                    "{} of {} runs ran while other processes used more than {:.0}% of the CPUs (up to {:.0}%): their timings may be slow for reasons outside the experiment (runs {})",
+                    flagged.len(),
+                    measured.len(),
+                    t.background_share * 100.0,
+                    worst * 100.0,
+                    ids.join(", ")
+                ),
+            );
+        }
+    }
+    out
+}
