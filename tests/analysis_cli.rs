@@ -560,3 +560,58 @@ fn a_fraction_claim_stated_in_percent_hints_at_points() {
         (json!("fails"), json!("holds"))
     );
 }
+
+/// Interleaved runs make each repetition a block: a claim's comparison is also paired by
+/// repetition, on log ratios, and matches scipy's paired t-test on the same values.
+#[test]
+fn comparisons_are_paired_by_repetition_when_runs_are_interleaved() {
+    let f = fixture();
+    let spec = SPEC
+        .replace("repetitions: 7", "repetitions: 5")
+        .replace(
+            "compare: {a: {temperature: 0.2, scenario: {kind: single}}, b: {temperature: 0.8}}",
+            "compare: {a: {temperature: 0.2, scenario: {kind: single}}, b: {temperature: 0.8}}, pool: true",
+        );
+    let dir = project(&[("TR970.yaml", &spec)]);
+    std::fs::create_dir_all(dir.path().join("data/TR970")).unwrap();
+    std::fs::copy(
+        repo_root().join("data/pricing.yaml"),
+        dir.path().join("data/pricing.yaml"),
+    )
+    .unwrap();
+    let numbers = |key: &str| -> Vec<f64> {
+        f["paired"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (numbers("a"), numbers("b"));
+    let mut text = String::new();
+    for rep in 0..5 {
+        for (i, (t, v)) in [(0.2, a[rep]), (0.8, b[rep])].into_iter().enumerate() {
+            let mut line: Value =
+                serde_json::from_str(&record(rep * 2 + i, t, false, false, vec![agent(v, true)]))
+                    .unwrap();
+            line["repetition"] = json!(rep);
+            text.push_str(&format!("{line}\n"));
+        }
+    }
+    std::fs::write(dir.path().join("data/TR970/runs.jsonl"), text).unwrap();
+    let out = banterhearts(dir.path(), &["analyze", "TR970"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let comparisons: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data/TR970/comparisons.json")).unwrap(),
+    )
+    .unwrap();
+    let paired = &comparisons[0]["paired"];
+    for key in ["ratio", "ci_low", "ci_high", "p", "block_share"] {
+        close(
+            &paired[key].to_string(),
+            &f["paired"][key],
+            &format!("paired {key}"),
+        );
+    }
+    assert_eq!(paired["pairs"], 5);
+}

@@ -31,6 +31,65 @@ pub struct ClaimComparison {
     pub delta_pp: Option<f64>,
     /// Holm-adjusted Welch p-value across the TR's comparisons.
     pub p_holm: Option<f64>,
+    /// With interleaved runs, the same comparison paired by repetition (each repetition ran
+    /// every cell once, back to back: a block).
+    pub paired: Option<stats::PairedRatio>,
+}
+
+/// Per repetition, the mean of `metric`'s per-run values in the cells matching `selection`,
+/// in repetition order.
+fn by_repetition(
+    frames: &Frames,
+    metric: &str,
+    selection: &IndexMap<String, Value>,
+) -> PolarsResult<std::collections::BTreeMap<u32, f64>> {
+    let per_run = per_run(frames, metric, selection)?;
+    let reps = per_run.column("repetition")?.u32()?;
+    let values = per_run.column("v")?.f64()?;
+    let mut sums: std::collections::BTreeMap<u32, (f64, usize)> = Default::default();
+    for (rep, v) in reps.iter().zip(values.iter()) {
+        if let (Some(rep), Some(v)) = (rep, v.filter(|v| v.is_finite())) {
+            let e = sums.entry(rep).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(rep, (sum, n))| (rep, sum / n as f64))
+        .collect())
+}
+
+/// The comparison of `a` and `b` paired by repetition, over the repetitions both have.
+pub fn paired_by_repetition(
+    frames: &Frames,
+    metric: &str,
+    a: &IndexMap<String, Value>,
+    b: &IndexMap<String, Value>,
+) -> PolarsResult<Option<stats::PairedRatio>> {
+    let (ra, rb) = (
+        by_repetition(frames, metric, a)?,
+        by_repetition(frames, metric, b)?,
+    );
+    let (va, vb): (Vec<f64>, Vec<f64>) = ra
+        .iter()
+        .filter_map(|(rep, x)| rb.get(rep).map(|y| (*x, *y)))
+        .unzip();
+    Ok(stats::paired_log_ratio(&va, &vb, 0.95))
+}
+
+fn matching_cells(frames: &Frames, selection: &IndexMap<String, Value>) -> Vec<u32> {
+    frames
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            selection
+                .iter()
+                .all(|(k, v)| c.params.get(k).is_some_and(|w| values_equal(v, w)))
+        })
+        .map(|(i, _)| i as u32)
+        .collect()
 }
 
 /// Per-run values of `metric` in the cells whose parameters match `selection`. A claim's two
@@ -48,24 +107,16 @@ pub fn select(
     frames.remembered(key, || select_values(frames, metric, selection))
 }
 
-fn select_values(
+/// One row per measured run of the cells matching `selection`: `v`, the run's value of
+/// `metric` (a request-level metric's is the mean over the run's agents), and `repetition`.
+fn per_run(
     frames: &Frames,
     metric: &str,
     selection: &IndexMap<String, Value>,
-) -> PolarsResult<Vec<f64>> {
-    let cells: Vec<u32> = frames
-        .cells
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| {
-            selection
-                .iter()
-                .all(|(k, v)| c.params.get(k).is_some_and(|w| values_equal(v, w)))
-        })
-        .map(|(i, _)| i as u32)
-        .collect();
+) -> PolarsResult<DataFrame> {
+    let cells = matching_cells(frames, selection);
     let measured = col("ok").and(col("warmup").not());
-    let values = if AGENT_METRICS.contains(&metric) {
+    if AGENT_METRICS.contains(&metric) {
         let per_cell = cells
             .iter()
             .map(|&cell| {
@@ -75,26 +126,37 @@ fn select_values(
                     .filter(measured.clone())
                     // Stable: runs in journal order, so sums and files are the same every time.
                     .group_by_stable([col("run")])
-                    .agg([col(metric).mean().alias("v")]))
+                    .agg([
+                        col(metric).mean().alias("v"),
+                        col("repetition").first().alias("repetition"),
+                    ]))
             })
             .collect::<PolarsResult<Vec<_>>>()?;
         if per_cell.is_empty() {
-            df!("v" => Vec::<f64>::new())?
+            Ok(df!("v" => Vec::<f64>::new(), "repetition" => Vec::<u32>::new())?)
         } else {
-            concat(per_cell, UnionArgs::default())?.collect()?
+            concat(per_cell, UnionArgs::default())?.collect()
         }
     } else if RUN_METRICS.contains(&metric) {
         frames
             .runs_of(&cells)?
             .lazy()
             .filter(measured)
-            .select([col(metric).alias("v")])
-            .collect()?
+            .select([col(metric).alias("v"), col("repetition")])
+            .collect()
     } else {
-        return Err(PolarsError::ColumnNotFound(
+        Err(PolarsError::ColumnNotFound(
             format!("`{metric}` is not a per-run metric that can be compared").into(),
-        ));
-    };
+        ))
+    }
+}
+
+fn select_values(
+    frames: &Frames,
+    metric: &str,
+    selection: &IndexMap<String, Value>,
+) -> PolarsResult<Vec<f64>> {
+    let values = per_run(frames, metric, selection)?;
     // Joins and group-bys may return rows in any order; sorted values make every sum, and so
     // every file written from them, the same on each analysis.
     let mut values: Vec<f64> = floats(&values, "v")?
@@ -142,6 +204,12 @@ pub fn claim_comparisons(
         };
         let (a, b) = (side(&cmp.a), side(&cmp.b));
         let (comparison, delta_pp) = compare_selections(frames, metric, &a, &b)?;
+        // Interleaved runs make each repetition a block: run back to back, its cells share
+        // whatever the machine was doing then.
+        let paired = match loaded.spec.order {
+            crate::spec::RunOrder::Interleaved => paired_by_repetition(frames, metric, &a, &b)?,
+            _ => None,
+        };
         out.push(ClaimComparison {
             claim: claim.id.clone(),
             metric: metric.clone(),
@@ -150,6 +218,7 @@ pub fn claim_comparisons(
             comparison,
             delta_pp,
             p_holm: None,
+            paired,
         });
     }
     let with_p: Vec<usize> = (0..out.len())

@@ -32,6 +32,8 @@ struct LeanRecord<'a> {
     #[allow(dead_code)]
     session: serde::de::IgnoredAny,
     warmup: bool,
+    #[serde(default)]
+    repetition: u32,
     status: RunStatus,
     agents: Vec<LeanAgent>,
     #[serde(default)]
@@ -80,6 +82,14 @@ struct LeanAgent {
     ttft_answer_ms: Option<f64>,
     #[serde(default)]
     reasoning_tokens: Option<f64>,
+}
+
+/// Whether a request found its prompt in the server's KV cache: warm when at least half its
+/// prompt tokens were cached (llama-server caches all but the last token of a prompt it has
+/// seen), cold below that; unknown where the server does not say.
+fn cache_state(a: &LeanAgent) -> Option<bool> {
+    let (cached, prompt) = (a.cache_n?, a.prompt_tokens?);
+    (prompt > 0.0).then(|| cached >= prompt / 2.0)
 }
 
 #[derive(Deserialize)]
@@ -185,6 +195,8 @@ impl Floats {
 #[derive(Default)]
 struct Columns {
     agent_run: Vec<u64>,
+    agent_repetition: Vec<u32>,
+    run_repetition: Vec<u32>,
     agent_ok: Vec<bool>,
     agent_warmup: Vec<bool>,
     agent_values: Vec<Floats>,
@@ -238,11 +250,14 @@ impl Columns {
                 a.quality_score,
                 a.ttft_answer_ms,
                 a.reasoning_tokens,
+                a.ttft_ms.filter(|_| cache_state(a) == Some(false)),
+                a.ttft_ms.filter(|_| cache_state(a) == Some(true)),
             ];
             for (column, v) in self.agent_values.iter_mut().zip(values) {
                 column.push(v);
             }
             self.agent_run.push(run);
+            self.agent_repetition.push(r.repetition);
             // A degraded run is counted, not averaged: the agents that finished in it ran
             // beside one that failed, so their figures are not the cell's.
             self.agent_ok
@@ -268,11 +283,15 @@ impl Columns {
         }
         self.run_ok.push(r.status == RunStatus::Ok);
         self.run_warmup.push(r.warmup);
+        self.run_repetition.push(r.repetition);
     }
 
     /// Appends `other`'s rows after this one's.
     fn append(&mut self, other: &Columns) {
         self.agent_run.extend_from_slice(&other.agent_run);
+        self.agent_repetition
+            .extend_from_slice(&other.agent_repetition);
+        self.run_repetition.extend_from_slice(&other.run_repetition);
         self.agent_ok.extend_from_slice(&other.agent_ok);
         self.agent_warmup.extend_from_slice(&other.agent_warmup);
         for (mine, theirs) in self.agent_values.iter_mut().zip(&other.agent_values) {
@@ -289,6 +308,8 @@ impl Columns {
     /// into the same (already faulted-in) memory.
     fn clear(&mut self) {
         self.agent_run.clear();
+        self.agent_repetition.clear();
+        self.run_repetition.clear();
         self.agent_ok.clear();
         self.agent_warmup.clear();
         self.agent_values.iter_mut().for_each(Floats::clear);
@@ -304,6 +325,7 @@ impl Columns {
             UInt64Chunked::from_vec("run".into(), self.agent_run).into_column(),
             Column::new("ok".into(), self.agent_ok),
             Column::new("warmup".into(), self.agent_warmup),
+            Column::new("repetition".into(), self.agent_repetition),
         ];
         agent_cols.extend(
             AGENT_METRICS
@@ -315,6 +337,7 @@ impl Columns {
             Column::new("cell".into(), vec![cell; self.run_ok.len()]),
             Column::new("ok".into(), self.run_ok),
             Column::new("warmup".into(), self.run_warmup),
+            Column::new("repetition".into(), self.run_repetition),
         ];
         run_cols.extend(
             RUN_METRICS
@@ -330,10 +353,10 @@ impl Columns {
 }
 
 pub struct Frames {
-    /// Row per agent per run: `cell`, `run`, `ok` (the agent and its run finished), `warmup` and
-    /// AGENT_METRICS, sorted by cell.
+    /// Row per agent per run: `cell`, `run`, `ok` (the agent and its run finished), `warmup`,
+    /// `repetition` and AGENT_METRICS, sorted by cell.
     pub agents: DataFrame,
-    /// Row per run: `cell`, `ok`, `warmup` and RUN_METRICS, sorted by cell.
+    /// Row per run: `cell`, `ok`, `warmup`, `repetition` and RUN_METRICS, sorted by cell.
     pub runs: DataFrame,
     /// Indexed by the `cell` column, in order of first appearance.
     pub cells: Vec<CellInfo>,
@@ -857,8 +880,8 @@ mod tests {
         assert_eq!(get(&frames.runs, "aggregate_tok_s"), Some(1500.0));
         assert_eq!(get(&frames.runs, "harness_lag_max_ms"), Some(0.9));
         assert_eq!(get(&frames.runs, "client_rss_mb"), Some(12.0));
-        assert_eq!(frames.agents.width(), 4 + AGENT_METRICS.len());
-        assert_eq!(frames.runs.width(), 3 + RUN_METRICS.len());
+        assert_eq!(frames.agents.width(), 5 + AGENT_METRICS.len());
+        assert_eq!(frames.runs.width(), 4 + RUN_METRICS.len());
     }
 
     // A degraded run is counted, not averaged: the agent that finished beside the failed one

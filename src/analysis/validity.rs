@@ -18,6 +18,8 @@ pub enum IssueKind {
     Degraded,
     HighCv,
     BackgroundLoad,
+    /// Some requests found their prompt cached and others did not.
+    MixedCache,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +102,19 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
                     ),
                 );
             }
+        }
+        if let (Some(cold), Some(warm)) = (
+            a.metric(cell, "ttft_cold_ms"),
+            a.metric(cell, "ttft_warm_ms"),
+        ) {
+            push(
+                IssueKind::MixedCache,
+                None,
+                format!(
+                    "{} request(s) found their prompt in the server's cache and {} did not, so its TTFT mixes warm and cold prefill (median {:.1} ms warm, {:.1} ms cold; ttft_warm_ms and ttft_cold_ms hold them apart)",
+                    warm.stats.n, cold.stats.n, warm.stats.median, cold.stats.median
+                ),
+            );
         }
         let measured: Vec<(&str, f64)> = digests
             .runs

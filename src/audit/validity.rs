@@ -1,6 +1,7 @@
 //! Validity: results the data is too thin or too noisy to carry, by the spec's `validity`
 //! thresholds (analysis::validity, the same issues the report lists as threats). A cell with
-//! too few runs is placed at each claim that uses it; the rest at the journal.
+//! too few runs is placed at each claim that uses it; the rest at the journal. Requests mixing
+//! warm and cold prompt caches are a note: they say how to read TTFT, not that runs failed.
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -50,9 +51,14 @@ pub fn check(
                 .collect(),
             _ => Vec::new(),
         };
+        // Mixed cache states are context for reading TTFT, not a flaw of the runs.
+        let severity = match v.issue.kind {
+            IssueKind::MixedCache => Severity::Note,
+            _ => Severity::Warning,
+        };
         if claims.is_empty() {
             out.push(
-                Finding::new(id, Severity::Warning, "validity", message.clone())
+                Finding::new(id, severity, "validity", message.clone())
                     .at(journal.display().to_string()),
             );
         }

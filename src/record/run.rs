@@ -38,6 +38,10 @@ pub struct AgentRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_answer_ms: Option<f64>,
     pub e2e_ms: Option<f64>,
+    /// Sent -> last generated chunk: the end of the decode window (`e2e_ms` ends at the
+    /// server's final message, which may come later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_token_ms: Option<f64>,
     /// Generated chunks received, reasoning and answer (chunks are not tokens).
     pub chunks: u32,
     /// Of `chunks`, those that carried reasoning.

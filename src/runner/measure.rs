@@ -311,6 +311,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         ttft_ms: ttft,
         ttft_answer_ms: obs.first_answer_at.map(since),
         e2e_ms: e2e,
+        last_token_ms: last_generated,
         chunks: obs.generated_at.len() as u32,
         reasoning_chunks: obs.reasoning_chunks,
         finish_reason: obs.finish_reason.clone(),

@@ -617,7 +617,7 @@ fn targets(
         .map(|agent| Target {
             server: servers[if per_agent { agent % servers.len() } else { 0 }].clone(),
             request: GenerationRequest {
-                prompt: prompts[(run.repetition as usize + agent) % prompts.len()].clone(),
+                prompt: prompts[prompt_index(plan, run.repetition, agent) % prompts.len()].clone(),
                 max_tokens,
                 model: entry.model.clone(),
                 params: request_params.clone(),
@@ -626,6 +626,23 @@ fn targets(
         })
         .collect();
     Ok((targets, Arc::from(backend::protocol(b))))
+}
+
+/// Which prompt agent `agent` sends in repetition `repetition`: each repetition takes its own
+/// block of as many prompts as the plan's largest group has agents, the same block in every
+/// cell. So in one repetition every cell's agent k sends the same prompt, and no prompt of one
+/// repetition comes back in the next, where it would find the server's cache warm for some
+/// cells and not others (the old rotation, repetition + agent, gave agent 1 of repetition r the
+/// prompt agent 0 sends in r + 1).
+fn prompt_index(plan: &Plan, repetition: u32, agent: usize) -> usize {
+    let block = plan
+        .cells
+        .iter()
+        .filter_map(|c| cell_scenario(&c.params).map(|s| s.shape().0 as usize))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    repetition as usize * block + agent
 }
 
 fn summary_line(record: &RunRecord, label: &str) -> (String, String) {

@@ -24,6 +24,8 @@ pub const AGENT_METRICS: &[&str] = &[
     "quality_score",
     "ttft_answer_ms",
     "reasoning_tokens",
+    "ttft_cold_ms",
+    "ttft_warm_ms",
 ];
 
 /// Run-level: one value per run (group, harness and server telemetry).
