@@ -144,6 +144,7 @@ out = {
         "wilson_0_of_5": wilson(0, 5),
         "wilson_3_of_8": wilson(3, 8),
         "wilson_12_of_12": wilson(12, 12),
+        "wilson_1_of_6": wilson(1, 6),
     },
     "ratio_estimate": {"tokens": tokens, "seconds": seconds, **ratio_estimate(tokens, seconds)},
     "paired": {"a": block_a, "b": block_b, **paired(block_a, block_b)},

@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod backend;
+pub mod catalogue;
 pub mod cli;
 pub mod diagnostic;
 pub mod pacer;

@@ -152,7 +152,8 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
     );
     let f = fixture();
     // Columns after the label: metric,requests,runs,mean,median,std,cv,min,max,p50,p95,p99,
-    // ci95_low,ci95_high,ci_scale,outliers,runs_recorded,degraded,degraded_rate
+    // ci95_low,ci95_high,ci_scale,outliers,runs_recorded,degraded,degraded_rate,
+    // degraded_rate_ci95_low,degraded_rate_ci95_high
     let fast = summary_row(
         &csv,
         "temperature=0.2 scenario={kind: single}",
@@ -183,6 +184,10 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
         ("6", "1"),
         "6 measured runs, 1 degraded"
     );
+    // ...and its degraded rate, 1 of 6 independent runs, gets Wilson's interval.
+    let wilson = &f["bounded"]["wilson_1_of_6"];
+    close(fast[19], &wilson["low"], "degraded rate Wilson low");
+    close(fast[20], &wilson["high"], "degraded rate Wilson high");
     let outlier = summary_row(
         &csv,
         "temperature=1.0 scenario={kind: single}",

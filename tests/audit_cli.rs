@@ -70,11 +70,10 @@ fn the_repository_audits_clean_apart_from_what_is_true_of_the_seed() {
             show(std::slice::from_ref(f))
         );
         if f["severity"] == "error" {
+            let message = f["message"].as_str().unwrap();
             assert!(
-                f["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("does not follow from its recorded figures"),
+                message.contains("does not follow from its recorded figures")
+                    || (f["tr"] == "catalogue" && message.contains("does not hold")),
                 "{f}"
             );
         }
@@ -99,7 +98,12 @@ fn the_repository_audits_clean_apart_from_what_is_true_of_the_seed() {
             "TR112_v2 memory_reduction",
             "TR112_v2 startup_reduction",
             "TR112_v2 throughput_gain",
-            "TR114_v2 contention_change_low"
+            "TR114_v2 contention_change_low",
+            // The seed index's own totals, which its specs do not give: 21 reports, not 20;
+            // 4 superseded, not 5; 1643 runs, not 2000+.
+            "catalogue seed_all_runs",
+            "catalogue seed_historical",
+            "catalogue seed_reports",
         ]
     );
     assert_eq!(code, 1);
@@ -430,4 +434,54 @@ fn what_changed_between_versions_is_a_note_and_unrendered_reports_are_named() {
     assert_eq!(banterhearts(dir.path(), &["report", "--all"]).code, 0);
     let (code, findings) = audit(dir.path(), &[]);
     assert_eq!(code, 0, "{}", show(&findings));
+}
+
+/// The catalogue's claims are checked like a report's: a count that holds is silent, one the
+/// specs do not give is an error at its line, and a TR that does not exist is named with a fix.
+#[test]
+fn catalogue_claims_are_checked_against_the_specs() {
+    let dir = repo_copy();
+    let claims = dir.path().join("experiments/catalogue/claims.yaml");
+    std::fs::write(
+        &claims,
+        "source: a test\nclaims:\n  - {id: measured_here, count: reports, of: [TR124, TR125], stated: \"2\"}\n  - {id: runs_here, count: runs, of: [TR124, TR125], stated: \"60+\"}\n",
+    )
+    .unwrap();
+    let (_, findings) = audit(dir.path(), &[]);
+    let catalogue: Vec<&Value> = findings.iter().filter(|f| f["tr"] == "catalogue").collect();
+    assert_eq!(catalogue.len(), 1, "{}", show(&findings));
+    assert!(
+        catalogue[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`runs_here` does not hold: stated 60+ runs; the specs give 50"),
+        "{}",
+        show(&findings)
+    );
+    assert!(
+        catalogue[0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("claims.yaml:4:5")
+    );
+
+    std::fs::write(
+        &claims,
+        "source: a test\nclaims:\n  - {id: typo, count: reports, of: [TR124, TR12], stated: \"2\"}\n",
+    )
+    .unwrap();
+    let (_, findings) = audit(dir.path(), &[]);
+    let f = findings.iter().find(|f| f["tr"] == "catalogue").unwrap();
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("counts `TR12`, which is not a TR"),
+        "{message}"
+    );
+    assert!(
+        f["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("claims.yaml:3:44"),
+        "{f}"
+    );
 }

@@ -307,6 +307,8 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         "runs_recorded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.runs)).collect::<Vec<_>>(),
         "degraded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.degraded)).collect::<Vec<_>>(),
         "degraded_rate" => m.iter().map(|r| runs_of(r.cell).map_or(0.0, |c| c.degraded_rate)).collect::<Vec<_>>(),
+        "degraded_rate_ci95_low" => m.iter().map(|r| runs_of(r.cell).and_then(|c| c.degraded_rate_ci).map(|c| c.0)).collect::<Vec<_>>(),
+        "degraded_rate_ci95_high" => m.iter().map(|r| runs_of(r.cell).and_then(|c| c.degraded_rate_ci).map(|c| c.1)).collect::<Vec<_>>(),
     )?;
     let mut written = Vec::new();
     let csv = paths.data_dir.join("summary.csv");

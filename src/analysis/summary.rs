@@ -43,6 +43,8 @@ pub struct CellRuns {
     pub runs: u32,
     pub degraded: u32,
     pub degraded_rate: f64,
+    /// Wilson's 95% interval of the degraded rate: each run degrades or not, independently.
+    pub degraded_rate_ci: Option<(f64, f64)>,
 }
 
 /// Which rows are measured: ok and not warm-up.
@@ -299,6 +301,7 @@ pub fn run_counts(frames: &Frames) -> PolarsResult<Vec<CellRuns>> {
                 runs: r,
                 degraded: d,
                 degraded_rate: if r > 0 { d as f64 / r as f64 } else { 0.0 },
+                degraded_rate_ci: stats::wilson(d as u64, r as u64, 0.95),
             }
         })
         .collect())

@@ -182,7 +182,67 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         }
         findings.extend(regeneration::check(root, loaded, &rendered));
     }
+    if only.is_empty() {
+        let (checked, more) = catalogue(root, registry);
+        findings.extend(more);
+        if checked {
+            audited.push(CATALOGUE.to_owned());
+        }
+    }
     // Stable output: by TR, then severity, then check; within that, in the order found.
     findings.sort_by(|a, b| (&a.tr, a.severity).cmp(&(&b.tr, b.severity)));
     Audit { audited, findings }
+}
+
+/// What catalogue findings are filed under.
+pub const CATALOGUE: &str = "catalogue";
+
+/// The catalogue's own claims (experiments/catalogue/claims.yaml), checked against the
+/// specs; whether there were any, and the findings.
+fn catalogue(root: &Path, registry: &Registry) -> (bool, Vec<Finding>) {
+    let known: Vec<String> = registry.specs.keys().cloned().collect();
+    let loaded = match crate::catalogue::load(root, &known) {
+        Ok(Some(l)) => l,
+        Ok(None) => return (false, Vec::new()),
+        Err(errors) => {
+            return (
+                true,
+                errors
+                    .0
+                    .iter()
+                    .map(|d| Finding::from_diagnostic(CATALOGUE, "claim", d))
+                    .collect(),
+            );
+        }
+    };
+    let counts = match crate::report::catalogue_counts(root, registry) {
+        Ok(c) => c,
+        Err(e) => {
+            let f = Finding::new(
+                CATALOGUE,
+                Severity::Error,
+                "claim",
+                format!("cannot count the reports: {e}"),
+            );
+            return (true, vec![f]);
+        }
+    };
+    let findings = crate::catalogue::check(&loaded.claims, &counts)
+        .into_iter()
+        .zip(&loaded.places)
+        .filter(|(c, _)| !c.holds)
+        .map(|(c, place)| {
+            Finding::new(
+                CATALOGUE,
+                Severity::Error,
+                "claim",
+                format!(
+                    "catalogue claim `{}` does not hold: {} (source: {})",
+                    c.id, c.detail, loaded.claims.source
+                ),
+            )
+            .at(place.clone())
+        })
+        .collect();
+    (true, findings)
 }

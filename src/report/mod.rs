@@ -765,6 +765,75 @@ pub fn write(root: &Path, r: &Rendered) -> Result<Vec<PathBuf>, ReportError> {
     Ok(written)
 }
 
+/// How many runs a report stands for, and where the figure comes from.
+struct ReportRuns {
+    /// Measured runs in its journal here.
+    recorded: Option<usize>,
+    runs: Option<f64>,
+    from: &'static str,
+}
+
+const PLANNED_NOT_RUN: &str = "planned, not run";
+
+/// The best count there is: runs recorded here, else the matrix, else the report's own figure
+/// (`recorded.total_runs`). A damaged journal is an error: counting it as "no runs" would
+/// misstate every total built on it.
+fn report_runs(root: &Path, loaded: &LoadedSpec) -> Result<ReportRuns, ReportError> {
+    let journal = TrPaths::new(root, &loaded.spec.id).runs();
+    let recorded = match record::journal::has_finished_runs(&journal) {
+        true => Some(
+            record::journal::read_digests(&journal)?
+                .runs
+                .iter()
+                .filter(|x| !x.warmup)
+                .count(),
+        ),
+        false => None,
+    };
+    let stated = loaded.spec.recorded.get("total_runs").map(|r| r.value);
+    let has_matrix = !loaded.matrix.axes.is_empty();
+    let planned = loaded.spec.status == crate::spec::Status::Planned;
+    let measured = || crate::plan::build(loaded).measured_runs() as f64;
+    let (runs, from) = match (recorded, has_matrix, stated) {
+        (Some(n), _, _) => (Some(n as f64), "recorded here"),
+        (None, true, _) if planned => (Some(measured()), PLANNED_NOT_RUN),
+        (None, true, _) => (Some(measured()), "matrix"),
+        (None, false, Some(n)) => (Some(n), "stated"),
+        _ => (None, ""),
+    };
+    Ok(ReportRuns {
+        recorded,
+        runs,
+        from,
+    })
+}
+
+/// Every report's counts as the index makes them, for the catalogue's claims.
+pub fn catalogue_counts(
+    root: &Path,
+    registry: &Registry,
+) -> Result<Vec<crate::catalogue::ReportCount>, ReportError> {
+    registry
+        .specs
+        .iter()
+        .map(|(id, loaded)| {
+            let r = report_runs(root, loaded)?;
+            let superseded = matches!(
+                registry.effective_status(id),
+                Some(EffectiveStatus::Superseded { .. })
+            );
+            let planned = loaded.spec.status == crate::spec::Status::Planned;
+            Ok(crate::catalogue::ReportCount {
+                id: id.clone(),
+                current: !superseded && !planned,
+                superseded,
+                planned,
+                runs: r.runs.filter(|_| r.from != PLANNED_NOT_RUN),
+            })
+        })
+        .collect()
+}
+
 /// Renders reports/README.md: every TR by phase and status, supersession, key findings,
 /// a Mermaid graph and totals counted from the specs and the data.
 pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportError> {
@@ -773,31 +842,15 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
     let mut total_runs = 0usize;
     for (id, loaded) in &registry.specs {
         let plan = crate::plan::build(loaded);
-        let journal = TrPaths::new(root, id).runs();
-        // A damaged journal stops the index: counting it as "no runs" would misstate the total.
-        let recorded_runs = match record::journal::has_finished_runs(&journal) {
-            true => Some(
-                record::journal::read_digests(&journal)?
-                    .runs
-                    .iter()
-                    .filter(|x| !x.warmup)
-                    .count(),
-            ),
-            false => None,
-        };
-        let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
         let has_matrix = !loaded.matrix.axes.is_empty();
-        // The best count there is: runs recorded here, else the matrix, else the report's own figure.
-        let planned = loaded.spec.status == crate::spec::Status::Planned;
-        let (runs, runs_from) = match (recorded_runs, has_matrix, stated_runs) {
-            (Some(n), _, _) => (Some(n as f64), "recorded here"),
-            (None, true, _) if planned => (Some(plan.measured_runs() as f64), "planned, not run"),
-            (None, true, _) => (Some(plan.measured_runs() as f64), "matrix"),
-            (None, false, Some(n)) => (Some(n), "stated"),
-            _ => (None, ""),
-        };
+        let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
+        let ReportRuns {
+            recorded: recorded_runs,
+            runs,
+            from: runs_from,
+        } = report_runs(root, loaded)?;
         // Runs that were made count; runs only planned do not.
-        if runs_from != "planned, not run" {
+        if runs_from != PLANNED_NOT_RUN {
             total_runs += runs.unwrap_or(0.0) as usize;
         }
         let status = registry.effective_status(id);
