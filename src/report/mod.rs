@@ -4,6 +4,9 @@
 
 pub mod figures;
 pub mod filters;
+mod index;
+
+pub use index::{catalogue_counts, render_index};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -763,136 +766,4 @@ pub fn write(root: &Path, r: &Rendered) -> Result<Vec<PathBuf>, ReportError> {
     })?;
     written.push(path);
     Ok(written)
-}
-
-/// How many runs a report stands for, and where the figure comes from.
-struct ReportRuns {
-    /// Measured runs in its journal here.
-    recorded: Option<usize>,
-    runs: Option<f64>,
-    from: &'static str,
-}
-
-const PLANNED_NOT_RUN: &str = "planned, not run";
-
-/// The best count there is: runs recorded here, else the matrix, else the report's own figure
-/// (`recorded.total_runs`). A damaged journal is an error: counting it as "no runs" would
-/// misstate every total built on it.
-fn report_runs(root: &Path, loaded: &LoadedSpec) -> Result<ReportRuns, ReportError> {
-    let journal = TrPaths::new(root, &loaded.spec.id).runs();
-    let recorded = match record::journal::has_finished_runs(&journal) {
-        true => Some(
-            record::journal::read_digests(&journal)?
-                .runs
-                .iter()
-                .filter(|x| !x.warmup)
-                .count(),
-        ),
-        false => None,
-    };
-    let stated = loaded.spec.recorded.get("total_runs").map(|r| r.value);
-    let has_matrix = !loaded.matrix.axes.is_empty();
-    let planned = loaded.spec.status == crate::spec::Status::Planned;
-    let measured = || crate::plan::build(loaded).measured_runs() as f64;
-    let (runs, from) = match (recorded, has_matrix, stated) {
-        (Some(n), _, _) => (Some(n as f64), "recorded here"),
-        (None, true, _) if planned => (Some(measured()), PLANNED_NOT_RUN),
-        (None, true, _) => (Some(measured()), "matrix"),
-        (None, false, Some(n)) => (Some(n), "stated"),
-        _ => (None, ""),
-    };
-    Ok(ReportRuns {
-        recorded,
-        runs,
-        from,
-    })
-}
-
-/// Every report's counts as the index makes them, for the catalogue's claims.
-pub fn catalogue_counts(
-    root: &Path,
-    registry: &Registry,
-) -> Result<Vec<crate::catalogue::ReportCount>, ReportError> {
-    registry
-        .specs
-        .iter()
-        .map(|(id, loaded)| {
-            let r = report_runs(root, loaded)?;
-            let superseded = matches!(
-                registry.effective_status(id),
-                Some(EffectiveStatus::Superseded { .. })
-            );
-            let planned = loaded.spec.status == crate::spec::Status::Planned;
-            Ok(crate::catalogue::ReportCount {
-                id: id.clone(),
-                current: !superseded && !planned,
-                superseded,
-                planned,
-                runs: r.runs.filter(|_| r.from != PLANNED_NOT_RUN),
-            })
-        })
-        .collect()
-}
-
-/// Renders reports/README.md: every TR by phase and status, supersession, key findings,
-/// a Mermaid graph and totals counted from the specs and the data.
-pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportError> {
-    let env = environment(root, &[INDEX_TEMPLATE])?;
-    let mut reports = Vec::new();
-    let mut total_runs = 0usize;
-    for (id, loaded) in &registry.specs {
-        let plan = crate::plan::build(loaded);
-        let has_matrix = !loaded.matrix.axes.is_empty();
-        let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
-        let ReportRuns {
-            recorded: recorded_runs,
-            runs,
-            from: runs_from,
-        } = report_runs(root, loaded)?;
-        // Runs that were made count; runs only planned do not.
-        if runs_from != PLANNED_NOT_RUN {
-            total_runs += runs.unwrap_or(0.0) as usize;
-        }
-        let status = registry.effective_status(id);
-        let (superseded_by, reason) = match &status {
-            Some(EffectiveStatus::Superseded { by, reason }) => {
-                (Some(by.clone()), Some(reason.clone()))
-            }
-            _ => (None, None),
-        };
-        reports.push(serde_json::json!({
-            "id": id, "title": loaded.spec.title, "phase": loaded.spec.phase, "question": loaded.spec.question,
-            "status": status.as_ref().map(|s| s.label()).unwrap_or_default(), "declared_status": loaded.spec.status.to_string(),
-            "superseded_by": superseded_by, "supersession_reason": reason,
-            "supersedes": loaded.spec.supersedes.as_ref().map(|s| s.id.clone()), "builds_on": loaded.spec.builds_on,
-            "key_finding": key_finding(root, registry, loaded)?,
-            "planned_runs": has_matrix.then(|| plan.measured_runs()), "recorded_runs": recorded_runs, "stated_runs": stated_runs,
-            "runs": runs, "runs_from": runs_from,
-            "has_report": reports_dir(root).join(format!("{id}.md")).is_file(),
-        }));
-    }
-    let mut phases: IndexMap<Option<String>, Vec<serde_json::Value>> = IndexMap::new();
-    for r in &reports {
-        phases
-            .entry(r["phase"].as_str().map(str::to_owned))
-            .or_default()
-            .push(r.clone());
-    }
-    let count = |f: &dyn Fn(&serde_json::Value) -> bool| reports.iter().filter(|r| f(r)).count();
-    let ctx = serde_json::json!({
-        "phases": phases.into_iter().map(|(name, reports)| serde_json::json!({"name": name, "reports": reports})).collect::<Vec<_>>(),
-        "totals": {
-            "reports": reports.len(),
-            "current": count(&|r| r["superseded_by"].is_null() && r["declared_status"] != "planned"),
-            "superseded": count(&|r| !r["superseded_by"].is_null()),
-            "planned": count(&|r| r["declared_status"] == "planned"),
-            "runs": total_runs,
-        },
-        "reports": reports,
-    });
-    let tmpl = env
-        .get_template(INDEX_TEMPLATE)
-        .map_err(|e| template_error(root, &e))?;
-    tmpl.render(Value::from(Serde(ctx)))
-        .map_err(|e| ReportError::Input(template_error(root, &e)))
 }
