@@ -82,9 +82,10 @@ def log_interval(x):
 
 def logit_interval(x):
     x = np.asarray(x, float)
-    n = len(x)
     if np.any((x == 0) | (x == 1)):
-        x = (x * (n - 1) + 0.5) / n
+        # No logit at a bound: the t interval clipped to [0, 1].
+        m, lo, hi = t_interval(x)
+        return {"center": m, "low": max(lo, 0.0), "high": min(hi, 1.0)}
     m, lo, hi = t_interval(np.log(x / (1 - x)))
     expit = lambda v: 1 / (1 + np.exp(-v))
     return {"center": expit(m), "low": expit(lo), "high": expit(hi)}

@@ -152,7 +152,7 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
     );
     let f = fixture();
     // Columns after the label: metric,requests,runs,mean,median,std,cv,min,max,p50,p95,p99,
-    // ci95_low,ci95_high,ci_scale,outliers,runs_recorded,degraded,degraded_rate,
+    // ci95_low,ci95_high,ci_center,ci_scale,outliers,runs_recorded,degraded,degraded_rate,
     // degraded_rate_ci95_low,degraded_rate_ci95_high
     let fast = summary_row(
         &csv,
@@ -175,25 +175,30 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
         close(fast[i], &reference[key], &format!("fast {key}"));
     }
     // A throughput is positive: its interval is the t interval of the log values.
-    assert_eq!(fast[14], "log");
+    assert_eq!(fast[15], "log");
     let log = &f["describe_log"]["fast"];
     close(fast[12], &log["low"], "fast log-scale ci_low");
     close(fast[13], &log["high"], "fast log-scale ci_high");
+    close(
+        fast[14],
+        &log["center"],
+        "fast geometric mean, the interval's centre",
+    );
     assert_eq!(
-        (fast[16], fast[17]),
+        (fast[17], fast[18]),
         ("6", "1"),
         "6 measured runs, 1 degraded"
     );
     // ...and its degraded rate, 1 of 6 independent runs, gets Wilson's interval.
     let wilson = &f["bounded"]["wilson_1_of_6"];
-    close(fast[19], &wilson["low"], "degraded rate Wilson low");
-    close(fast[20], &wilson["high"], "degraded rate Wilson high");
+    close(fast[20], &wilson["low"], "degraded rate Wilson low");
+    close(fast[21], &wilson["high"], "degraded rate Wilson high");
     let outlier = summary_row(
         &csv,
         "temperature=1.0 scenario={kind: single}",
         "decode_tok_s",
     );
-    assert_eq!(outlier[15], "1", "the 71.0 run is flagged as an outlier");
+    assert_eq!(outlier[16], "1", "the 71.0 run is flagged as an outlier");
     close(
         outlier[3],
         &f["describe"]["with_outlier"]["mean"],
@@ -238,7 +243,7 @@ fn summary_statistics_match_the_reference_and_exclude_warmups_and_degraded_runs(
     );
     assert_eq!(efficiency[3], "0.975");
     assert_eq!(
-        efficiency[14], "logit",
+        efficiency[15], "logit",
         "a fraction's interval stays in [0, 1]"
     );
 

@@ -183,10 +183,12 @@ fn two_agents_on_two_launched_servers_record_group_efficiency() {
         })
         .map(|r| f(&r["group"], "parallel_efficiency"))
         .collect();
-    let mean = groups.iter().sum::<f64>() / groups.len() as f64;
+    // The report shows the centre of the logit-scale interval: the logistic of the mean logit.
+    let mean_logit = groups.iter().map(|e| (e / (1.0 - e)).ln()).sum::<f64>() / groups.len() as f64;
+    let center = 1.0 / (1.0 + (-mean_logit).exp());
     assert!(
-        report.contains(&format!("| {:.1}% [", mean * 100.0)),
-        "efficiency {mean} not in:\n{report}"
+        report.contains(&format!("| {:.1}% [", center * 100.0)),
+        "efficiency {center} not in:\n{report}"
     );
     for section in [
         "## Question",

@@ -155,7 +155,7 @@ pub fn analyze_frames(
     ));
     metrics.extend(summary::from_values(
         "scaling_efficiency",
-        &scaling::run_values(&frames)?,
+        &scaling::run_values(&frames, loaded.spec.order == RunOrder::Interleaved)?,
     ));
     let mut warnings = Vec::new();
     if frames.torn_bytes > 0 {
@@ -199,7 +199,8 @@ pub fn analyze_frames(
                 .filter_map(|cell| {
                     // Total tokens over total time (the ratio estimator), not the mean of each
                     // run's rate, which would give a short run as much weight as a long one.
-                    let (tokens, seconds) = summary::run_tokens_and_seconds(&frames, cell).ok()?;
+                    let (tokens, seconds, _) =
+                        summary::run_tokens_and_seconds(&frames, cell).ok()?;
                     let rate = match stats::ratio_estimate(&tokens, &seconds, 0.95) {
                         Some(r) => (r.center, (r.low, r.high)),
                         None if !tokens.is_empty() => (
@@ -302,6 +303,7 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         "p99" => m.iter().map(|r| r.stats.p99).collect::<Vec<_>>(),
         "ci95_low" => m.iter().map(|r| r.stats.ci_low).collect::<Vec<_>>(),
         "ci95_high" => m.iter().map(|r| r.stats.ci_high).collect::<Vec<_>>(),
+        "ci_center" => m.iter().map(|r| r.stats.center).collect::<Vec<_>>(),
         "ci_scale" => m.iter().map(|r| format!("{:?}", r.stats.scale).to_lowercase()).collect::<Vec<_>>(),
         "outliers" => m.iter().map(|r| r.stats.outliers as u32).collect::<Vec<_>>(),
         "runs_recorded" => m.iter().map(|r| runs_of(r.cell).map_or(0, |c| c.runs)).collect::<Vec<_>>(),

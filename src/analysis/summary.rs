@@ -193,28 +193,36 @@ pub fn summarize(frames: &Frames) -> PolarsResult<Vec<MetricSummary>> {
                             // multi-agent run share its contention and are not independent,
                             // so spread and interval come from each run's mean.
                             let clustered = std::ptr::eq(*frame, &frames.agents);
-                            let runs: Vec<f64> =
+                            let scale = metrics::scale(metric);
+                            // Spread over runs first: a single-agent cell's values are its
+                            // runs, and summarize_in_place reorders and overwrites them.
+                            let (spread, run_values) =
                                 match (&starts[cell], clustered && !values.is_empty()) {
-                                    (Some(starts), true) => run_totals(
-                                        frame,
-                                        &cell_rows[cell],
-                                        measured,
-                                        metric,
-                                        starts,
-                                    )?
-                                    .into_iter()
-                                    .map(|(sum, count)| sum / count as f64)
-                                    .collect(),
-                                    _ => values.clone(),
+                                    (Some(starts), true) => {
+                                        let runs: Vec<f64> = run_totals(
+                                            frame,
+                                            &cell_rows[cell],
+                                            measured,
+                                            metric,
+                                            starts,
+                                        )?
+                                        .into_iter()
+                                        .map(|(sum, count)| sum / count as f64)
+                                        .collect();
+                                        (stats::run_spread(&runs, scale), kept_run_values(&runs))
+                                    }
+                                    _ => (
+                                        stats::run_spread(&values, scale),
+                                        kept_run_values(&values),
+                                    ),
                                 };
                             if let Some(stats) = stats::summarize_in_place(&mut values) {
-                                let stats =
-                                    stats::with_run_spread(stats, &runs, metrics::scale(metric));
+                                let stats = stats::with_spread(stats, spread);
                                 rows.push(MetricSummary {
                                     cell,
                                     metric: metric.to_owned(),
                                     stats,
-                                    run_values: kept_run_values(&runs),
+                                    run_values,
                                 });
                             }
                         }
@@ -307,22 +315,32 @@ pub fn run_counts(frames: &Frames) -> PolarsResult<Vec<CellRuns>> {
         .collect())
 }
 
-/// Per measured run of `cell`: the tokens it produced (all agents) and the seconds of wall
-/// time they took, for runs that have both; the input of total-over-total rates.
-pub fn run_tokens_and_seconds(frames: &Frames, cell: usize) -> PolarsResult<(Vec<f64>, Vec<f64>)> {
+/// Per measured run of `cell`: the tokens it produced (all agents), the seconds of wall time
+/// they took and its repetition, for runs that have both; the input of total-over-total rates.
+pub fn run_tokens_and_seconds(
+    frames: &Frames,
+    cell: usize,
+) -> PolarsResult<(Vec<f64>, Vec<f64>, Vec<u32>)> {
     let rows = frames.runs_of(&[cell as u32])?;
     let measured = measured_rows(&rows)?;
     let rate = rows.column("aggregate_tok_s")?.f64()?;
     let wall = rows.column("wall_ms")?.f64()?;
-    let (mut tokens, mut seconds) = (Vec::new(), Vec::new());
-    for ((keep, rate), wall) in measured.iter().zip(rate.iter()).zip(wall.iter()) {
+    let reps = rows.column("repetition")?.u32()?;
+    let (mut tokens, mut seconds, mut repetitions) = (Vec::new(), Vec::new(), Vec::new());
+    for (((keep, rate), wall), rep) in measured
+        .iter()
+        .zip(rate.iter())
+        .zip(wall.iter())
+        .zip(reps.iter())
+    {
         if let (true, Some(rate), Some(wall)) = (*keep, rate, wall)
             && rate.is_finite()
             && wall > 0.0
         {
             tokens.push(rate * wall / 1000.0);
             seconds.push(wall / 1000.0);
+            repetitions.push(rep.unwrap_or(0));
         }
     }
-    Ok((tokens, seconds))
+    Ok((tokens, seconds, repetitions))
 }

@@ -9,7 +9,8 @@
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-/// One row: a cell's runs, their mean and its interval.
+/// One row: a cell's runs, the centre of their interval (their mean on the scale the interval
+/// was taken on) and the interval.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub label: String,

@@ -385,7 +385,7 @@ fn draw_figures(
                 .get(metric)
                 .map(|v| v.iter().map(|x| x * scale).collect())
                 .unwrap_or_default(),
-            mean: s.mean * scale,
+            mean: s.center * scale,
             interval: Some((s.ci_low * scale, s.ci_high * scale)),
             series,
         })

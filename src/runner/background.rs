@@ -6,7 +6,10 @@
 //! The machine's busy time comes from the first line of /proc/stat (user, nice, system, irq,
 //! softirq and steal ticks over all CPUs); the known processes' from /proc/<pid>/stat (utime,
 //! stime, and cutime, cstime for the children they have waited for: agent programs, and
-//! nvidia-smi). Linux only; elsewhere nothing is recorded.
+//! nvidia-smi). The share is over every CPU of the host, as /proc/stat counts them. A server
+//! the runner did not launch (an Ollama or vLLM on this machine) is not known to it, so its
+//! CPU time counts as background: for such endpoints the flag means "the machine was busy",
+//! which includes the server. Linux only; elsewhere nothing is recorded.
 
 use std::time::Instant;
 
@@ -16,6 +19,8 @@ struct Snapshot {
     at: Instant,
     busy_ticks: u64,
     known_ticks: u64,
+    /// The CPUs /proc/stat's total covers.
+    cpus: usize,
 }
 
 pub struct BackgroundMeter {
@@ -54,8 +59,17 @@ fn clock_ticks_per_second() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-fn online_cpus() -> f64 {
-    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+/// The CPUs the busy ticks are summed over: /proc/stat's `cpuN` lines, every online CPU of
+/// the host. Not `available_parallelism`, which a cgroup quota or an affinity mask lowers: a
+/// container limited to 2 of 16 cores would otherwise see its neighbours as a full machine.
+fn cpus_in(stat: &str) -> usize {
+    stat.lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count()
+        .max(1)
 }
 
 impl BackgroundMeter {
@@ -68,7 +82,8 @@ impl BackgroundMeter {
     }
 
     fn snapshot(&self) -> Option<Snapshot> {
-        let busy_ticks = busy_ticks(&read("/proc/stat")?)?;
+        let stat = read("/proc/stat")?;
+        let busy_ticks = busy_ticks(&stat)?;
         let own = process_ticks(&read("/proc/self/stat")?)?;
         // A server that has exited has no ticks to count any more.
         let servers: u64 = self
@@ -80,6 +95,7 @@ impl BackgroundMeter {
             at: Instant::now(),
             busy_ticks,
             known_ticks: own + servers,
+            cpus: cpus_in(&stat),
         })
     }
 
@@ -96,7 +112,7 @@ impl BackgroundMeter {
         let busy = end.busy_ticks.saturating_sub(start.busy_ticks);
         let known = end.known_ticks.saturating_sub(start.known_ticks);
         let cpu_s = busy.saturating_sub(known) as f64 / clock_ticks_per_second();
-        let capacity = wall_s * online_cpus();
+        let capacity = wall_s * end.cpus as f64;
         Some(Background {
             cpu_s,
             share: if capacity > 0.0 {
@@ -114,8 +130,9 @@ mod tests {
 
     #[test]
     fn reads_proc_stat_and_process_stat_lines() {
-        let stat = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n";
+        let stat = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\ncpu1 50 3 25 500 10 2 1 1 0 0\nintr 5\n";
         assert_eq!(busy_ticks(stat), Some(100 + 5 + 50 + 3 + 2 + 1));
+        assert_eq!(cpus_in(stat), 2);
         // A name with spaces and a parenthesis, as /proc allows.
         let line = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194304 100 0 0 0 70 30 5 2 20 0 1 0";
         assert_eq!(process_ticks(line), Some(70 + 30 + 5 + 2));

@@ -315,7 +315,7 @@ pub(super) fn targets(
         .map(|agent| Target {
             server: servers[if per_agent { agent % servers.len() } else { 0 }].clone(),
             request: GenerationRequest {
-                prompt: prompts[prompt_index(plan, run.repetition, agent) % prompts.len()].clone(),
+                prompt: prompts[prompt_index(plan, run, agent) % prompts.len()].clone(),
                 max_tokens,
                 model: entry.model.clone(),
                 params: request_params.clone(),
@@ -331,8 +331,8 @@ pub(super) fn targets(
 /// cell. So in one repetition every cell's agent k sends the same prompt, and no prompt of one
 /// repetition comes back in the next, where it would find the server's cache warm for some
 /// cells and not others (the old rotation, repetition + agent, gave agent 1 of repetition r the
-/// prompt agent 0 sends in r + 1).
-pub(super) fn prompt_index(plan: &Plan, repetition: u32, agent: usize) -> usize {
+/// prompt agent 0 sends in r + 1). Warm-up runs have blocks of their own.
+pub(super) fn prompt_index(plan: &Plan, run: &PlannedRun, agent: usize) -> usize {
     let block = plan
         .cells
         .iter()
@@ -340,5 +340,11 @@ pub(super) fn prompt_index(plan: &Plan, repetition: u32, agent: usize) -> usize 
         .max()
         .unwrap_or(1)
         .max(1);
-    repetition as usize * block + agent
+    // Warm-ups take the blocks after the measured ones, so they warm no measured prompt.
+    let slot = if run.warmup {
+        plan.repetitions + run.repetition
+    } else {
+        run.repetition
+    };
+    slot as usize * block + agent
 }

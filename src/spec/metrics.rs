@@ -76,10 +76,10 @@ pub fn scale(name: &str) -> crate::stats::Scale {
     use crate::stats::Scale;
     match name {
         "parallel_efficiency"
-        | "scaling_efficiency"
         | "quality_score"
         | "contention_rate"
-        | "degraded_rate" => Scale::Logit,
+        | "degraded_rate"
+        | "background_share" => Scale::Logit,
         "prefill_overhead_ms" | "decode_overhead_ms" => Scale::Linear,
         _ => Scale::Log,
     }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::interval::{Scale, mean_interval};
+use super::interval::{Scale, mean_interval, mean_interval_on};
 
 /// Percentile `p` (0..=100) of already sorted data, interpolating linearly between the two
 /// nearest ranks (numpy's default "linear" method). `None` for empty input.
@@ -107,6 +107,9 @@ pub struct Summary {
     pub ci_low: f64,
     pub ci_high: f64,
     pub outliers: usize,
+    /// The point the interval is centred on: the arithmetic mean on the linear scale, the
+    /// geometric mean on the log scale, the logistic of the mean logit on the logit scale.
+    pub center: f64,
     /// The independent units behind the spread and the interval: runs. Equal to `n` where
     /// each run gives one value; fewer where a run gives one per agent.
     pub runs: usize,
@@ -161,46 +164,93 @@ pub fn summarize_in_place(values: &mut [f64]) -> Option<Summary> {
         ci_low: mean - half,
         ci_high: mean + half,
         outliers,
+        center: mean,
         runs: n,
         scale: Scale::Linear,
     })
 }
 
-/// `summary` with its spread (std, CV) and its 95% interval taken from `runs`, one value per
-/// independent run, on `scale`: the run is the replication unit, so the requests of one
-/// multi-agent run, which share its contention, do not count as replicates. A log-scale metric
-/// with a zero among its runs (a count, a gap) gets the linear interval with its lower bound
-/// held at zero, the bound of the quantity.
-pub fn with_run_spread(mut summary: Summary, runs: &[f64], scale: Scale) -> Summary {
+/// Spread and interval over runs, the replication unit (see [`with_run_spread`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunSpread {
+    pub runs: usize,
+    pub std: f64,
+    pub cv: f64,
+    /// The point the interval is centred on (the geometric mean on the log scale).
+    pub center: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub scale: Scale,
+}
+
+/// The spread (std, CV) and 95% interval of `runs`, one value per independent run, on
+/// `scale`. A log-scale metric with a zero among its runs (a count, a gap) gets the linear
+/// interval with its lower bound held at zero, the bound of the quantity; runs that all have
+/// one value get that value as both bounds.
+pub fn run_spread(runs: &[f64], scale: Scale) -> RunSpread {
     let n = runs.len();
-    summary.runs = n;
+    let mean = if n > 0 {
+        compensated_sum(runs.iter().copied()) / n as f64
+    } else {
+        f64::NAN
+    };
     let (std, cv) = if n > 1 {
-        let mean = compensated_sum(runs.iter().copied()) / n as f64;
         let std =
             (compensated_sum(runs.iter().map(|x| (x - mean) * (x - mean))) / (n - 1) as f64).sqrt();
         (std, std / mean)
     } else {
         (f64::NAN, f64::NAN)
     };
-    summary.std = std;
-    summary.cv = cv;
     let constant = runs.windows(2).all(|w| w[0] == w[1]);
-    let (scale, interval) = match scale {
-        // No spread: the interval is the value itself on any scale (the logit squeeze would
-        // otherwise move a constant 0 or 1 off its value).
-        _ if constant && n > 1 => (scale, Some((runs[0], runs[0]))),
-        Scale::Log if runs.iter().any(|v| *v <= 0.0) => (
-            Scale::Linear,
-            mean_interval(runs, Scale::Linear, 0.95).map(|i| (i.low.max(0.0), i.high)),
-        ),
-        _ => (
+    let (interval, scale) = match scale {
+        _ if constant && n > 1 => (
+            Some(super::interval::Interval {
+                center: runs[0],
+                low: runs[0],
+                high: runs[0],
+            }),
             scale,
-            mean_interval(runs, scale, 0.95).map(|i| (i.low, i.high)),
         ),
+        Scale::Log if runs.iter().any(|v| *v <= 0.0) => (
+            mean_interval(runs, Scale::Linear, 0.95).map(|i| super::interval::Interval {
+                low: i.low.max(0.0),
+                ..i
+            }),
+            Scale::Linear,
+        ),
+        _ => match mean_interval_on(runs, scale, 0.95) {
+            Some((i, used)) => (Some(i), used),
+            None => (None, scale),
+        },
     };
-    summary.scale = scale;
-    (summary.ci_low, summary.ci_high) = interval.unwrap_or((f64::NAN, f64::NAN));
+    RunSpread {
+        runs: n,
+        std,
+        cv,
+        center: interval.map_or(mean, |i| i.center),
+        ci_low: interval.map_or(f64::NAN, |i| i.low),
+        ci_high: interval.map_or(f64::NAN, |i| i.high),
+        scale,
+    }
+}
+
+/// `summary` with its spread, centre and interval from `spread`.
+pub fn with_spread(mut summary: Summary, spread: RunSpread) -> Summary {
+    summary.runs = spread.runs;
+    summary.std = spread.std;
+    summary.cv = spread.cv;
+    summary.center = spread.center;
+    summary.ci_low = spread.ci_low;
+    summary.ci_high = spread.ci_high;
+    summary.scale = spread.scale;
     summary
+}
+
+/// `summary` with its spread (std, CV) and its 95% interval taken from `runs`, one value per
+/// independent run, on `scale`: the run is the replication unit, so the requests of one
+/// multi-agent run, which share its contention, do not count as replicates.
+pub fn with_run_spread(summary: Summary, runs: &[f64], scale: Scale) -> Summary {
+    with_spread(summary, run_spread(runs, scale))
 }
 
 /// Neumaier's compensated sum: a plain running sum of 100,000 copies of 1.2 is off in the
