@@ -19,6 +19,7 @@ pub mod registry;
 pub mod report;
 pub mod runner;
 pub mod scaffold;
+pub mod schedule;
 pub mod spec;
 pub mod stats;
 pub mod store;
