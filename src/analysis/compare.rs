@@ -68,14 +68,34 @@ pub fn paired_by_repetition(
     b: &IndexMap<String, Value>,
 ) -> PolarsResult<Option<stats::PairedRatio>> {
     let (ra, rb) = (
-        by_repetition(frames, metric, a)?,
-        by_repetition(frames, metric, b)?,
+        remembered_by_repetition(frames, metric, a)?,
+        remembered_by_repetition(frames, metric, b)?,
     );
     let (va, vb): (Vec<f64>, Vec<f64>) = ra
         .iter()
         .filter_map(|(rep, x)| rb.get(rep).map(|y| (*x, *y)))
         .unzip();
     Ok(stats::paired_log_ratio(&va, &vb, 0.95))
+}
+
+/// [`by_repetition`], computed once per selection (a claim's sides recur across claims).
+fn remembered_by_repetition(
+    frames: &Frames,
+    metric: &str,
+    selection: &IndexMap<String, Value>,
+) -> PolarsResult<std::collections::BTreeMap<u32, f64>> {
+    let key = format!(
+        "{metric} {} by repetition",
+        serde_json::to_string(selection).unwrap_or_default()
+    );
+    // The memo holds flat lists: repetition, mean, repetition, mean, ...
+    let flat = frames.remembered(key, || {
+        Ok(by_repetition(frames, metric, selection)?
+            .into_iter()
+            .flat_map(|(rep, mean)| [rep as f64, mean])
+            .collect())
+    })?;
+    Ok(flat.chunks(2).map(|p| (p[0] as u32, p[1])).collect())
 }
 
 fn matching_cells(frames: &Frames, selection: &IndexMap<String, Value>) -> Vec<u32> {

@@ -153,10 +153,17 @@ pub fn analyze_frames(
         "contention_rate",
         &contention.run_rates,
     ));
+    phase("contention rates", started);
+    // Each cell's runs' tokens and seconds: scaling efficiency and cost both read them.
+    let rates = (0..frames.cells.len())
+        .map(|cell| summary::run_tokens_and_seconds(&frames, cell))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    phase("tokens and seconds per run", started);
     metrics.extend(summary::from_values(
         "scaling_efficiency",
-        &scaling::run_values(&frames, loaded.spec.order == RunOrder::Interleaved)?,
+        &scaling::run_values(&frames, &rates, loaded.spec.order == RunOrder::Interleaved),
     ));
+    phase("scaling efficiency", started);
     let mut warnings = Vec::new();
     if frames.torn_bytes > 0 {
         warnings.push(format!(
@@ -199,9 +206,8 @@ pub fn analyze_frames(
                 .filter_map(|cell| {
                     // Total tokens over total time (the ratio estimator), not the mean of each
                     // run's rate, which would give a short run as much weight as a long one.
-                    let (tokens, seconds, _) =
-                        summary::run_tokens_and_seconds(&frames, cell).ok()?;
-                    let rate = match stats::ratio_estimate(&tokens, &seconds, 0.95) {
+                    let (tokens, seconds, _) = &rates[cell];
+                    let rate = match stats::ratio_estimate(tokens, seconds, 0.95) {
                         Some(r) => (r.center, (r.low, r.high)),
                         None if !tokens.is_empty() => (
                             tokens.iter().sum::<f64>() / seconds.iter().sum::<f64>(),

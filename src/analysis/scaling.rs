@@ -10,18 +10,16 @@
 //! the baseline's variation enters the per-run values (and so the interval); otherwise, or for
 //! a repetition without a single-agent run, by the single cell's total tokens over total time.
 
-use std::collections::{BTreeMap, HashMap};
-
-use polars::prelude::*;
+use std::collections::HashMap;
 
 use super::contention::config_key;
 use super::frame::Frames;
-use super::summary::run_tokens_and_seconds;
+use super::summary::RunRates;
 
 /// The lone agent's throughput of one configuration: over all its runs, and per repetition.
 struct Baseline {
     pooled: f64,
-    by_repetition: BTreeMap<u32, f64>,
+    by_repetition: HashMap<u32, f64>,
 }
 
 fn rate(tokens: &[f64], seconds: &[f64]) -> Option<f64> {
@@ -32,8 +30,9 @@ fn rate(tokens: &[f64], seconds: &[f64]) -> Option<f64> {
 }
 
 /// Per measured run of each multi-agent cell that has a single-agent baseline: (cell, scaling
-/// efficiency). `paired`: the runs were interleaved, so repetitions are blocks.
-pub fn run_values(frames: &Frames, paired: bool) -> PolarsResult<Vec<(usize, f64)>> {
+/// efficiency). `rates` are each cell's runs' tokens and seconds; `paired`: the runs were
+/// interleaved, so repetitions are blocks.
+pub fn run_values(frames: &Frames, rates: &[RunRates], paired: bool) -> Vec<(usize, f64)> {
     let mut baselines: HashMap<String, Baseline> = HashMap::new();
     for (i, cell) in frames
         .cells
@@ -41,19 +40,22 @@ pub fn run_values(frames: &Frames, paired: bool) -> PolarsResult<Vec<(usize, f64
         .enumerate()
         .filter(|(_, c)| c.agents == 1)
     {
-        let (tokens, seconds, reps) = run_tokens_and_seconds(frames, i)?;
-        let Some(pooled) = rate(&tokens, &seconds) else {
+        let (tokens, seconds, reps) = &rates[i];
+        let Some(pooled) = rate(tokens, seconds) else {
             continue;
         };
-        let mut per_rep: BTreeMap<u32, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-        for ((t, s), r) in tokens.iter().zip(&seconds).zip(&reps) {
+        // Per repetition, its runs' total tokens and seconds (sums, not lists: a
+        // million-run journal has a hundred thousand repetitions per cell).
+        let mut per_rep: HashMap<u32, (f64, f64)> = HashMap::new();
+        for ((t, s), r) in tokens.iter().zip(seconds).zip(reps) {
             let e = per_rep.entry(*r).or_default();
-            e.0.push(*t);
-            e.1.push(*s);
+            e.0 += t;
+            e.1 += s;
         }
         let by_repetition = per_rep
             .into_iter()
-            .filter_map(|(r, (t, s))| rate(&t, &s).map(|v| (r, v)))
+            .filter(|(_, (t, s))| *s > 0.0 && *t > 0.0)
+            .map(|(r, (t, s))| (r, t / s))
             .collect();
         baselines.insert(
             config_key(&cell.params),
@@ -73,8 +75,8 @@ pub fn run_values(frames: &Frames, paired: bool) -> PolarsResult<Vec<(usize, f64
         let Some(lone) = baselines.get(&config_key(&cell.params)) else {
             continue;
         };
-        let (tokens, seconds, reps) = run_tokens_and_seconds(frames, i)?;
-        for ((t, s), r) in tokens.iter().zip(&seconds).zip(&reps) {
+        let (tokens, seconds, reps) = &rates[i];
+        for ((t, s), r) in tokens.iter().zip(seconds).zip(reps) {
             let base = match lone.by_repetition.get(r) {
                 Some(b) if paired => *b,
                 _ => lone.pooled,
@@ -82,5 +84,5 @@ pub fn run_values(frames: &Frames, paired: bool) -> PolarsResult<Vec<(usize, f64
             out.push((i, t / s / (cell.agents as f64 * base)));
         }
     }
-    Ok(out)
+    out
 }

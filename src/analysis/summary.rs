@@ -317,10 +317,10 @@ pub fn run_counts(frames: &Frames) -> PolarsResult<Vec<CellRuns>> {
 
 /// Per measured run of `cell`: the tokens it produced (all agents), the seconds of wall time
 /// they took and its repetition, for runs that have both; the input of total-over-total rates.
-pub fn run_tokens_and_seconds(
-    frames: &Frames,
-    cell: usize,
-) -> PolarsResult<(Vec<f64>, Vec<f64>, Vec<u32>)> {
+/// A cell's runs' (tokens, seconds, repetitions), as [`run_tokens_and_seconds`] gives them.
+pub type RunRates = (Vec<f64>, Vec<f64>, Vec<u32>);
+
+pub fn run_tokens_and_seconds(frames: &Frames, cell: usize) -> PolarsResult<RunRates> {
     let rows = frames.runs_of(&[cell as u32])?;
     let measured = measured_rows(&rows)?;
     let rate = rows.column("aggregate_tok_s")?.f64()?;

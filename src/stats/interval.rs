@@ -76,12 +76,19 @@ pub fn mean_interval_on(values: &[f64], scale: Scale, level: f64) -> Option<(Int
     }
     let t = t_quantile((n - 1) as f64, level)?;
     let half = |sd: f64| t * sd / (n as f64).sqrt();
-    // Mean and sd of the transformed values, in two passes without a copy: a million-run
-    // cell would otherwise allocate its values again per metric.
+    // Mean and sd of the transformed values without a copy: a million-run cell would
+    // otherwise allocate its values again per metric.
+    // Welford's one pass: each value transformed once (a logarithm per value per metric is
+    // a real cost on a million runs), numerically stable.
     let moments = |f: &dyn Fn(f64) -> f64| {
-        let mean = values.iter().map(|v| f(*v)).sum::<f64>() / n as f64;
-        let var = values.iter().map(|v| (f(*v) - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        (mean, var.sqrt())
+        let (mut mean, mut m2) = (0.0_f64, 0.0_f64);
+        for (k, v) in values.iter().enumerate() {
+            let x = f(*v);
+            let delta = x - mean;
+            mean += delta / (k + 1) as f64;
+            m2 += delta * (x - mean);
+        }
+        (mean, (m2 / (n - 1) as f64).sqrt())
     };
     match scale {
         Scale::Linear => {
