@@ -3,32 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{banterhearts, journal, project};
-
-/// Starts `banterhearts pacer` with `args` on a free port; returns it and its host:port.
-fn start_pacer(args: &[&str]) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let pacer = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
-        .args(["pacer", "--port", &port.to_string()])
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&url).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (pacer, url)
-}
+use common::{banterhearts, journal, project, start_pacer};
 
 #[test]
 fn the_pacer_reports_its_real_send_times_and_the_runner_reconciles_them() {

@@ -9,6 +9,6 @@ mod run;
 pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
 pub use run::{
-    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadedModel, ReportedRequest, RunRecord,
-    RunStatus, ServerSample,
+    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadRequest, LoadedModel,
+    ReportedRequest, RunRecord, RunStatus, ServerSample,
 };

@@ -220,3 +220,34 @@ pub struct GpuSample {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+/// One request of a load period: when it was due, when it was sent, and what it measured,
+/// from the send and from the schedule (the difference is client-side queueing, which a tool
+/// that times only from the send hides: coordinated omission).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRequest {
+    /// Its place in the schedule, from 0.
+    pub index: u64,
+    /// Due, and sent, as offsets from the period's start.
+    pub scheduled_ms: f64,
+    pub sent_ms: f64,
+    /// sent - scheduled: how late the client released it.
+    pub dispatch_lag_ms: f64,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Still in flight when the period and its grace were over, and cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+    /// From the send.
+    pub ttft_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    /// From the scheduled time.
+    pub ttft_from_schedule_ms: Option<f64>,
+    pub e2e_from_schedule_ms: Option<f64>,
+    /// (last token - first token) / (output tokens - 1): time per output token.
+    pub tpot_ms: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+    pub output_tokens: Option<u64>,
+}

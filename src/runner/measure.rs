@@ -11,6 +11,7 @@ use crate::backend::{Decoder, GenerationRequest, Protocol, ServerReport, StreamE
 use crate::record::{AgentRun, GroupStats, LagStats, RunStatus};
 use crate::stats::percentile;
 
+#[derive(Debug, Clone)]
 pub struct Target {
     pub server: String,
     pub request: GenerationRequest,
@@ -405,6 +406,19 @@ pub async fn measure_one(
     let obs = observe(client, protocol, target, deadline).await;
     let sent = obs.sent;
     derive(0, target.server.clone(), sent, obs)
+}
+
+/// Sends one request and measures it, placing its send by its offset from `origin` (the start
+/// of a load period) in `sent_offset_ms`.
+pub async fn measure_from(
+    client: &reqwest::Client,
+    protocol: &dyn Protocol,
+    target: &Target,
+    deadline: tokio::time::Instant,
+    origin: Instant,
+) -> AgentRun {
+    let obs = observe(client, protocol, target, deadline).await;
+    derive(0, target.server.clone(), origin, obs)
 }
 
 /// Sends every target's request at once (released by one barrier) and measures each.

@@ -7,6 +7,7 @@
 mod background;
 mod cells;
 mod identity;
+pub mod load;
 pub mod measure;
 pub mod program;
 mod progress;

@@ -9,7 +9,8 @@
 //! id: the same schedule on every machine and on every resume, and it can be recorded with
 //! the run.
 //!
-//! Not yet reachable from a spec: the `load` scenario that uses it is still being built.
+//! Not yet reachable from a spec: the `load` scenario that uses it is still being built
+//! (`runner::load` runs a period against a server).
 
 mod release;
 
@@ -46,6 +47,8 @@ pub struct Progress {
     pub sent: u64,
     /// Requests finished so far (closed loop releases one per finished one).
     pub finished: u64,
+    /// Time since the period started.
+    pub elapsed: Duration,
 }
 
 /// When the next request is due.
@@ -177,22 +180,20 @@ impl Pacer for OpenLoopPacer {
 pub struct ClosedLoop {
     pub users: u64,
     pub limit: Limit,
-    /// Offset of the latest decision, for duration limits (the caller's clock).
-    pub elapsed: Duration,
 }
 
 impl Pacer for ClosedLoop {
     fn next(&mut self, progress: Progress) -> Due {
         let over = match self.limit {
             Limit::Requests(n) => progress.sent >= n,
-            Limit::Duration(d) => self.elapsed >= d,
+            Limit::Duration(d) => progress.elapsed >= d,
         };
         if over {
             return Due::Done;
         }
-        // A user is free when fewer requests are in flight than there are users.
+        // A user is free when fewer requests are in flight than there are users: it sends now.
         if progress.sent - progress.finished.min(progress.sent) < self.users {
-            Due::At(Duration::ZERO)
+            Due::At(progress.elapsed)
         } else {
             Due::WhenOneFinishes
         }

@@ -137,42 +137,35 @@ fn bad_rates_and_burstiness_are_refused() {
 fn pacers_answer_when_the_next_request_is_due() {
     let s = OpenLoop::draw(Arrival::Constant, 4.0, Limit::Requests(2), 0).unwrap();
     let mut open = OpenLoopPacer::new(s);
-    let at = |sent| Progress { sent, finished: 0 };
+    let at = |sent| Progress {
+        sent,
+        ..Progress::default()
+    };
     assert_eq!(open.next(at(0)), Due::At(Duration::ZERO));
     assert_eq!(open.next(at(1)), Due::At(Duration::from_millis(250)));
     assert_eq!(open.next(at(2)), Due::Done);
     let mut closed = ClosedLoop {
         users: 2,
         limit: Limit::Requests(3),
-        elapsed: Duration::ZERO,
+    };
+    let now = Duration::from_millis(70);
+    let p = |sent, finished| Progress {
+        sent,
+        finished,
+        elapsed: now,
+    };
+    assert_eq!(closed.next(p(1, 0)), Due::At(now), "a free user sends now");
+    assert_eq!(closed.next(p(2, 0)), Due::WhenOneFinishes);
+    assert_eq!(closed.next(p(2, 1)), Due::At(now));
+    assert_eq!(closed.next(p(3, 1)), Due::Done);
+    let mut timed = ClosedLoop {
+        users: 1,
+        limit: Limit::Duration(Duration::from_millis(50)),
     };
     assert_eq!(
-        closed.next(Progress {
-            sent: 1,
-            finished: 0
-        }),
-        Due::At(Duration::ZERO)
-    );
-    assert_eq!(
-        closed.next(Progress {
-            sent: 2,
-            finished: 0
-        }),
-        Due::WhenOneFinishes
-    );
-    assert_eq!(
-        closed.next(Progress {
-            sent: 2,
-            finished: 1
-        }),
-        Due::At(Duration::ZERO)
-    );
-    assert_eq!(
-        closed.next(Progress {
-            sent: 3,
-            finished: 1
-        }),
-        Due::Done
+        timed.next(p(0, 0)),
+        Due::Done,
+        "no new request after the period"
     );
 }
 

@@ -156,3 +156,26 @@ pub fn serve_in_background(app: axum::Router) -> u16 {
     });
     rx.recv().unwrap()
 }
+
+/// Starts `banterhearts pacer` with `args` on a free port; returns it and its host:port.
+pub fn start_pacer(args: &[&str]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pacer = std::process::Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+        .args(["pacer", "--port", &port.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&url).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (pacer, url)
+}
