@@ -26,6 +26,12 @@ impl TrPaths {
     pub fn lock(&self) -> PathBuf {
         self.data_dir.join(".lock")
     }
+    /// A load run's requests: one file per run, written whole before the run's journal line.
+    pub fn requests(&self, run_id: &str) -> PathBuf {
+        self.data_dir
+            .join("requests")
+            .join(format!("{run_id}.jsonl"))
+    }
     pub fn logs(&self) -> PathBuf {
         self.data_dir.join("logs")
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use banterhearts::backend::{GenerationRequest, OpenAi, Protocol};
 use banterhearts::record::RunStatus;
-use banterhearts::runner::load::{PeriodLimits, run_period};
+use banterhearts::runner::load::{PeriodLimits, run_period, summarize};
 use banterhearts::runner::measure::Target;
 use banterhearts::schedule::{Arrival, ClosedLoop, Limit, OpenLoop, OpenLoopPacer};
 use banterhearts::spec::params::{Dialect, OpenAiServer};
@@ -104,12 +104,17 @@ fn open_loop_requests_leave_on_schedule_and_never_early() {
     // How close to on time depends on the machine (scripts/bench-load will measure it); a
     // median past 5 ms would mean the release did not keep its deadlines at all.
     assert!(lags[12] < 5.0, "median dispatch lag {} ms", lags[12]);
-    let span = records[24].sent_ms - records[0].sent_ms;
-    let achieved = 24.0 / (span / 1000.0);
+    let summary = summarize(&records, Some(50.0));
+    let achieved = summary.achieved_rate.unwrap();
     assert!(
         (achieved - 50.0).abs() < 5.0,
         "achieved {achieved} req/s against 50"
     );
+    assert_eq!((summary.ok, summary.error_rate), (25, 0.0));
+    assert!(summary.ttft_ms.p50.unwrap() >= 10.0 && summary.output_tok_s.unwrap() > 0.0);
+    // 8 tokens 2 ms apart after 10 ms: about 25 ms a request, one every 20 ms, so one or two
+    // in flight at a time.
+    assert!((1..=3).contains(&summary.in_flight_max), "{summary:?}");
 }
 
 #[test]

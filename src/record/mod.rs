@@ -4,11 +4,12 @@
 
 pub mod journal;
 pub mod manifest;
+pub mod requests;
 mod run;
 
 pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
 pub use run::{
-    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadRequest, LoadedModel,
-    ReportedRequest, RunRecord, RunStatus, ServerSample,
+    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadRequest, LoadSummary, LoadedModel,
+    Percentiles, ReportedRequest, RunRecord, RunStatus, ServerSample,
 };

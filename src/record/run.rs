@@ -251,3 +251,43 @@ pub struct LoadRequest {
     pub itl_p99_ms: Option<f64>,
     pub output_tokens: Option<u64>,
 }
+
+/// Latency percentiles of a load run's requests, in ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// The run-level figures of one load period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub requests: u64,
+    pub ok: u64,
+    pub cancelled: u64,
+    /// Degraded and cancelled requests over all.
+    pub error_rate: f64,
+    /// The schedule's own rate (requests per second), and what the client achieved: sends
+    /// over the span from the first send to the last.
+    pub offered_rate: Option<f64>,
+    pub achieved_rate: Option<f64>,
+    /// Finished requests, and their output tokens, per second of the period (first send to
+    /// last finish).
+    pub request_throughput: Option<f64>,
+    pub output_tok_s: Option<f64>,
+    pub ttft_ms: Percentiles,
+    pub ttft_from_schedule_ms: Percentiles,
+    pub tpot_ms: Percentiles,
+    pub itl_ms: Percentiles,
+    pub e2e_ms: Percentiles,
+    pub e2e_from_schedule_ms: Percentiles,
+    pub dispatch_lag_p50_ms: Option<f64>,
+    pub dispatch_lag_p99_ms: Option<f64>,
+    pub dispatch_lag_max_ms: Option<f64>,
+    /// Requests in flight, sampled every `in_flight_step_ms` from the first send.
+    pub in_flight_step_ms: f64,
+    pub in_flight: Vec<u32>,
+    pub in_flight_max: u32,
+}

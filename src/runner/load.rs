@@ -14,8 +14,9 @@ use tokio::task::JoinSet;
 
 use super::measure::{Target, measure_from, ms};
 use crate::backend::Protocol;
-use crate::record::{AgentRun, LoadRequest, RunStatus};
+use crate::record::{AgentRun, LoadRequest, LoadSummary, Percentiles, RunStatus};
 use crate::schedule::{Due, Pacer, Progress, release};
+use crate::stats::percentile;
 
 /// How a period runs besides its schedule.
 #[derive(Debug, Clone, Copy)]
@@ -188,4 +189,137 @@ pub async fn run_period(
     }
     out.sort_by_key(|r| r.index);
     out
+}
+
+/// The step of the in-flight series.
+const IN_FLIGHT_STEP_MS: f64 = 100.0;
+
+fn percentiles(values: impl Iterator<Item = f64>) -> Percentiles {
+    let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    Percentiles {
+        p50: percentile(&v, 50.0),
+        p90: percentile(&v, 90.0),
+        p95: percentile(&v, 95.0),
+        p99: percentile(&v, 99.0),
+    }
+}
+
+/// The run-level figures of a period's `requests`, whose schedule offered `offered_rate`.
+/// Latencies are over the requests that finished well; the error rate counts the others.
+pub fn summarize(requests: &[LoadRequest], offered_rate: Option<f64>) -> LoadSummary {
+    let ok: Vec<&LoadRequest> = requests
+        .iter()
+        .filter(|r| r.status == RunStatus::Ok)
+        .collect();
+    let n = requests.len() as u64;
+    let first_send = requests
+        .iter()
+        .map(|r| r.sent_ms)
+        .fold(f64::INFINITY, f64::min);
+    let last_send = requests
+        .iter()
+        .map(|r| r.sent_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let end = |r: &&LoadRequest| r.e2e_ms.map(|e| r.sent_ms + e);
+    let last_end = ok.iter().filter_map(end).fold(f64::NEG_INFINITY, f64::max);
+    let achieved_rate = (n > 1 && last_send > first_send)
+        .then(|| (n - 1) as f64 / ((last_send - first_send) / 1000.0));
+    let span_s = (last_end - first_send) / 1000.0;
+    let tokens: u64 = ok.iter().filter_map(|r| r.output_tokens).sum();
+    let lags: Vec<f64> = requests.iter().map(|r| r.dispatch_lag_ms).collect();
+    // In flight at each step: sent at or before it and not yet finished (a request without
+    // an end counts until the last step).
+    let mut in_flight = Vec::new();
+    if first_send.is_finite() {
+        let horizon = requests
+            .iter()
+            .map(|r| r.sent_ms + r.e2e_ms.unwrap_or(0.0))
+            .fold(last_send, f64::max);
+        let mut t = first_send;
+        while t <= horizon {
+            let busy = requests
+                .iter()
+                .filter(|r| r.sent_ms <= t && r.e2e_ms.is_none_or(|e| t < r.sent_ms + e))
+                .count() as u32;
+            in_flight.push(busy);
+            t += IN_FLIGHT_STEP_MS;
+        }
+    }
+    LoadSummary {
+        requests: n,
+        ok: ok.len() as u64,
+        cancelled: requests.iter().filter(|r| r.cancelled).count() as u64,
+        error_rate: if n > 0 {
+            (n - ok.len() as u64) as f64 / n as f64
+        } else {
+            0.0
+        },
+        offered_rate,
+        achieved_rate,
+        request_throughput: (span_s > 0.0).then(|| ok.len() as f64 / span_s),
+        output_tok_s: (span_s > 0.0).then(|| tokens as f64 / span_s),
+        ttft_ms: percentiles(ok.iter().filter_map(|r| r.ttft_ms)),
+        ttft_from_schedule_ms: percentiles(ok.iter().filter_map(|r| r.ttft_from_schedule_ms)),
+        tpot_ms: percentiles(ok.iter().filter_map(|r| r.tpot_ms)),
+        itl_ms: percentiles(ok.iter().filter_map(|r| r.itl_p50_ms)),
+        e2e_ms: percentiles(ok.iter().filter_map(|r| r.e2e_ms)),
+        e2e_from_schedule_ms: percentiles(ok.iter().filter_map(|r| r.e2e_from_schedule_ms)),
+        dispatch_lag_p50_ms: percentile(&lags, 50.0),
+        dispatch_lag_p99_ms: percentile(&lags, 99.0),
+        dispatch_lag_max_ms: lags.iter().copied().reduce(f64::max),
+        in_flight_max: in_flight.iter().copied().max().unwrap_or(0),
+        in_flight_step_ms: IN_FLIGHT_STEP_MS,
+        in_flight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(index: u64, sent: f64, e2e: Option<f64>, ok: bool) -> LoadRequest {
+        let mut r = cancelled(
+            index,
+            Duration::from_millis(index * 100),
+            Duration::from_secs_f64(sent / 1000.0),
+            "x",
+        );
+        r.cancelled = !ok && e2e.is_none();
+        if ok {
+            r.status = RunStatus::Ok;
+            r.reason = None;
+            r.ttft_ms = Some(20.0);
+            r.e2e_ms = e2e;
+            r.ttft_from_schedule_ms = Some(20.0 + r.dispatch_lag_ms);
+            r.e2e_from_schedule_ms = e2e.map(|e| e + r.dispatch_lag_ms);
+            r.output_tokens = Some(10);
+        }
+        r
+    }
+
+    /// Ten requests 100 ms apart, each 250 ms long, the last one cancelled: the rates, the
+    /// error rate, the in-flight series and the lag, worked by hand.
+    #[test]
+    fn run_level_figures_worked_by_hand() {
+        let mut requests: Vec<LoadRequest> = (0..9)
+            .map(|i| req(i, i as f64 * 100.0 + 0.5, Some(250.0), true))
+            .collect();
+        requests.push(req(9, 900.5, None, false));
+        let s = summarize(&requests, Some(10.0));
+        assert_eq!((s.requests, s.ok, s.cancelled), (10, 9, 1));
+        assert!((s.error_rate - 0.1).abs() < 1e-12);
+        assert!(
+            (s.achieved_rate.unwrap() - 10.0).abs() < 1e-9,
+            "9 gaps over 900 ms"
+        );
+        // 9 finished requests of 10 tokens between 0.5 ms and 1050.5 ms.
+        assert!((s.request_throughput.unwrap() - 9.0 / 1.05).abs() < 1e-9);
+        assert!((s.output_tok_s.unwrap() - 90.0 / 1.05).abs() < 1e-9);
+        assert_eq!(s.e2e_ms.p50, Some(250.0));
+        assert!((s.dispatch_lag_max_ms.unwrap() - 0.5).abs() < 1e-9);
+        // At 0, 100, 200 ms: 1, 2, 3 in flight; from then on 3 (each lasts 2.5 gaps), and the
+        // cancelled one counts until the end.
+        assert_eq!(&s.in_flight[..4], &[1, 2, 3, 3]);
+        assert_eq!(s.in_flight_max, 3);
+    }
 }
