@@ -1,0 +1,231 @@
+//! The checks of a spec's claims: each claim's form (metric, selections, assertion, stated
+//! figure) and whether it pools cells that differ in some axis.
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::{Checker, compact};
+use crate::diagnostic::did_you_mean;
+use crate::spec::matrix::{Matrix, values_equal};
+use crate::spec::source_map::{child_path, index_path};
+use crate::spec::{Cell, Claim, Derive, Spec, metrics};
+
+/// A claim whose selection takes in cells that differ in some axis states a figure for all of
+/// them together, which can hold where no single cell does (TR124's efficiency claim held only
+/// with its 32- and 64-token cells pooled). Unless the claim says `pool: true`, that is a
+/// warning naming the axes.
+pub(super) fn check_pooling(c: &mut Checker, spec: &Spec, cells: &[Cell]) {
+    for (i, claim) in spec.claims.iter().enumerate() {
+        if claim.pool || claim.metric.is_none() {
+            continue;
+        }
+        let params: Vec<IndexMap<String, Value>> = cells.iter().map(|c| c.params.clone()).collect();
+        let pooled = crate::spec::claim::pooled_axes(claim, &params);
+        if pooled.is_empty() {
+            continue;
+        }
+        let what: Vec<String> = pooled
+            .iter()
+            .map(|(axis, values)| {
+                let values: Vec<String> = values.iter().map(compact).collect();
+                format!("{axis} ({})", values.join(", "))
+            })
+            .collect();
+        let first = &pooled[0];
+        c.warn(
+            &index_path("claims", i),
+            format!(
+                "claim `{}` pools cells that differ in {}: its figure is for them together, and may hold where no single cell does",
+                claim.id,
+                what.join(" and ")
+            ),
+            format!(
+                "narrow `where` to one value (e.g. `{}: {}`), or add `pool: true` if pooling is meant",
+                first.0,
+                compact(&first.1[0])
+            ),
+        );
+    }
+}
+
+pub(super) fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
+    for (i, claim) in spec.claims.iter().enumerate() {
+        let at = index_path("claims", i);
+        if spec.claims[..i].iter().any(|other| other.id == claim.id) {
+            c.error(
+                &format!("{at}.id"),
+                format!("claim id `{}` is used twice", claim.id),
+                "give each claim its own id",
+            );
+        }
+        if claim.assert.is_none() && claim.stated.is_none() {
+            c.error(&at, format!("claim `{}` has neither `assert` nor `stated`", claim.id), "add `assert: \"ci_low >= 0.95\"` or `stated: \"+15.2%\"` so the audit can check it");
+        }
+        check_claim_form(c, spec, claim, &at);
+        if let Some(metric) = &claim.metric
+            && !metrics::is_known(metric)
+        {
+            let help = did_you_mean(metric, metrics::all())
+                .unwrap_or_else(|| "see docs/metrics.md for the metric names".into());
+            c.error(
+                &format!("{at}.metric"),
+                format!("unknown metric `{metric}`"),
+                help,
+            );
+        }
+        let mut selections = vec![(format!("{at}.where"), &claim.selection)];
+        if let Some(cmp) = &claim.compare {
+            selections.push((format!("{at}.compare.a"), &cmp.a));
+            selections.push((format!("{at}.compare.b"), &cmp.b));
+        }
+        for (sel_at, sel) in selections {
+            check_selection(c, spec, m, cells, &sel_at, sel);
+        }
+    }
+}
+
+/// The stated value and the assertion parse, and the claim has something to derive them from.
+fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
+    use crate::spec::claim::{Assertion, Stated};
+    if let Some(stated) = &claim.stated
+        && let Err(e) = Stated::parse(stated)
+    {
+        c.error(&format!("{at}.stated"), format!("cannot read the stated value: {e}"), "write a number with its unit as the report does: \"+15.2%\", \"58 ms\", \"2.3x\", \"-1.5pp\", \"$0.27\"");
+    }
+    let recorded_side = claim.selection.contains_key("recorded")
+        || claim
+            .compare
+            .as_ref()
+            .is_some_and(|c| c.a.contains_key("recorded") || c.b.contains_key("recorded"));
+    if let Some(metric) = &claim.metric
+        && metrics::is_known(metric)
+        && !metrics::per_run().any(|m| m == metric)
+    {
+        c.error(&format!("{at}.metric"), format!("`{metric}` is derived per cell, so a claim cannot re-derive it from runs"), "claim a per-run metric (docs/metrics.md), e.g. `aggregate_tok_s` instead of a cost per 1M tokens");
+    }
+    if let Some(assert) = &claim.assert {
+        if recorded_side || !claim.of.is_empty() {
+            c.error(
+                &format!("{at}.assert"),
+                "an assertion is tested on runs, but this claim rests on recorded figures",
+                "use `stated:` for recorded figures; keep `assert:` for claims over measured runs",
+            );
+        }
+        if let Err(e) = Assertion::parse(assert, claim.compare.is_some()) {
+            c.error(
+                &format!("{at}.assert"),
+                format!("cannot read the assertion: {e}"),
+                "write `<statistic> <op> <number>`, e.g. `ci_low >= 0.95`; see docs/spec.md",
+            );
+        }
+        if claim.metric.is_none() {
+            c.error(
+                &format!("{at}.assert"),
+                "an assertion needs measured data, but the claim names no `metric`",
+                "add `metric:` (assertions are about runs, not recorded figures)",
+            );
+        }
+    }
+    for (i, name) in claim.of.iter().enumerate() {
+        if !spec.recorded.contains_key(name) {
+            let help = did_you_mean(name, spec.recorded.keys().map(String::as_str))
+                .unwrap_or_else(|| "add the figure under `recorded:`".into());
+            c.error(
+                &format!("{at}.of[{i}]"),
+                format!("recorded figure `{name}` is not defined"),
+                help,
+            );
+        }
+    }
+    let uses_recorded = |sel: &IndexMap<String, Value>| sel.contains_key("recorded");
+    let needs_metric = !uses_recorded(&claim.selection)
+        && claim.of.is_empty()
+        && claim
+            .compare
+            .as_ref()
+            .is_none_or(|cmp| !uses_recorded(&cmp.a) || !uses_recorded(&cmp.b));
+    if needs_metric && claim.metric.is_none() {
+        c.error(at, format!("claim `{}` says nothing to derive its figure from", claim.id), "name a `metric` (with `where` or `compare`), compare `{recorded: <name>}` figures, or list recorded figures in `of`");
+    }
+    match (claim.derive, claim.compare.is_some(), claim.of.is_empty()) {
+        (Some(Derive::Sum | Derive::Mean), _, true) => c.error(
+            &format!("{at}.derive"),
+            "`sum` and `mean` need the figures to add up in `of`",
+            "add `of: [<recorded name>, ...]`",
+        ),
+        (
+            Some(
+                Derive::Change
+                | Derive::Savings
+                | Derive::Ratio
+                | Derive::Share
+                | Derive::Difference,
+            ),
+            false,
+            _,
+        ) => c.error(
+            &format!("{at}.derive"),
+            "this derivation needs two sides",
+            "add `compare: {a: ..., b: ...}`",
+        ),
+        _ => {}
+    }
+    if claim.compare.is_some() && !claim.of.is_empty() {
+        c.error(
+            &format!("{at}.of"),
+            "a claim either compares two sides or totals `of` figures, not both",
+            "split it into two claims",
+        );
+    }
+}
+
+/// A claim's selection must name real axes (or a recorded figure) and match at least one cell.
+fn check_selection(
+    c: &mut Checker,
+    spec: &Spec,
+    m: &Matrix,
+    cells: &[Cell],
+    at: &str,
+    sel: &IndexMap<String, Value>,
+) {
+    if let Some(name) = sel.get("recorded") {
+        let name = name.as_str().unwrap_or_default();
+        if !spec.recorded.contains_key(name) {
+            let help = did_you_mean(name, spec.recorded.keys().map(String::as_str))
+                .unwrap_or_else(|| "add the figure under `recorded:`".into());
+            c.error(
+                &format!("{at}.recorded"),
+                format!("recorded figure `{name}` is not defined"),
+                help,
+            );
+        }
+        if sel.len() > 1 {
+            c.error(
+                at,
+                "a `recorded` selection cannot also name axes",
+                "keep only `recorded: <name>`",
+            );
+        }
+        return;
+    }
+    let mut known = true;
+    for key in sel.keys() {
+        if !m.axes.contains_key(key) {
+            known = false;
+            let help = did_you_mean(key, m.axes.keys().map(String::as_str))
+                .unwrap_or_else(|| "select by matrix axes, or use `recorded: <name>`".into());
+            c.error_at_key(&child_path(at, key), format!("unknown axis `{key}`"), help);
+        }
+    }
+    let matches = |cell: &Cell| {
+        sel.iter()
+            .all(|(k, v)| cell.params.get(k).is_some_and(|w| values_equal(v, w)))
+    };
+    if known && !sel.is_empty() && !cells.iter().any(matches) {
+        c.error(
+            at,
+            "selection matches no cell of the matrix",
+            "check the values against the matrix axes",
+        );
+    }
+}
