@@ -1,7 +1,7 @@
 //! The typed spec: what a researcher writes in `experiments/<TR>.yaml`.
 //!
 //! Field docs double as descriptions in `banterhearts schema`, so editors show them.
-//! Semantic rules (ranges, cross-references, matrix shape) live in `validate.rs`, where they
+//! Semantic rules (ranges, cross-references, matrix shape) live in `validate/`, where they
 //! can point at the offending line.
 
 use std::fmt;
