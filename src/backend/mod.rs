@@ -157,19 +157,33 @@ pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
         .map_err(|e| format!("malformed JSON from server ({e}): {}", truncate(text, 200)))
 }
 
-/// A server-reported error in a message, if it carries one: `"error": null` is none.
-pub(crate) fn server_error(v: &Value) -> Option<String> {
+/// The server's own words in a message's `error` field: the string, or the object's `message`
+/// (else the object itself); none for `"error": null` or no `error`.
+pub(crate) fn error_message(v: &Value) -> Option<String> {
     match v.get("error")? {
         Value::Null => None,
-        Value::String(s) => Some(format!("server error: {s}")),
-        other => Some(format!(
-            "server error: {}",
+        Value::String(s) => Some(s.clone()),
+        other => Some(
             other
                 .get("message")
                 .and_then(Value::as_str)
-                .map_or_else(|| other.to_string(), str::to_owned)
-        )),
+                .map_or_else(|| other.to_string(), str::to_owned),
+        ),
     }
+}
+
+/// A server-reported error in a message, if it carries one.
+pub(crate) fn server_error(v: &Value) -> Option<String> {
+    error_message(v).map(|m| format!("server error: {m}"))
+}
+
+/// What an error response's body says: its JSON `error`, else the body's first `max`
+/// characters.
+pub(crate) fn error_body_message(body: &str, max: usize) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| error_message(&v))
+        .unwrap_or_else(|| truncate(body.trim(), max))
 }
 
 pub(crate) fn truncate(text: &str, max: usize) -> String {

@@ -46,11 +46,7 @@ async fn fetch(
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| crate::backend::server_error(&v))
-            .map(|m| m.trim_start_matches("server error: ").to_owned())
-            .unwrap_or_else(|| crate::backend::truncate(body.trim(), 200));
+        let message = crate::backend::error_body_message(&body, 200);
         return Fetched::Refused(Refused {
             url: url.to_owned(),
             path,

@@ -96,11 +96,7 @@ async fn observe(
 /// The reason of a request the server answered with an error status: the status, and the
 /// server's own message (the `error` of a JSON body, else the body's start).
 fn http_error_reason(status: reqwest::StatusCode, body: &str) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| crate::backend::server_error(&v))
-        .map(|m| m.trim_start_matches("server error: ").to_owned())
-        .unwrap_or_else(|| crate::backend::truncate(body.trim(), ERROR_BODY_CHARS));
+    let message = crate::backend::error_body_message(body, ERROR_BODY_CHARS);
     let hint = match status.as_u16() {
         401 | 403 => {
             " (the server wants a valid API key: name the variable that holds it in the backend's `api_key_env`)"
