@@ -309,20 +309,13 @@ fn threats(
 /// A cell's name in figures: the values of the axes that vary between `cells`, short
 /// (`max_tokens=32, 2 agents, shared`), so a figure can be read without the table.
 fn figure_labels(cells: &[&serde_json::Map<String, serde_json::Value>]) -> Vec<String> {
-    let axes: Vec<&String> = cells
-        .first()
-        .map(|c| c.keys().collect())
-        .unwrap_or_default();
-    let varying: Vec<&String> = axes
-        .into_iter()
-        .filter(|axis| cells.iter().any(|c| c.get(*axis) != cells[0].get(*axis)))
-        .collect();
+    let varying = crate::spec::matrix::varying_axes(cells.iter().map(|c| c.iter()));
     cells
         .iter()
         .map(|c| {
             let parts: Vec<String> = varying
                 .iter()
-                .filter_map(|axis| c.get(*axis).map(|v| short_value(axis, v)))
+                .filter_map(|(axis, _)| c.get(axis).map(|v| short_value(axis, v)))
                 .collect();
             if parts.is_empty() {
                 "all runs".to_owned()

@@ -20,20 +20,14 @@ pub struct Cell {
     pub params: IndexMap<String, Value>,
 }
 
-/// The axes whose values differ among the cells `selection` picks, each with its values in
-/// order of first appearance: what a statistic over that selection pools.
-pub fn pooled_axes<'c>(
-    cells: impl IntoIterator<Item = &'c IndexMap<String, Value>>,
-    selection: &IndexMap<String, Value>,
-) -> Vec<(String, Vec<Value>)> {
+/// The axes whose values differ among `cells` (each given as its (axis, value) pairs), each
+/// with its values in order of first appearance.
+pub fn varying_axes<'c, P>(cells: impl IntoIterator<Item = P>) -> Vec<(String, Vec<Value>)>
+where
+    P: IntoIterator<Item = (&'c String, &'c Value)>,
+{
     let mut seen: Vec<(String, Vec<Value>)> = Vec::new();
     for params in cells {
-        if !selection
-            .iter()
-            .all(|(k, v)| params.get(k).is_some_and(|w| values_equal(v, w)))
-        {
-            continue;
-        }
         for (axis, value) in params {
             match seen.iter_mut().find(|(a, _)| a == axis) {
                 Some((_, values)) => {
@@ -47,6 +41,19 @@ pub fn pooled_axes<'c>(
     }
     seen.retain(|(_, values)| values.len() > 1);
     seen
+}
+
+/// The axes whose values differ among the cells `selection` picks: what a statistic over
+/// that selection pools.
+pub fn pooled_axes<'c>(
+    cells: impl IntoIterator<Item = &'c IndexMap<String, Value>>,
+    selection: &IndexMap<String, Value>,
+) -> Vec<(String, Vec<Value>)> {
+    varying_axes(cells.into_iter().filter(|params| {
+        selection
+            .iter()
+            .all(|(k, v)| params.get(k).is_some_and(|w| values_equal(v, w)))
+    }))
 }
 
 /// Why a matrix could not be expanded; the index says which exclude/include entry.
