@@ -7,6 +7,7 @@ mod regeneration;
 mod supersession;
 mod validity;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -160,6 +161,8 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         audited.retain(|id| only.contains(id));
     }
     let mut findings = supersession::check(registry, problems, &audited);
+    // Each TR's measured runs, from the journal read below, for the catalogue's counts.
+    let mut recorded: HashMap<String, Option<usize>> = HashMap::new();
     for id in &audited {
         let Some(loaded) = registry.specs.get(id) else {
             continue;
@@ -168,6 +171,15 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         let journal = crate::store::TrPaths::new(root, id).runs();
         let digests = crate::record::journal::has_finished_runs(&journal)
             .then(|| crate::record::journal::read_digests(&journal));
+        match &digests {
+            Some(Ok(d)) => {
+                recorded.insert(id.clone(), Some(crate::report::measured_runs(d)));
+            }
+            None => {
+                recorded.insert(id.clone(), None);
+            }
+            Some(Err(_)) => {}
+        }
         findings.extend(coverage::check(root, loaded, digests.as_ref()));
         // One render serves the drift check and the claims (it re-derives them already).
         let rendered = crate::report::render(root, registry, loaded);
@@ -183,7 +195,7 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         findings.extend(regeneration::check(root, loaded, &rendered));
     }
     if only.is_empty() {
-        let (checked, more) = catalogue(root, registry);
+        let (checked, more) = catalogue(root, registry, &recorded);
         findings.extend(more);
         if checked {
             audited.push(CATALOGUE.to_owned());
@@ -199,7 +211,11 @@ pub const CATALOGUE: &str = "catalogue";
 
 /// The catalogue's own claims (experiments/catalogue/claims.yaml), checked against the
 /// specs; whether there were any, and the findings.
-fn catalogue(root: &Path, registry: &Registry) -> (bool, Vec<Finding>) {
+fn catalogue(
+    root: &Path,
+    registry: &Registry,
+    recorded: &HashMap<String, Option<usize>>,
+) -> (bool, Vec<Finding>) {
     let known: Vec<String> = registry.specs.keys().cloned().collect();
     let loaded = match crate::catalogue::load(root, &known) {
         Ok(Some(l)) => l,
@@ -215,7 +231,7 @@ fn catalogue(root: &Path, registry: &Registry) -> (bool, Vec<Finding>) {
             );
         }
     };
-    let counts = match crate::report::catalogue_counts(root, registry) {
+    let counts = match crate::report::catalogue_counts(registry, recorded) {
         Ok(c) => c,
         Err(e) => {
             let f = Finding::new(

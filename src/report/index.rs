@@ -24,21 +24,26 @@ struct ReportRuns {
 
 const PLANNED_NOT_RUN: &str = "planned, not run";
 
-/// The best count there is: runs recorded here, else the matrix, else the report's own figure
-/// (`recorded.total_runs`). A damaged journal is an error: counting it as "no runs" would
-/// misstate every total built on it.
-fn report_runs(root: &Path, loaded: &LoadedSpec) -> Result<ReportRuns, ReportError> {
-    let journal = TrPaths::new(root, &loaded.spec.id).runs();
-    let recorded = match record::journal::has_finished_runs(&journal) {
-        true => Some(
-            record::journal::read_digests(&journal)?
-                .runs
-                .iter()
-                .filter(|x| !x.warmup)
-                .count(),
-        ),
-        false => None,
-    };
+/// Measured runs in a journal's digests (warm-ups left out).
+pub fn measured_runs(digests: &record::journal::Digests) -> usize {
+    digests.runs.iter().filter(|x| !x.warmup).count()
+}
+
+/// Measured runs in a TR's journal here; None before its first finished run. A damaged
+/// journal is an error: counting it as "no runs" would misstate every total built on it.
+fn recorded_runs(root: &Path, id: &str) -> Result<Option<usize>, ReportError> {
+    let journal = TrPaths::new(root, id).runs();
+    if !record::journal::has_finished_runs(&journal) {
+        return Ok(None);
+    }
+    Ok(Some(measured_runs(&record::journal::read_digests(
+        &journal,
+    )?)))
+}
+
+/// The best count there is: the runs `recorded` here, else the matrix, else the report's own
+/// figure (`recorded.total_runs`).
+fn report_runs(loaded: &LoadedSpec, recorded: Option<usize>) -> ReportRuns {
     let stated = loaded.spec.recorded.get("total_runs").map(|r| r.value);
     let has_matrix = !loaded.matrix.axes.is_empty();
     let planned = loaded.spec.status == crate::spec::Status::Planned;
@@ -50,23 +55,28 @@ fn report_runs(root: &Path, loaded: &LoadedSpec) -> Result<ReportRuns, ReportErr
         (None, false, Some(n)) => (Some(n), "stated"),
         _ => (None, ""),
     };
-    Ok(ReportRuns {
+    ReportRuns {
         recorded,
         runs,
         from,
-    })
+    }
 }
 
-/// Every report's counts as the index makes them, for the catalogue's claims.
+/// Every report's counts as the index makes them, for the catalogue's claims. `recorded`
+/// holds each TR's measured runs here (None: no finished runs), as its caller has already
+/// read them from the journals; a TR missing from it is one whose journal could not be read.
 pub fn catalogue_counts(
-    root: &Path,
     registry: &Registry,
-) -> Result<Vec<crate::catalogue::ReportCount>, ReportError> {
+    recorded: &std::collections::HashMap<String, Option<usize>>,
+) -> Result<Vec<crate::catalogue::ReportCount>, String> {
     registry
         .specs
         .iter()
         .map(|(id, loaded)| {
-            let r = report_runs(root, loaded)?;
+            let recorded = *recorded
+                .get(id)
+                .ok_or_else(|| format!("the journal of {id} could not be read"))?;
+            let r = report_runs(loaded, recorded);
             let superseded = matches!(
                 registry.effective_status(id),
                 Some(EffectiveStatus::Superseded { .. })
@@ -97,7 +107,7 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
             recorded: recorded_runs,
             runs,
             from: runs_from,
-        } = report_runs(root, loaded)?;
+        } = report_runs(loaded, recorded_runs(root, id)?);
         // Runs that were made count; runs only planned do not.
         if runs_from != PLANNED_NOT_RUN {
             total_runs += runs.unwrap_or(0.0) as usize;

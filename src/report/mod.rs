@@ -6,7 +6,7 @@ pub mod figures;
 pub mod filters;
 mod index;
 
-pub use index::{catalogue_counts, render_index};
+pub use index::{catalogue_counts, measured_runs, render_index};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
