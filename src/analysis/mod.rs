@@ -207,13 +207,10 @@ pub fn analyze_frames(
                     // Total tokens over total time (the ratio estimator), not the mean of each
                     // run's rate, which would give a short run as much weight as a long one.
                     let (tokens, seconds, _) = &rates[cell];
+                    // One run has a rate but no interval.
                     let rate = match stats::ratio_estimate(tokens, seconds, 0.95) {
                         Some(r) => (r.center, (r.low, r.high)),
-                        None if !tokens.is_empty() => (
-                            tokens.iter().sum::<f64>() / seconds.iter().sum::<f64>(),
-                            (f64::NAN, f64::NAN),
-                        ),
-                        None => return None,
+                        None => (summary::total_rate(tokens, seconds)?, (f64::NAN, f64::NAN)),
                     };
                     let measured_runs = runs
                         .iter()

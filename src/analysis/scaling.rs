@@ -14,19 +14,12 @@ use std::collections::HashMap;
 
 use super::contention::config_key;
 use super::frame::Frames;
-use super::summary::RunRates;
+use super::summary::{RunRates, total_rate};
 
 /// The lone agent's throughput of one configuration: over all its runs, and per repetition.
 struct Baseline {
     pooled: f64,
     by_repetition: HashMap<u32, f64>,
-}
-
-fn rate(tokens: &[f64], seconds: &[f64]) -> Option<f64> {
-    let s: f64 = seconds.iter().sum();
-    (s > 0.0)
-        .then(|| tokens.iter().sum::<f64>() / s)
-        .filter(|r| *r > 0.0)
 }
 
 /// Per measured run of each multi-agent cell that has a single-agent baseline: (cell, scaling
@@ -41,7 +34,7 @@ pub fn run_values(frames: &Frames, rates: &[RunRates], paired: bool) -> Vec<(usi
         .filter(|(_, c)| c.agents == 1)
     {
         let (tokens, seconds, reps) = &rates[i];
-        let Some(pooled) = rate(tokens, seconds) else {
+        let Some(pooled) = total_rate(tokens, seconds).filter(|r| *r > 0.0) else {
             continue;
         };
         // Per repetition, its runs' total tokens and seconds (sums, not lists: a

@@ -317,6 +317,12 @@ pub fn run_counts(frames: &Frames) -> PolarsResult<Vec<CellRuns>> {
 
 /// Per measured run of `cell`: the tokens it produced (all agents), the seconds of wall time
 /// they took and its repetition, for runs that have both; the input of total-over-total rates.
+/// Total tokens over total seconds; None without time.
+pub fn total_rate(tokens: &[f64], seconds: &[f64]) -> Option<f64> {
+    let s: f64 = seconds.iter().sum();
+    (s > 0.0).then(|| tokens.iter().sum::<f64>() / s)
+}
+
 /// A cell's runs' (tokens, seconds, repetitions), as [`run_tokens_and_seconds`] gives them.
 pub type RunRates = (Vec<f64>, Vec<f64>, Vec<u32>);
 
