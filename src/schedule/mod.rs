@@ -102,11 +102,13 @@ impl OpenLoop {
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mean_gap = 1.0 / rate;
-        let gap: Box<dyn FnMut(&mut rand_chacha::ChaCha8Rng) -> f64> = match arrival {
-            Arrival::Constant => Box::new(move |_| mean_gap),
+        // Random gaps, for the arrivals that have them (constant ones are n / rate exactly).
+        type Gap = Box<dyn FnMut(&mut rand_chacha::ChaCha8Rng) -> f64>;
+        let mut random_gap: Option<Gap> = match arrival {
+            Arrival::Constant => None,
             Arrival::Poisson => {
                 let exp = Exp::new(rate).map_err(|_| ScheduleError::Rate(rate))?;
-                Box::new(move |rng| exp.sample(rng))
+                Some(Box::new(move |rng| exp.sample(rng)))
             }
             Arrival::Gamma { burstiness } => {
                 if !(burstiness.is_finite() && burstiness > 0.0) {
@@ -114,10 +116,9 @@ impl OpenLoop {
                 }
                 let gamma = Gamma::new(burstiness, mean_gap / burstiness)
                     .map_err(|_| ScheduleError::Burstiness(burstiness))?;
-                Box::new(move |rng| gamma.sample(rng))
+                Some(Box::new(move |rng| gamma.sample(rng)))
             }
         };
-        let mut gap = gap;
         let mut offsets = Vec::new();
         // The first request goes at the start; each later one a gap after the one before, so
         // the drawn rate over the period is what it is, and is reported as such.
@@ -131,11 +132,11 @@ impl OpenLoop {
                 break;
             }
             offsets.push(Duration::from_secs_f64(at));
-            at = match arrival {
+            at = match &mut random_gap {
+                Some(gap) => at + gap(&mut rng),
                 // n / rate exactly: a running sum of 0.1 s reaches 0.9999999999999999, and one
                 // request too many would fit in a one-second period.
-                Arrival::Constant => offsets.len() as f64 * mean_gap,
-                _ => at + gap(&mut rng),
+                None => offsets.len() as f64 * mean_gap,
             };
         }
         Ok(OpenLoop { offsets })
