@@ -41,30 +41,6 @@ pub fn t_ci_half_width(std: f64, n: usize, level: f64) -> Option<f64> {
     Some(t * std / (n as f64).sqrt())
 }
 
-/// Half-width of the two-sided `level` Student-t interval of a mean whose values come in
-/// clusters (the requests of one run), with the cluster as the unit: `totals` holds each
-/// cluster's (sum, count) and `mean` is the mean of all values. The standard error is the
-/// cluster-robust sqrt(G / (G - 1) * sum_c (T_c - n_c * mean)^2) / N, with G - 1 degrees of
-/// freedom. With one value per cluster this is the ordinary interval; with k values in every
-/// cluster, the interval of the cluster means. `None` below two clusters.
-pub fn clustered_t_ci_half_width(totals: &[(f64, usize)], mean: f64, level: f64) -> Option<f64> {
-    let clusters = totals.len();
-    let n: usize = totals.iter().map(|(_, count)| count).sum();
-    if clusters < 2 {
-        return None;
-    }
-    let spread = compensated_sum(totals.iter().map(|&(total, count)| {
-        let residual = total - count as f64 * mean;
-        residual * residual
-    }));
-    let g = clusters as f64;
-    let se = (g / (g - 1.0) * spread).sqrt() / n as f64;
-    let t = StudentsT::new(0.0, 1.0, g - 1.0)
-        .ok()?
-        .inverse_cdf(0.5 + level / 2.0);
-    Some(t * se)
-}
-
 /// The outlier rule, hyperfine's (DESIGN.md): a value lies more than 10 robust standard
 /// deviations from the median, |x - median| / MAD > 10 x 1.4826 (1.4826 MAD estimates the
 /// standard deviation of normal data). `deviation` is |x - median|. A MAD of zero (most values
@@ -312,26 +288,6 @@ mod tests {
         assert_eq!(percentile(&data, 25.0), Some(2.0));
         assert_eq!(percentile(&[], 50.0), None);
         assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
-    }
-
-    // The run-as-unit interval: with one value per run it is the ordinary one; with two
-    // values in every run, the interval of the run means.
-    #[test]
-    fn clustered_interval_reduces_to_the_known_ones() {
-        let x = [40.0, 41.5, 38.0, 44.0, 39.5, 42.0];
-        let s = summarize(&x).unwrap();
-        let singles: Vec<(f64, usize)> = x.iter().map(|v| (*v, 1)).collect();
-        let plain = t_ci_half_width(s.std, x.len(), 0.95).unwrap();
-        let clustered = clustered_t_ci_half_width(&singles, s.mean, 0.95).unwrap();
-        assert!((plain - clustered).abs() < 1e-12, "{plain} vs {clustered}");
-
-        let pairs: Vec<(f64, usize)> = x.chunks(2).map(|p| (p[0] + p[1], 2)).collect();
-        let means: Vec<f64> = x.chunks(2).map(|p| (p[0] + p[1]) / 2.0).collect();
-        let by_run = summarize(&means).unwrap();
-        let want = t_ci_half_width(by_run.std, means.len(), 0.95).unwrap();
-        let got = clustered_t_ci_half_width(&pairs, s.mean, 0.95).unwrap();
-        assert!((want - got).abs() < 1e-12, "{want} vs {got}");
-        assert!(clustered_t_ci_half_width(&pairs[..1], s.mean, 0.95).is_none());
     }
 
     // hyperfine's rule, worked by hand: in [10, 11, 12, 13, 50] the median is 12 and the MAD 1,

@@ -10,8 +10,8 @@ pub use compare::{
     Comparison, Verdict, compare, hedges_g, holm, mann_whitney, mann_whitney_u, welch_t,
 };
 pub use describe::{
-    RunSpread, Summary, clustered_t_ci_half_width, mad_outliers, percentile, percentile_sorted,
-    run_spread, summarize, summarize_in_place, t_ci_half_width, with_run_spread, with_spread,
+    RunSpread, Summary, mad_outliers, percentile, percentile_sorted, run_spread, summarize,
+    summarize_in_place, t_ci_half_width, with_run_spread, with_spread,
 };
 pub use interval::{
     Interval, PairedRatio, Scale, mann_whitney_exact_p, mean_interval, mean_interval_on,
