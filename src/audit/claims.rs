@@ -146,7 +146,9 @@ fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests
                 let Some(params) = journal.params.get(&r.cell_id) else {
                     return false;
                 };
-                !r.warmup && (selects(claim, &cmp.a, params) || selects(claim, &cmp.b, params))
+                !r.warmup
+                    && (selects(claim, &cmp.a, |k| params.get(k))
+                        || selects(claim, &cmp.b, |k| params.get(k)))
             })
             .map(|r| r.session)
             .collect();
@@ -200,15 +202,16 @@ fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests
     out
 }
 
-/// Whether a run's parameters match a claim side (narrowed by the claim's `where`).
-fn selects(
+/// Whether parameters (looked up by `param`) match a claim side, narrowed by the claim's
+/// `where`.
+pub(super) fn selects<'p>(
     claim: &Claim,
     side: &IndexMap<String, Value>,
-    params: &serde_json::Map<String, Value>,
+    param: impl Fn(&str) -> Option<&'p Value>,
 ) -> bool {
     claim
         .selection
         .iter()
         .chain(side.iter())
-        .all(|(k, v)| params.get(k).is_some_and(|w| values_equal(v, w)))
+        .all(|(k, v)| param(k).is_some_and(|w| values_equal(v, w)))
 }

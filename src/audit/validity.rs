@@ -6,23 +6,19 @@
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use super::claims::selects;
 use super::{Finding, Severity};
 use crate::analysis::validity::IssueKind;
 use crate::report::ValidityIssue;
 use crate::spec::LoadedSpec;
-use crate::spec::matrix::values_equal;
 
 /// Whether a cell's parameters fall within a claim's selections (`where` merged with each
 /// compared side, or `where` alone).
 fn uses_cell(claim: &crate::spec::Claim, params: &IndexMap<String, Value>) -> bool {
-    let matches = |sel: &IndexMap<String, Value>| {
-        sel.iter()
-            .all(|(k, v)| params.get(k).is_some_and(|w| values_equal(v, w)))
-    };
-    let within = matches(&claim.selection);
+    let get = |k: &str| params.get(k);
     match &claim.compare {
-        Some(c) => within && (matches(&c.a) || matches(&c.b)),
-        None => within,
+        Some(c) => selects(claim, &c.a, get) || selects(claim, &c.b, get),
+        None => selects(claim, &IndexMap::new(), get),
     }
 }
 
