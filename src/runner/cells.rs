@@ -311,11 +311,12 @@ pub(super) fn targets(
             request_params.insert(k.clone(), v.clone());
         }
     }
+    let first_prompt = first_prompt(plan, run);
     let targets = (0..agents)
         .map(|agent| Target {
             server: servers[if per_agent { agent % servers.len() } else { 0 }].clone(),
             request: GenerationRequest {
-                prompt: prompts[prompt_index(plan, run, agent) % prompts.len()].clone(),
+                prompt: prompts[(first_prompt + agent) % prompts.len()].clone(),
                 max_tokens,
                 model: entry.model.clone(),
                 params: request_params.clone(),
@@ -326,13 +327,13 @@ pub(super) fn targets(
     Ok((targets, Arc::from(backend::protocol(b))))
 }
 
-/// Which prompt agent `agent` sends in repetition `repetition`: each repetition takes its own
-/// block of as many prompts as the plan's largest group has agents, the same block in every
-/// cell. So in one repetition every cell's agent k sends the same prompt, and no prompt of one
+/// The prompt agent 0 of `run` sends; agent k sends the k-th after it. Each repetition takes
+/// its own block of as many prompts as the plan's largest group has agents, the same block in
+/// every cell. So in one repetition every cell's agent k sends the same prompt, and no prompt of one
 /// repetition comes back in the next, where it would find the server's cache warm for some
 /// cells and not others (the old rotation, repetition + agent, gave agent 1 of repetition r the
 /// prompt agent 0 sends in r + 1). Warm-up runs have blocks of their own.
-pub(super) fn prompt_index(plan: &Plan, run: &PlannedRun, agent: usize) -> usize {
+pub(super) fn first_prompt(plan: &Plan, run: &PlannedRun) -> usize {
     let block = plan
         .cells
         .iter()
@@ -346,5 +347,5 @@ pub(super) fn prompt_index(plan: &Plan, run: &PlannedRun, agent: usize) -> usize
     } else {
         run.repetition
     };
-    slot as usize * block + agent
+    slot as usize * block
 }
