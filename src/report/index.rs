@@ -16,8 +16,11 @@ use crate::store::TrPaths;
 
 /// How many runs a report stands for, and where the figure comes from.
 struct ReportRuns {
-    /// Measured runs in its journal here.
+    /// Measured runs in its journal here, in its matrix, and as the report states them.
     recorded: Option<usize>,
+    planned: Option<usize>,
+    stated: Option<f64>,
+    /// The best of those, and which it is.
     runs: Option<f64>,
     from: &'static str,
 }
@@ -45,18 +48,20 @@ fn recorded_runs(root: &Path, id: &str) -> Result<Option<usize>, ReportError> {
 /// figure (`recorded.total_runs`).
 fn report_runs(loaded: &LoadedSpec, recorded: Option<usize>) -> ReportRuns {
     let stated = loaded.spec.recorded.get("total_runs").map(|r| r.value);
-    let has_matrix = !loaded.matrix.axes.is_empty();
-    let planned = loaded.spec.status == crate::spec::Status::Planned;
-    let measured = || crate::plan::build(loaded).measured_runs() as f64;
-    let (runs, from) = match (recorded, has_matrix, stated) {
+    let planned =
+        (!loaded.matrix.axes.is_empty()).then(|| crate::plan::build(loaded).measured_runs());
+    let not_run = loaded.spec.status == crate::spec::Status::Planned;
+    let (runs, from) = match (recorded, planned, stated) {
         (Some(n), _, _) => (Some(n as f64), "recorded here"),
-        (None, true, _) if planned => (Some(measured()), PLANNED_NOT_RUN),
-        (None, true, _) => (Some(measured()), "matrix"),
-        (None, false, Some(n)) => (Some(n), "stated"),
+        (None, Some(n), _) if not_run => (Some(n as f64), PLANNED_NOT_RUN),
+        (None, Some(n), _) => (Some(n as f64), "matrix"),
+        (None, None, Some(n)) => (Some(n), "stated"),
         _ => (None, ""),
     };
     ReportRuns {
         recorded,
+        planned,
+        stated,
         runs,
         from,
     }
@@ -100,11 +105,10 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
     let mut reports = Vec::new();
     let mut total_runs = 0usize;
     for (id, loaded) in &registry.specs {
-        let plan = crate::plan::build(loaded);
-        let has_matrix = !loaded.matrix.axes.is_empty();
-        let stated_runs = loaded.spec.recorded.get("total_runs").map(|r| r.value);
         let ReportRuns {
             recorded: recorded_runs,
+            planned: planned_runs,
+            stated: stated_runs,
             runs,
             from: runs_from,
         } = report_runs(loaded, recorded_runs(root, id)?);
@@ -125,7 +129,7 @@ pub fn render_index(root: &Path, registry: &Registry) -> Result<String, ReportEr
             "superseded_by": superseded_by, "supersession_reason": reason,
             "supersedes": loaded.spec.supersedes.as_ref().map(|s| s.id.clone()), "builds_on": loaded.spec.builds_on,
             "key_finding": key_finding(root, registry, loaded)?,
-            "planned_runs": has_matrix.then(|| plan.measured_runs()), "recorded_runs": recorded_runs, "stated_runs": stated_runs,
+            "planned_runs": planned_runs, "recorded_runs": recorded_runs, "stated_runs": stated_runs,
             "runs": runs, "runs_from": runs_from,
             "has_report": reports_dir(root).join(format!("{id}.md")).is_file(),
         }));
