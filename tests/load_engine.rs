@@ -97,7 +97,11 @@ fn open_loop_requests_leave_on_schedule_and_never_early() {
         );
         let from_schedule = r.ttft_from_schedule_ms.unwrap();
         assert!((from_schedule - r.ttft_ms.unwrap() - r.dispatch_lag_ms).abs() < 1e-9);
-        assert!(r.tpot_ms.unwrap() >= 1.5, "{r:?}");
+        // The pacer never sends early: the 8th token leaves 10 + 7 x 2 = 24 ms after the request
+        // arrives, so the first token plus seven times the time per token reaches it. (TPOT
+        // alone has no floor: a first token delivered late shortens the window.)
+        let last = r.ttft_ms.unwrap() + 7.0 * r.tpot_ms.unwrap();
+        assert!(last >= 24.0, "last token at {last} ms: {r:?}");
         lags.push(r.dispatch_lag_ms);
     }
     lags.sort_by(f64::total_cmp);
@@ -112,9 +116,23 @@ fn open_loop_requests_leave_on_schedule_and_never_early() {
     );
     assert_eq!((summary.ok, summary.error_rate), (25, 0.0));
     assert!(summary.ttft_ms.p50.unwrap() >= 10.0 && summary.output_tok_s.unwrap() > 0.0);
-    // 8 tokens 2 ms apart after 10 ms: about 25 ms a request, one every 20 ms, so one or two
-    // in flight at a time.
-    assert!((1..=3).contains(&summary.in_flight_max), "{summary:?}");
+    // The in-flight series is sampled every 100 ms: it sees at least one request and never more
+    // than the most that overlap at any send (how many overlap depends on the machine's load).
+    let overlap = records
+        .iter()
+        .map(|r| {
+            records
+                .iter()
+                .filter(|o| o.sent_ms <= r.sent_ms && r.sent_ms < o.sent_ms + o.e2e_ms.unwrap())
+                .count() as u32
+        })
+        .max()
+        .unwrap();
+    assert!(
+        (1..=overlap).contains(&summary.in_flight_max),
+        "{} against at most {overlap}: {summary:?}",
+        summary.in_flight_max
+    );
 }
 
 #[test]
