@@ -13,7 +13,7 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Body;
@@ -53,7 +53,10 @@ impl ReasoningField {
 }
 
 /// The true timings of every finished response, one JSON line each, for clients that do not
-/// record the server's final event (other benchmark tools measured against the same pacer).
+/// record the server's final event (other benchmark tools measured against the same pacer):
+/// `prompt_ms` and `predicted_ms` as in the final event, and, so that a client's requests can
+/// be paired with these lines and its send times judged here, the request's arrival (when the
+/// handler got it) and the first and last token's sends as Unix-epoch nanoseconds.
 type TruthLog = Option<Arc<Mutex<std::fs::File>>>;
 
 #[derive(Clone)]
@@ -179,6 +182,11 @@ struct Sent {
 /// difference between these and what a client measures is the client's own error.
 fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Response {
     let received = Instant::now();
+    // The wall clock at arrival, for the truth log; later instants are placed by the monotonic
+    // clock's offsets from `received`, so a wall-clock step cannot bend them.
+    let received_unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let start = tokio::time::Instant::from_std(received);
     let state = Sent {
         log,
@@ -214,10 +222,20 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
         if let Some(file) = &sent.log
             && let Ok(mut f) = file.lock()
         {
+            let unix_ns = |t: Option<Instant>| {
+                t.map(|t| received_unix_ns + t.duration_since(received).as_nanos() as u64)
+            };
             let _ = writeln!(
                 f,
                 "{}",
-                json!({"prompt_ms": prompt_ms, "predicted_ms": predicted_ms, "tokens": tokens})
+                json!({
+                    "prompt_ms": prompt_ms,
+                    "predicted_ms": predicted_ms,
+                    "tokens": tokens,
+                    "arrival_unix_ns": received_unix_ns,
+                    "first_token_unix_ns": unix_ns(sent.first),
+                    "last_token_unix_ns": unix_ns(sent.last),
+                })
             );
         }
         Some((Ok(format.tail(tokens, prompt_ms, predicted_ms)), sent))

@@ -138,10 +138,7 @@ fn open_loop_requests_leave_on_schedule_and_never_early() {
 #[test]
 fn closed_loop_users_keep_at_most_their_number_in_flight() {
     let server = pacer(&["--ttft-ms", "5", "--itl-ms", "5", "--tokens", "12"]);
-    let mut p = ClosedLoop {
-        users: 2,
-        limit: Limit::Requests(6),
-    };
+    let mut p = ClosedLoop::new(2, Limit::Requests(6), Duration::ZERO);
     let client = client();
     let records = runtime().block_on(run_period(
         &client,

@@ -10,6 +10,6 @@ mod run;
 pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
 pub use run::{
-    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadRequest, LoadSummary, LoadedModel,
-    Percentiles, ReportedRequest, RunRecord, RunStatus, ServerSample,
+    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadRequest, LoadRun, LoadSummary,
+    LoadedModel, Percentiles, ReportedRequest, RunRecord, RunStatus, ServerSample,
 };

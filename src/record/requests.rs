@@ -25,8 +25,13 @@ pub enum RequestsError {
     },
 }
 
-/// Writes `run_id`'s requests, replacing any file an interrupted attempt left.
-pub fn write(paths: &TrPaths, run_id: &str, requests: &[LoadRequest]) -> Result<(), RequestsError> {
+/// Writes `run_id`'s requests, replacing any file an interrupted attempt left; returns the
+/// SHA-256 of the bytes written, for the run record.
+pub fn write(
+    paths: &TrPaths,
+    run_id: &str,
+    requests: &[LoadRequest],
+) -> Result<String, RequestsError> {
     let path = paths.requests(run_id);
     let mut bytes = Vec::with_capacity(requests.len() * 256);
     for r in requests {
@@ -34,7 +39,8 @@ pub fn write(paths: &TrPaths, run_id: &str, requests: &[LoadRequest]) -> Result<
         bytes.push(b'\n');
     }
     let _ = bytes.flush();
-    write_atomic(&path, &bytes).map_err(|source| RequestsError::Io { path, source })
+    write_atomic(&path, &bytes).map_err(|source| RequestsError::Io { path, source })?;
+    Ok(crate::store::sha256_hex(&bytes))
 }
 
 /// Reads `run_id`'s requests; none when the run has no request file.
@@ -80,6 +86,9 @@ mod tests {
             itl_p50_ms: Some(2.0),
             itl_p99_ms: Some(2.4),
             output_tokens: Some(16),
+            prompt_tokens: Some(9),
+            cache_n: None,
+            warmup: index < 3,
         }
     }
 

@@ -174,6 +174,39 @@ pub struct RunRecord {
     /// Ollama: what each server had loaded after the run (`/api/ps`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loaded_models: Vec<LoadedModel>,
+    /// A load run: how its requests were paced and its run-level figures (its requests are
+    /// in their own file, `requests/<run id>.jsonl`; `agents` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadRun>,
+}
+
+/// How a load run's requests were paced, where they are, and what the period achieved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRun {
+    /// `open` (a drawn schedule) or `closed` (users).
+    pub pattern: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<String>,
+    /// The nominal rate asked for (requests per second); the drawn schedule's own rate is
+    /// `summary.offered_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burstiness: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// The seed of the drawn schedule (`schedule::seed_for` of the run id); the warm-up's is
+    /// that of `<run id>/warmup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    pub warmup_s: f64,
+    pub warmup_requests: u64,
+    /// The request file, relative to the TR's data folder, and the SHA-256 of its bytes.
+    pub requests_file: String,
+    pub requests_sha256: String,
+    pub summary: LoadSummary,
 }
 
 /// Load on the machine from outside the experiment during one run.
@@ -250,6 +283,14 @@ pub struct LoadRequest {
     pub itl_p50_ms: Option<f64>,
     pub itl_p99_ms: Option<f64>,
     pub output_tokens: Option<u64>,
+    /// Prompt tokens the server counted, and of them those it found in its cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_n: Option<u64>,
+    /// Due in the warm-up before the measured period: kept, not measured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warmup: bool,
 }
 
 /// Latency percentiles of a load run's requests, in ms.

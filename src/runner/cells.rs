@@ -42,6 +42,7 @@ pub(super) fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
     let known: Vec<&str> = params::REQUEST_PARAMS
         .iter()
         .chain(ROUTING_AXES)
+        .chain(crate::spec::load::LOAD_AXES)
         .copied()
         .collect();
     for axis in loaded.matrix.axes.keys() {
@@ -289,9 +290,13 @@ pub(super) fn targets(
         .find(|s| s.name == backend_name)
         .ok_or("backend has no running servers")?;
     let servers = &entry.urls;
-    let (agents, per_agent) = cell_scenario(params)
-        .ok_or("the cell's scenario is not valid")?
-        .shape();
+    let scenario = cell_scenario(params).ok_or("the cell's scenario is not valid")?;
+    // A load period sends one request after another: a target per prompt, in turn, spread
+    // over the backend's servers.
+    let (agents, per_agent) = match scenario {
+        Scenario::Load(_) => (prompts.len().max(1) as u32, true),
+        other => other.shape(),
+    };
     let agents = agents as usize;
     let workload = spec.workload.as_ref().ok_or("no workload")?;
     let max_tokens = params

@@ -4,10 +4,12 @@
 //! sent late and marked by its lag, never dropped; requests still in flight when the schedule
 //! is over get a grace period, then are cancelled and recorded as cancelled.
 //!
-//! Not yet reachable from a spec: the `load` scenario, its storage and its report come next.
+//! A spec's `load` scenario reaches it through `runner::run`, which stores the requests
+//! (`record::requests`) before the run's journal line.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -15,7 +17,11 @@ use tokio::task::JoinSet;
 use super::measure::{Target, measure_from, ms};
 use crate::backend::Protocol;
 use crate::record::{AgentRun, LoadRequest, LoadSummary, Percentiles, RunStatus};
-use crate::schedule::{Due, Pacer, Progress, release};
+use crate::schedule::{
+    Arrival, ClosedLoop, Due, Limit, OpenLoop, OpenLoopPacer, Pacer, Progress, release, seed_for,
+};
+use crate::spec::ArrivalKind;
+use crate::spec::load::{Extent, LoadShape, Pattern};
 use crate::stats::percentile;
 
 /// How a period runs besides its schedule.
@@ -32,6 +38,26 @@ pub struct PeriodLimits {
 
 /// The lead before the first request, so that it too is released on a deadline.
 const LEAD: Duration = Duration::from_millis(2);
+
+/// What a period has done so far, for live progress: updated as requests go and finish.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub finished: AtomicU64,
+    pub errors: AtomicU64,
+    pub output_tokens: AtomicU64,
+}
+
+impl Live {
+    fn count(&self, r: &LoadRequest) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        if r.status != RunStatus::Ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.output_tokens
+            .fetch_add(r.output_tokens.unwrap_or(0), Ordering::Relaxed);
+    }
+}
 
 fn to_record(index: u64, scheduled: Duration, run: &AgentRun) -> LoadRequest {
     let scheduled_ms = ms(scheduled);
@@ -56,6 +82,9 @@ fn to_record(index: u64, scheduled: Duration, run: &AgentRun) -> LoadRequest {
         itl_p50_ms: run.itl_p50_ms,
         itl_p99_ms: run.itl_p99_ms,
         output_tokens: run.output_tokens,
+        prompt_tokens: run.prompt_tokens,
+        cache_n: run.cache_n,
+        warmup: false,
     }
 }
 
@@ -78,18 +107,22 @@ fn cancelled(index: u64, scheduled: Duration, sent: Duration, reason: &str) -> L
         itl_p50_ms: None,
         itl_p99_ms: None,
         output_tokens: None,
+        prompt_tokens: None,
+        cache_n: None,
+        warmup: false,
     }
 }
 
 type Finished = (u64, AgentRun);
 
 /// The requests in flight: when each was due and (about) when it went out.
-struct InFlight {
+struct InFlight<'l> {
     set: JoinSet<Finished>,
     due: HashMap<u64, (Duration, Duration)>,
+    live: &'l Live,
 }
 
-impl InFlight {
+impl InFlight<'_> {
     fn take(
         &mut self,
         joined: Result<Finished, tokio::task::JoinError>,
@@ -98,7 +131,9 @@ impl InFlight {
         if let Ok((index, run)) = joined
             && let Some((scheduled, _)) = self.due.remove(&index)
         {
-            out.push(to_record(index, scheduled, &run));
+            let record = to_record(index, scheduled, &run);
+            self.live.count(&record);
+            out.push(record);
         }
         // A task that failed leaves its entry; it is recorded as cancelled at the end.
     }
@@ -113,11 +148,38 @@ pub async fn run_period(
     pacer: &mut dyn Pacer,
     limits: PeriodLimits,
 ) -> Vec<LoadRequest> {
+    let live = Live::default();
+    let targets = std::slice::from_ref(target);
+    run_period_with(
+        client,
+        protocol,
+        targets,
+        pacer,
+        limits,
+        Duration::ZERO,
+        &live,
+    )
+    .await
+}
+
+/// Runs one period on `pacer`'s schedule: request `i` goes to `targets[i % len]` (their
+/// prompts and servers in turn), requests due before `warmup` are marked as warm-up, and
+/// `live` follows it as it goes. Returns every request, in schedule order.
+pub async fn run_period_with(
+    client: &reqwest::Client,
+    protocol: Arc<dyn Protocol>,
+    targets: &[Target],
+    pacer: &mut dyn Pacer,
+    limits: PeriodLimits,
+    warmup: Duration,
+    live: &Live,
+) -> Vec<LoadRequest> {
     let origin = Instant::now() + LEAD;
     let mut progress = Progress::default();
     let mut flight = InFlight {
         set: JoinSet::new(),
         due: HashMap::new(),
+        live,
     };
     let mut out = Vec::new();
     loop {
@@ -154,11 +216,13 @@ pub async fn run_period(
         release(origin + offset).await;
         let index = progress.sent;
         progress.sent += 1;
+        live.sent.fetch_add(1, Ordering::Relaxed);
         flight.due.insert(
             index,
             (offset, Instant::now().saturating_duration_since(origin)),
         );
-        let (client, protocol, target) = (client.clone(), protocol.clone(), target.clone());
+        let target = targets[index as usize % targets.len()].clone();
+        let (client, protocol) = (client.clone(), protocol.clone());
         let deadline = tokio::time::Instant::now() + limits.timeout;
         flight.set.spawn(async move {
             let run = measure_from(&client, protocol.as_ref(), &target, deadline, origin).await;
@@ -185,10 +249,111 @@ pub async fn run_period(
         limits.grace.as_secs_f64()
     );
     for (index, (scheduled, sent)) in flight.due.drain() {
-        out.push(cancelled(index, scheduled, sent, &reason));
+        let record = cancelled(index, scheduled, sent, &reason);
+        live.count(&record);
+        out.push(record);
     }
     out.sort_by_key(|r| r.index);
+    for r in &mut out {
+        r.warmup = Duration::from_secs_f64(r.scheduled_ms / 1000.0) < warmup;
+    }
     out
+}
+
+/// A cell's period made ready to run: its pacer, and what the record says of its schedule.
+pub struct Period {
+    pub pacer: Box<dyn Pacer>,
+    pub warmup: Duration,
+    pub grace: Duration,
+    pub max_concurrency: Option<usize>,
+    /// The measured schedule's own rate (open loop).
+    pub offered_rate: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// The pacer of a cell's load `shape` for run `run_id`: open-loop schedules are drawn from
+/// the run id's seed (the warm-up from its own), so every machine and every resume sends the
+/// same schedule.
+pub fn period_for(
+    shape: &LoadShape,
+    run_id: &str,
+) -> Result<Period, crate::schedule::ScheduleError> {
+    let warmup = Duration::from_secs_f64(shape.warmup_s);
+    let limit = match shape.extent {
+        Extent::Seconds(s) => Limit::Duration(Duration::from_secs_f64(s)),
+        Extent::Requests(n) => Limit::Requests(n),
+    };
+    let grace = Duration::from_secs_f64(shape.grace_s);
+    let max_concurrency = shape.max_concurrency.map(|c| c as usize);
+    Ok(match shape.pattern {
+        Pattern::Open {
+            arrival,
+            rate,
+            burstiness,
+        } => {
+            let arrival = match arrival {
+                ArrivalKind::Constant => Arrival::Constant,
+                ArrivalKind::Poisson => Arrival::Poisson,
+                ArrivalKind::Gamma => Arrival::Gamma {
+                    burstiness: burstiness.unwrap_or(1.0),
+                },
+            };
+            let seed = seed_for(run_id);
+            let measured = OpenLoop::draw(arrival, rate, limit, seed)?;
+            let offered_rate = measured.drawn_rate();
+            let schedule = if warmup.is_zero() {
+                measured
+            } else {
+                let warm = OpenLoop::draw(
+                    arrival,
+                    rate,
+                    Limit::Duration(warmup),
+                    seed_for(&format!("{run_id}/warmup")),
+                )?;
+                OpenLoop::after_warmup(&warm, warmup, &measured)
+            };
+            Period {
+                pacer: Box::new(OpenLoopPacer::new(schedule)),
+                warmup,
+                grace,
+                max_concurrency,
+                offered_rate,
+                seed: Some(seed),
+            }
+        }
+        Pattern::Closed { users } => Period {
+            pacer: Box::new(ClosedLoop::new(users as u64, limit, warmup)),
+            warmup,
+            grace,
+            max_concurrency: None,
+            offered_rate: None,
+            seed: None,
+        },
+    })
+}
+
+/// Dispatch lag p99 past which a run is degraded: the client could not keep the schedule.
+pub const DEGRADED_LAG_P99_MS: f64 = 10.0;
+
+/// Why a load run's figures cannot stand for the cell, if they cannot.
+pub fn degraded_reason(summary: &LoadSummary) -> Option<String> {
+    if summary.requests == 0 {
+        return Some("no request was measured".into());
+    }
+    if summary.ok == 0 {
+        return Some(format!(
+            "none of its {} requests finished well",
+            summary.requests
+        ));
+    }
+    summary
+        .dispatch_lag_p99_ms
+        .filter(|lag| *lag > DEGRADED_LAG_P99_MS)
+        .map(|lag| {
+            format!(
+                "the client could not keep the schedule: dispatch lag p99 {lag:.1} ms (over {DEGRADED_LAG_P99_MS} ms)"
+            )
+        })
 }
 
 /// The step of the in-flight series.
@@ -204,9 +369,12 @@ fn percentiles(values: impl Iterator<Item = f64>) -> Percentiles {
     }
 }
 
-/// The run-level figures of a period's `requests`, whose schedule offered `offered_rate`.
-/// Latencies are over the requests that finished well; the error rate counts the others.
+/// The run-level figures of a period's measured `requests` (warm-up ones are left out), whose
+/// schedule offered `offered_rate`. Latencies are over the requests that finished well; the
+/// error rate counts the others.
 pub fn summarize(requests: &[LoadRequest], offered_rate: Option<f64>) -> LoadSummary {
+    let measured: Vec<LoadRequest> = requests.iter().filter(|r| !r.warmup).cloned().collect();
+    let requests = measured.as_slice();
     let ok: Vec<&LoadRequest> = requests
         .iter()
         .filter(|r| r.status == RunStatus::Ok)

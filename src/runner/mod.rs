@@ -340,6 +340,24 @@ fn summary_line(record: &RunRecord, label: &str) -> (String, String) {
             ),
             "degraded".into(),
         ),
+        RunStatus::Ok if record.load.is_some() => {
+            let s = &record.load.as_ref().expect("a load run").summary;
+            let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+            let short = format!("{} req/s", f(s.achieved_rate));
+            (
+                format!(
+                    "{head} ok  {} requests, offered {}/s achieved {}/s, ttft p50 {} p99 {} ms, errors {:.1}%, lag p99 {} ms",
+                    s.requests,
+                    f(s.offered_rate),
+                    f(s.achieved_rate),
+                    f(s.ttft_ms.p50),
+                    f(s.ttft_ms.p99),
+                    s.error_rate * 100.0,
+                    f(s.dispatch_lag_p99_ms)
+                ),
+                short,
+            )
+        }
         RunStatus::Ok => {
             let tok_s: Vec<String> = record
                 .agents
@@ -497,7 +515,28 @@ pub async fn run(
             telemetry.begin_run();
             let started = store::unix_ms();
             let lag = LagMonitor::start();
-            let measured = if matches!(scenario, Some(Scenario::Command { .. })) {
+            let measured = if let Some(Scenario::Load(load)) = &scenario {
+                let shape = crate::spec::load::resolve(load, &cell.params)
+                    .map_err(|p| RunError::Other(format!("cell {}: {}", label_of(&cell.params), p.message)))?;
+                let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
+                let backend_name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
+                let mut period = load::period_for(&shape, &run.run_id).map_err(|e| RunError::Other(e.to_string()))?;
+                let limits = load::PeriodLimits {
+                    max_concurrency: period.max_concurrency,
+                    grace: period.grace,
+                    timeout: timeout_for(&backend_name),
+                };
+                let live = Arc::new(load::Live::default());
+                let ticker = progress.follow_load(live.clone(), period.offered_rate);
+                let requests = tokio::select! {
+                    r = load::run_period_with(&client, protocol, &targets, period.pacer.as_mut(), limits, period.warmup, &live) => Some(r),
+                    _ = interrupt.recv() => None,
+                };
+                if let Some(t) = ticker {
+                    t.abort();
+                }
+                requests.map(|r| Measured::Load(r, shape, period))
+            } else if matches!(scenario, Some(Scenario::Command { .. })) {
                 if let Some((name, b)) = cold_backend(loaded, &cell.params)
                     && let Some(entry) = running.iter_mut().find(|s| s.name == name)
                 {
@@ -509,7 +548,7 @@ pub async fn run(
                 let (programs, timeout) = program_targets(loaded, &plan, run, &running, &paths).map_err(RunError::Other)?;
                 std::fs::create_dir_all(paths.logs()).map_err(|e| RunError::Other(format!("{}: {e}", paths.logs().display())))?;
                 tokio::select! {
-                    m = program::run_group(programs, root, timeout) => Some(m),
+                    m = program::run_group(programs, root, timeout) => Some(Measured::Agents(m)),
                     _ = interrupt.recv() => None,
                 }
             } else {
@@ -521,24 +560,38 @@ pub async fn run(
                         // Each agent's workflow starts from its run's workload prompt.
                         let agents = targets.into_iter().map(|t| workflow::WorkflowTarget { server: t.server, input: t.request.prompt.clone(), base: t.request }).collect();
                         tokio::select! {
-                            m = workflow::run_group(&client, protocol, Arc::new(steps), agents, timeout_for(&backend_name)) => Some(m),
+                            m = workflow::run_group(&client, protocol, Arc::new(steps), agents, timeout_for(&backend_name)) => Some(Measured::Agents(m)),
                             _ = interrupt.recv() => None,
                         }
                     }
                     None => tokio::select! {
-                        m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(m),
+                        m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(Measured::Agents(m)),
                         _ = interrupt.recv() => None,
                     },
                 }
             };
             let harness_lag = lag.finish().await;
-            let Some((agents, group)) = measured else {
+            let Some(measured) = measured else {
                 summary.interrupted = true;
                 return Ok(());
             };
             let telemetry::RunTelemetry { client_rss_mb, servers, gpu, background } = telemetry.end_run();
             let loaded_models = loaded_models(&client, loaded, &cell.params, &running).await;
-            let degraded = agents.iter().find(|a| a.status == RunStatus::Degraded);
+            let (agents, group, load, reason) = match measured {
+                Measured::Agents((agents, group)) => {
+                    let reason = agents.iter().find(|a| a.status == RunStatus::Degraded)
+                        .map(|a| format!("agent {}: {}", a.agent, a.reason.as_deref().unwrap_or("degraded")));
+                    (agents, group, None, reason)
+                }
+                Measured::Load(requests, shape, period) => {
+                    // The requests are on disk before the journal line that points at them.
+                    let sha256 = crate::record::requests::write(&paths, &run.run_id, &requests)
+                        .map_err(|e| RunError::Other(e.to_string()))?;
+                    let load = load_run(&shape, &period, &requests, &run.run_id, sha256);
+                    let reason = load::degraded_reason(&load.summary);
+                    (Vec::new(), None, Some(load), reason)
+                }
+            };
             let record = RunRecord {
                 tr: plan.tr.clone(),
                 run_id: run.run_id.clone(),
@@ -547,8 +600,8 @@ pub async fn run(
                 params: cell.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 repetition: run.repetition,
                 warmup: run.warmup,
-                status: if degraded.is_some() { RunStatus::Degraded } else { RunStatus::Ok },
-                reason: degraded.map(|a| format!("agent {}: {}", a.agent, a.reason.as_deref().unwrap_or("degraded"))),
+                status: if reason.is_some() { RunStatus::Degraded } else { RunStatus::Ok },
+                reason,
                 started_unix_ms: started,
                 session: session_id,
                 agents,
@@ -559,6 +612,7 @@ pub async fn run(
                 gpu,
                 background,
                 loaded_models,
+                load,
             };
             journal.append(&record)?;
             summary.recorded += 1;
@@ -584,6 +638,60 @@ pub async fn run(
             .ok()
         });
     outcome.map(|_| summary)
+}
+
+/// What one run measured: its agents (and their group), or a load period's requests.
+enum Measured {
+    Agents(
+        (
+            Vec<crate::record::AgentRun>,
+            Option<crate::record::GroupStats>,
+        ),
+    ),
+    Load(
+        Vec<crate::record::LoadRequest>,
+        crate::spec::load::LoadShape,
+        load::Period,
+    ),
+}
+
+/// The record of a load period: how it was paced, where its requests are, what it achieved.
+fn load_run(
+    shape: &crate::spec::load::LoadShape,
+    period: &load::Period,
+    requests: &[crate::record::LoadRequest],
+    run_id: &str,
+    requests_sha256: String,
+) -> crate::record::LoadRun {
+    use crate::spec::load::Pattern;
+    let (pattern, arrival, rate, burstiness, users) = match shape.pattern {
+        Pattern::Open {
+            arrival,
+            rate,
+            burstiness,
+        } => (
+            "open",
+            Some(crate::spec::load::arrival_name(arrival).to_owned()),
+            Some(rate),
+            burstiness,
+            None,
+        ),
+        Pattern::Closed { users } => ("closed", None, None, None, Some(users)),
+    };
+    crate::record::LoadRun {
+        pattern: pattern.into(),
+        arrival,
+        rate,
+        burstiness,
+        users,
+        max_concurrency: shape.max_concurrency,
+        seed: period.seed,
+        warmup_s: shape.warmup_s,
+        warmup_requests: requests.iter().filter(|r| r.warmup).count() as u64,
+        requests_file: format!("requests/{run_id}.jsonl"),
+        requests_sha256,
+        summary: load::summarize(requests, period.offered_rate),
+    }
 }
 
 /// Ctrl-C and SIGTERM, watched from before the first run so a signal that arrives between two

@@ -9,8 +9,7 @@
 //! id: the same schedule on every machine and on every resume, and it can be recorded with
 //! the run.
 //!
-//! Not yet reachable from a spec: the `load` scenario that uses it is still being built
-//! (`runner::load` runs a period against a server).
+//! The `load` scenario (`spec::load`) chooses the pacer; `runner::load` runs a period on it.
 
 mod release;
 
@@ -142,6 +141,17 @@ impl OpenLoop {
         Ok(OpenLoop { offsets })
     }
 
+    /// A warm-up before a measured schedule: `warm`'s arrivals before `warmup`, then
+    /// `measured`'s, shifted to start at `warmup`. The measured part keeps its own draw (and
+    /// seed), so adding a warm-up does not change what is measured.
+    pub fn after_warmup(warm: &OpenLoop, warmup: Duration, measured: &OpenLoop) -> OpenLoop {
+        let offsets = (warm.offsets.iter().copied())
+            .filter(|at| *at < warmup)
+            .chain(measured.offsets.iter().map(|at| *at + warmup))
+            .collect();
+        OpenLoop { offsets }
+    }
+
     pub fn offsets(&self) -> &[Duration] {
         &self.offsets
     }
@@ -177,17 +187,36 @@ impl Pacer for OpenLoopPacer {
 }
 
 /// Closed loop: `users` users, each sending its next request when its previous one ends,
-/// until `limit` (a number of requests, or a duration after which no new request starts).
+/// for `warmup`, then until `limit` (a number of requests after the warm-up, or a duration
+/// after it, past which no new request starts).
 pub struct ClosedLoop {
     pub users: u64,
     pub limit: Limit,
+    pub warmup: Duration,
+    /// Requests sent during the warm-up, known once it is over.
+    warm_sent: Option<u64>,
+}
+
+impl ClosedLoop {
+    pub fn new(users: u64, limit: Limit, warmup: Duration) -> ClosedLoop {
+        ClosedLoop {
+            users,
+            limit,
+            warmup,
+            warm_sent: None,
+        }
+    }
 }
 
 impl Pacer for ClosedLoop {
     fn next(&mut self, progress: Progress) -> Due {
-        let over = match self.limit {
-            Limit::Requests(n) => progress.sent >= n,
-            Limit::Duration(d) => progress.elapsed >= d,
+        if progress.elapsed >= self.warmup && self.warm_sent.is_none() {
+            self.warm_sent = Some(progress.sent);
+        }
+        let over = match (self.limit, self.warm_sent) {
+            (_, None) => false,
+            (Limit::Requests(n), Some(warm)) => progress.sent - warm >= n,
+            (Limit::Duration(d), Some(_)) => progress.elapsed >= self.warmup + d,
         };
         if over {
             return Due::Done;

@@ -144,10 +144,7 @@ fn pacers_answer_when_the_next_request_is_due() {
     assert_eq!(open.next(at(0)), Due::At(Duration::ZERO));
     assert_eq!(open.next(at(1)), Due::At(Duration::from_millis(250)));
     assert_eq!(open.next(at(2)), Due::Done);
-    let mut closed = ClosedLoop {
-        users: 2,
-        limit: Limit::Requests(3),
-    };
+    let mut closed = ClosedLoop::new(2, Limit::Requests(3), Duration::ZERO);
     let now = Duration::from_millis(70);
     let p = |sent, finished| Progress {
         sent,
@@ -158,10 +155,11 @@ fn pacers_answer_when_the_next_request_is_due() {
     assert_eq!(closed.next(p(2, 0)), Due::WhenOneFinishes);
     assert_eq!(closed.next(p(2, 1)), Due::At(now));
     assert_eq!(closed.next(p(3, 1)), Due::Done);
-    let mut timed = ClosedLoop {
-        users: 1,
-        limit: Limit::Duration(Duration::from_millis(50)),
-    };
+    let mut timed = ClosedLoop::new(
+        1,
+        Limit::Duration(Duration::from_millis(50)),
+        Duration::ZERO,
+    );
     assert_eq!(
         timed.next(p(0, 0)),
         Due::Done,
@@ -189,4 +187,41 @@ async fn releases_keep_absolute_deadlines_and_report_lateness() {
     );
     let past = Instant::now() - Duration::from_millis(30);
     assert!(release(past).await >= Duration::from_millis(30));
+}
+
+#[test]
+fn a_warm_up_comes_before_the_measured_schedule_and_leaves_it_unchanged() {
+    let warm = OpenLoop::draw(
+        Arrival::Constant,
+        10.0,
+        Limit::Duration(Duration::from_secs(1)),
+        7,
+    )
+    .unwrap();
+    let measured = OpenLoop::draw(Arrival::Poisson, 5.0, Limit::Requests(20), 8).unwrap();
+    let both = OpenLoop::after_warmup(&warm, Duration::from_millis(500), &measured);
+    assert_eq!(
+        both.offsets().len(),
+        5 + 20,
+        "warm-up arrivals before 0.5 s only"
+    );
+    let shifted: Vec<Duration> = both.offsets()[5..]
+        .iter()
+        .map(|at| *at - Duration::from_millis(500))
+        .collect();
+    assert_eq!(shifted, measured.offsets());
+    // Closed loop: requests during the warm-up do not count towards the limit.
+    let mut closed = ClosedLoop::new(1, Limit::Requests(2), Duration::from_millis(100));
+    let p = |sent, ms| Progress {
+        sent,
+        finished: sent,
+        elapsed: Duration::from_millis(ms),
+    };
+    assert!(matches!(closed.next(p(5, 50)), Due::At(_)), "warming up");
+    assert!(
+        matches!(closed.next(p(6, 120)), Due::At(_)),
+        "6 warm, 0 measured"
+    );
+    assert!(matches!(closed.next(p(7, 130)), Due::At(_)));
+    assert_eq!(closed.next(p(8, 140)), Due::Done, "2 measured");
 }

@@ -1,6 +1,7 @@
 //! Specs: parsing a TR's YAML into typed values, validating it, and expanding its matrix.
 
 pub mod claim;
+pub mod load;
 pub mod matrix;
 pub mod metrics;
 pub mod params;

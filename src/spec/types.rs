@@ -542,6 +542,59 @@ pub enum Scenario {
         #[serde(default)]
         placement: Placement,
     },
+    /// Serving load: one timed period of requests, released open-loop at `rate` per second
+    /// (`arrival: constant | poisson | gamma`) or closed-loop by `concurrency` users, each
+    /// sending its next request when its previous one ends. Any of `rate`, `concurrency`,
+    /// `arrival`, `burstiness` and `max_concurrency` may come from a matrix axis of that
+    /// name instead (`rate: [1, 2, 4, 8]` is a sweep). See docs/spec.md.
+    Load(LoadScenario),
+}
+
+/// The fields of a `load` scenario, as written; `spec::load::resolve` checks them with the
+/// cell's axes and gives the period's shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadScenario {
+    /// How open-loop requests arrive (default poisson, as `vllm bench serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<ArrivalKind>,
+    /// Open loop: requests per second offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Gamma arrivals only: the shape of the gaps; below 1 burstier than Poisson, 1 Poisson.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burstiness: Option<f64>,
+    /// Closed loop: this many users, each with one request in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<i64>,
+    /// The measured period lasts this long (no request is scheduled after it) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// ... or sends this many requests: exactly one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<i64>,
+    /// Open loop: at most this many requests in flight; a due request waits for a free slot
+    /// and is recorded as late by that wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i64>,
+    /// Seconds of the same load before the measured period, recorded but not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
+    /// Seconds requests still in flight after the period may take before they are cancelled
+    /// (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrivalKind {
+    /// Exactly 1/rate apart.
+    Constant,
+    /// Independent arrivals: exponential gaps.
+    Poisson,
+    /// Gamma gaps of shape `burstiness`.
+    Gamma,
 }
 
 fn one_agent() -> u32 {
@@ -551,13 +604,15 @@ fn one_agent() -> u32 {
 impl Scenario {
     /// Agents in the run and whether each gets a server of its own.
     pub fn shape(&self) -> (u32, bool) {
-        match *self {
+        match self {
             Scenario::Single => (1, false),
             Scenario::Concurrent { agents, placement }
             | Scenario::Workflow { agents, placement }
             | Scenario::Command { agents, placement } => {
-                (agents, placement == Placement::ServerPerAgent)
+                (*agents, *placement == Placement::ServerPerAgent)
             }
+            // One stream of requests to the backend's servers.
+            Scenario::Load(_) => (1, false),
         }
     }
 }

@@ -660,11 +660,12 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
             );
         }
     }
+    check_load_axes(c, m, cells);
     let mut scenario_ok = true;
     for (at, value) in axis_values(m, "scenario") {
         if let Err(e) = serde_json::from_value::<Scenario>(value.clone()) {
             scenario_ok = false;
-            c.error(&at, format!("invalid scenario: {e}"), "write `{kind: single}`, `{kind: concurrent, agents: 2, placement: shared | server-per-agent}` or `{kind: command, agents: 1}`");
+            c.error(&at, format!("invalid scenario: {e}"), "write `{kind: single}`, `{kind: concurrent, agents: 2, placement: shared | server-per-agent}`, `{kind: command, agents: 1}` or `{kind: load, rate: 4, duration_s: 60}`");
         }
     }
     if !scenario_ok {
@@ -680,6 +681,20 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
         };
         let (kind, agents, placement) = match scenario {
             Scenario::Single => continue,
+            Scenario::Load(load) => {
+                if let Err(p) = super::load::resolve(&load, &cell.params) {
+                    let at = load_problem_path(m, cell, &p);
+                    if !c
+                        .errors
+                        .0
+                        .iter()
+                        .any(|d| d.field.as_deref() == Some(at.as_str()))
+                    {
+                        c.error(&at, p.message, p.help);
+                    }
+                }
+                continue;
+            }
             Scenario::Concurrent { agents, placement } => ("concurrent", agents, placement),
             Scenario::Workflow { agents, placement } => ("workflow", agents, placement),
             Scenario::Command { agents, placement } => ("command", agents, placement),
@@ -732,6 +747,57 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
                 );
                 return;
             }
+        }
+    }
+}
+
+/// Where a load problem is written: the axis value that set the field, else the field in the
+/// scenario, else (a field that is missing) the scenario itself.
+fn load_problem_path(m: &Matrix, cell: &Cell, p: &super::load::LoadProblem) -> String {
+    let written = |axis: &str| {
+        let value = cell.params.get(axis)?;
+        axis_values(m, axis)
+            .into_iter()
+            .find(|(_, v)| values_equal(v, value))
+            .map(|(at, _)| at)
+    };
+    if p.from_axis {
+        return written(p.field).unwrap_or_else(|| format!("matrix.{}", p.field));
+    }
+    let scenario = written("scenario").unwrap_or_else(|| "matrix.scenario".to_owned());
+    let field = child_path(&scenario, p.field);
+    let has_field = cell
+        .params
+        .get("scenario")
+        .and_then(|s| s.get(p.field))
+        .is_some();
+    if has_field { field } else { scenario }
+}
+
+/// The axes that fill a load scenario's fields mean nothing to any other scenario.
+fn check_load_axes(c: &mut Checker, m: &Matrix, cells: &[Cell]) {
+    for axis in super::load::LOAD_AXES {
+        if !m.axes.contains_key(*axis) {
+            continue;
+        }
+        let stray = cells.iter().find(|cell| {
+            cell.params.contains_key(*axis)
+                && !matches!(
+                    cell.params
+                        .get("scenario")
+                        .and_then(|v| serde_json::from_value::<Scenario>(v.clone()).ok()),
+                    Some(Scenario::Load(_))
+                )
+        });
+        if let Some(cell) = stray {
+            c.error(
+                &format!("matrix.{axis}"),
+                format!(
+                    "the `{axis}` axis sets a field of load scenarios, but cell `{}` is not a load cell",
+                    cell.label()
+                ),
+                "add `scenario: [{kind: load, duration_s: 60}]` to the matrix, or exclude the other cells from this axis",
+            );
         }
     }
 }
