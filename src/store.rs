@@ -28,9 +28,10 @@ impl TrPaths {
     }
     /// A load run's requests: one file per run, written whole before the run's journal line.
     pub fn requests(&self, run_id: &str) -> PathBuf {
-        self.data_dir
-            .join("requests")
-            .join(format!("{run_id}.jsonl"))
+        self.requests_dir().join(format!("{run_id}.jsonl"))
+    }
+    pub fn requests_dir(&self) -> PathBuf {
+        self.data_dir.join("requests")
     }
     pub fn logs(&self) -> PathBuf {
         self.data_dir.join("logs")

@@ -46,7 +46,60 @@ struct LeanRecord<'a> {
     gpu: Option<LeanGpu>,
     #[serde(default)]
     background: Option<LeanBackground>,
+    #[serde(default)]
+    load: Option<LeanLoad>,
 }
+
+#[derive(Deserialize)]
+struct LeanLoad {
+    summary: crate::record::LoadSummary,
+}
+
+/// A load run's figures, in the order of RUN_METRICS' load part.
+fn load_values(load: Option<&LeanLoad>) -> [Option<f64>; LOAD_METRICS] {
+    let Some(s) = load.map(|l| &l.summary) else {
+        return [None; LOAD_METRICS];
+    };
+    let shortfall = s
+        .offered_rate
+        .zip(s.achieved_rate)
+        .filter(|(o, _)| *o > 0.0)
+        .map(|(o, a)| 1.0 - a / o);
+    [
+        s.offered_rate,
+        s.achieved_rate,
+        shortfall,
+        s.request_throughput,
+        s.output_tok_s,
+        Some(s.error_rate),
+        s.ttft_ms.p50,
+        s.ttft_ms.p90,
+        s.ttft_ms.p95,
+        s.ttft_ms.p99,
+        s.ttft_from_schedule_ms.p50,
+        s.ttft_from_schedule_ms.p99,
+        s.tpot_ms.p50,
+        s.tpot_ms.p90,
+        s.tpot_ms.p95,
+        s.tpot_ms.p99,
+        s.itl_ms.p50,
+        s.itl_ms.p99,
+        s.e2e_ms.p50,
+        s.e2e_ms.p90,
+        s.e2e_ms.p95,
+        s.e2e_ms.p99,
+        s.e2e_from_schedule_ms.p50,
+        s.e2e_from_schedule_ms.p99,
+        s.dispatch_lag_p50_ms,
+        s.dispatch_lag_p99_ms,
+        s.dispatch_lag_max_ms,
+        Some(f64::from(s.in_flight_max)),
+    ]
+}
+
+/// RUN_METRICS: the figures every run has, then a load run's.
+const BASE_RUN_METRICS: usize = 11;
+const LOAD_METRICS: usize = RUN_METRICS.len() - BASE_RUN_METRICS;
 
 #[derive(Deserialize)]
 struct LeanBackground {
@@ -264,10 +317,21 @@ impl Columns {
                 .push(r.status == RunStatus::Ok && a.status == RunStatus::Ok);
             self.agent_warmup.push(r.warmup);
         }
-        let wall = r.group.as_ref().map_or(longest_e2e, |g| g.wall_ms);
-        let values: [Option<f64>; RUN_METRICS.len()] = [
-            tokens.filter(|_| wall > 0.0).map(|t| t / (wall / 1000.0)),
-            Some(wall),
+        // A load run has no agents: its throughput and span are its period's.
+        let wall = match &r.load {
+            Some(_) => None,
+            None => Some(r.group.as_ref().map_or(longest_e2e, |g| g.wall_ms)),
+        };
+        let aggregate = match &r.load {
+            Some(l) => l.summary.output_tok_s,
+            None => tokens
+                .zip(wall)
+                .filter(|(_, w)| *w > 0.0)
+                .map(|(t, w)| t / (w / 1000.0)),
+        };
+        let values: [Option<f64>; BASE_RUN_METRICS] = [
+            aggregate,
+            wall,
             r.group.as_ref().map(|g| g.speedup),
             r.group.as_ref().map(|g| g.parallel_efficiency),
             r.harness_lag.p99_ms,
@@ -278,6 +342,7 @@ impl Columns {
             r.gpu.as_ref().and_then(|g| g.power_w),
             r.background.as_ref().map(|b| b.share),
         ];
+        let values = values.into_iter().chain(load_values(r.load.as_ref()));
         for (column, v) in self.run_values.iter_mut().zip(values) {
             column.push(v);
         }
@@ -882,6 +947,8 @@ mod tests {
         assert_eq!(get(&frames.runs, "client_rss_mb"), Some(12.0));
         assert_eq!(frames.agents.width(), 5 + AGENT_METRICS.len());
         assert_eq!(frames.runs.width(), 4 + RUN_METRICS.len());
+        assert_eq!(RUN_METRICS[BASE_RUN_METRICS], "offered_rate");
+        assert_eq!(RUN_METRICS.last(), Some(&"in_flight_max"));
     }
 
     // A degraded run is counted, not averaged: the agent that finished beside the failed one

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Analysis;
 use crate::record::RunStatus;
-use crate::record::journal::Digests;
+use crate::record::journal::{Digests, LoadGate};
 use crate::spec::{LoadedSpec, ValidityThresholds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -20,6 +20,12 @@ pub enum IssueKind {
     BackgroundLoad,
     /// Some requests found their prompt cached and others did not.
     MixedCache,
+    /// Load runs whose client sent fewer requests per second than the schedule offered.
+    RateShortfall,
+    /// Load runs whose requests left late (dispatch lag p99 above the threshold).
+    DispatchLag,
+    /// Load runs with more failed or cancelled requests than the threshold.
+    Errors,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +122,7 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
                 ),
             );
         }
+        load_gates(&t, digests, &a.cells[cell].cell_id, &mut push);
         let measured: Vec<(&str, f64)> = digests
             .runs
             .iter()
@@ -146,4 +153,86 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
         }
     }
     out
+}
+
+/// The load runs' gates: the client kept the schedule (its achieved rate and its dispatch
+/// lag) and the server answered (the error rate). A run degraded by its lag is counted among
+/// the degraded runs as well; it is named here so that the reason is plain.
+fn load_gates(
+    t: &ValidityThresholds,
+    digests: &Digests,
+    cell_id: &str,
+    push: &mut impl FnMut(IssueKind, Option<String>, String),
+) {
+    let runs: Vec<(&str, LoadGate)> = digests
+        .runs
+        .iter()
+        .filter(|r| !r.warmup && r.cell_id == cell_id)
+        .filter_map(|r| r.load.map(|l| (r.run_id.as_str(), l)))
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let flagged = |test: &dyn Fn(&LoadGate) -> Option<f64>| -> Vec<(&str, f64)> {
+        runs.iter()
+            .filter_map(|(id, g)| test(g).map(|v| (*id, v)))
+            .collect()
+    };
+    let ids = |f: &[(&str, f64)]| f.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ");
+    let short = flagged(&|g| {
+        let (offered, achieved) = (g.offered_rate?, g.achieved_rate?);
+        let shortfall = 1.0 - achieved / offered;
+        (shortfall > t.rate_shortfall).then_some(shortfall)
+    });
+    if !short.is_empty() {
+        let worst = short.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        push(
+            IssueKind::RateShortfall,
+            None,
+            format!(
+                "{} of {} load runs achieved a request rate more than {:.1}% below their schedule's (up to {:.1}% below): the client could not send what was offered (runs {})",
+                short.len(),
+                runs.len(),
+                t.rate_shortfall * 100.0,
+                worst * 100.0,
+                ids(&short)
+            ),
+        );
+    }
+    let late = flagged(&|g| g.dispatch_lag_p99_ms.filter(|l| *l > t.dispatch_lag_p99_ms));
+    if !late.is_empty() {
+        let worst = late.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        push(
+            IssueKind::DispatchLag,
+            None,
+            format!(
+                "{} of {} load runs sent requests late: dispatch lag p99 above {} ms (up to {worst:.2} ms{}); latencies from the scheduled time (ttft_sched, e2e_sched) include the lateness (runs {})",
+                late.len(),
+                runs.len(),
+                t.dispatch_lag_p99_ms,
+                if worst > crate::record::DEGRADED_LAG_P99_MS {
+                    "; past 10 ms a run is degraded"
+                } else {
+                    ""
+                },
+                ids(&late)
+            ),
+        );
+    }
+    let failing = flagged(&|g| (g.error_rate > t.error_rate).then_some(g.error_rate));
+    if !failing.is_empty() {
+        let worst = failing.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        push(
+            IssueKind::Errors,
+            None,
+            format!(
+                "{} of {} load runs had more than {:.1}% of their requests fail or be cancelled (up to {:.1}%): latency percentiles cover the requests that finished (runs {})",
+                failing.len(),
+                runs.len(),
+                t.error_rate * 100.0,
+                worst * 100.0,
+                ids(&failing)
+            ),
+        );
+    }
 }

@@ -97,6 +97,24 @@ pub struct RunDigest {
     pub session: u32,
     /// Share of the CPUs other processes used during the run (`background.share`).
     pub background_share: Option<f64>,
+    /// A load run's schedule-keeping figures, for the validity gates.
+    pub load: Option<LoadGate>,
+}
+
+/// What a load run's validity gates read: did the client keep the schedule, did the server
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct LoadGate {
+    pub offered_rate: Option<f64>,
+    pub achieved_rate: Option<f64>,
+    pub dispatch_lag_p99_ms: Option<f64>,
+    pub error_rate: f64,
+    pub requests: u64,
+}
+
+#[derive(Deserialize)]
+struct DigestLoad {
+    summary: LoadGate,
 }
 
 /// A journal's run digests, in file order, and each cell's parameters by cell id.
@@ -125,6 +143,8 @@ struct DigestLine<'a> {
     harness_lag: serde::de::IgnoredAny,
     #[serde(default)]
     background: Option<super::Background>,
+    #[serde(default)]
+    load: Option<DigestLoad>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +250,7 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalErro
             reason: d.reason.map(Cow::into_owned),
             session: d.session,
             background_share: d.background.map(|b| b.share),
+            load: d.load.map(|l| l.summary),
         });
     }
     Ok((digests, tail))

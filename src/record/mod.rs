@@ -10,6 +10,7 @@ mod run;
 pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
 pub use run::{
-    AgentRun, Background, GpuSample, GroupStats, LagStats, LoadRequest, LoadRun, LoadSummary,
-    LoadedModel, Percentiles, ReportedRequest, RunRecord, RunStatus, ServerSample,
+    AgentRun, Background, DEGRADED_LAG_P99_MS, GpuSample, GroupStats, LagStats, LoadRequest,
+    LoadRun, LoadSummary, LoadedModel, Percentiles, ReportedRequest, RunRecord, RunStatus,
+    ServerSample,
 };

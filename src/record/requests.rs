@@ -43,6 +43,33 @@ pub fn write(
     Ok(crate::store::sha256_hex(&bytes))
 }
 
+/// Removes what runners killed mid-run left in the request folder: temporary files of a
+/// write cut short, and request files of runs the journal does not have (written, then killed
+/// before the journal line). Call it holding the journal's lock, so no other runner is
+/// writing. Returns how many files went.
+pub fn sweep(paths: &TrPaths, recorded: impl Fn(&str) -> bool) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(paths.requests_dir()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = if name.starts_with('.') && name.ends_with(".tmp") {
+            true
+        } else {
+            name.strip_suffix(".jsonl").is_some_and(|id| !recorded(id))
+        };
+        if stale {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Reads `run_id`'s requests; none when the run has no request file.
 pub fn read(paths: &TrPaths, run_id: &str) -> Result<Vec<LoadRequest>, RequestsError> {
     let path = paths.requests(run_id);
@@ -111,6 +138,24 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_sweep_removes_what_killed_runners_left_and_keeps_recorded_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = TrPaths::new(dir.path(), "TR990");
+        assert_eq!(sweep(&paths, |_| true).unwrap(), 0, "no folder yet");
+        write(&paths, "kept", &[request(0)]).unwrap();
+        write(&paths, "orphan", &[request(0)]).unwrap();
+        let folder = paths.requests("kept").parent().unwrap().to_path_buf();
+        std::fs::write(folder.join(".kept.jsonl.123-0.tmp"), "{\"index\":0,").unwrap();
+        assert_eq!(sweep(&paths, |id| id == "kept").unwrap(), 2);
+        let left: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["kept.jsonl"]);
+        assert_eq!(read(&paths, "kept").unwrap(), [request(0)]);
     }
 
     #[test]

@@ -302,6 +302,10 @@ pub struct Percentiles {
     pub p99: Option<f64>,
 }
 
+/// Dispatch lag p99 past which a load run is degraded: the client could not keep the
+/// schedule, so its figures describe the client rather than the server.
+pub const DEGRADED_LAG_P99_MS: f64 = 10.0;
+
 /// The run-level figures of one load period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadSummary {

@@ -174,6 +174,95 @@ pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String,
     Ok(svg)
 }
 
+/// One line of a figure over time: a cell's series sampled every `step_ms`.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub label: String,
+    pub step_ms: f64,
+    pub values: Vec<f64>,
+}
+
+/// Colours for the lines of a timeline figure, told apart in print as on screen.
+const LINES: [RGBColor; 6] = [
+    RGBColor(52, 101, 164),
+    RGBColor(206, 92, 0),
+    RGBColor(78, 154, 6),
+    RGBColor(117, 80, 123),
+    RGBColor(164, 0, 0),
+    RGBColor(143, 89, 2),
+];
+
+/// A figure of series over time (seconds from the period's start), one line per entry, with
+/// its label in a legend: how a quantity such as the requests in flight evolved in a run.
+pub fn over_time(title: &str, y_label: &str, lines: &[Timeline]) -> Result<String, String> {
+    let t_max = lines
+        .iter()
+        .map(|l| l.step_ms * l.values.len().saturating_sub(1) as f64 / 1000.0)
+        .fold(0.0, f64::max)
+        .max(1e-3);
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.values.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
+    let height = 360 + 18 * lines.len() as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(228, 228, 228))
+            .x_label_formatter(&|v: &f64| tick(*v))
+            .y_label_formatter(&|v: &f64| tick(*v))
+            .axis_style(RGBColor(150, 150, 150))
+            .x_desc("seconds from the period's start")
+            .y_desc(y_label)
+            .draw()
+            .map_err(err)?;
+        for (i, line) in lines.iter().enumerate() {
+            let color = LINES[i % LINES.len()];
+            // Steps, not slopes: each sample holds until the next one.
+            let at = |k: usize| k as f64 * line.step_ms / 1000.0;
+            let points = line.values.iter().enumerate().flat_map(|(k, v)| {
+                let next = if k + 1 < line.values.len() {
+                    at(k + 1)
+                } else {
+                    at(k)
+                };
+                [(at(k), *v), (next, *v)]
+            });
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(err)?
+                .label(line.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +334,38 @@ mod tests {
         assert_ne!(
             svg,
             runs_per_cell("Decode throughput", "tok/s", &data[..1]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_timeline_draws_each_line_and_names_it() {
+        let lines = [
+            Timeline {
+                label: "rate=2".into(),
+                step_ms: 100.0,
+                values: vec![0.0, 1.0, 2.0, 1.0],
+            },
+            Timeline {
+                label: "rate=8".into(),
+                step_ms: 100.0,
+                values: vec![3.0, 5.0],
+            },
+        ];
+        let svg = over_time("In flight", "requests", &lines).unwrap();
+        assert!(well_formed(&svg));
+        assert!(svg.contains("rate=2") && svg.contains("rate=8"), "legend");
+        // Each line and its legend mark in the line's own colour.
+        for colour in ["#3465A4", "#CE5C00"] {
+            let drawn = svg
+                .lines()
+                .filter(|l| l.starts_with("<polyline") && l.contains(colour))
+                .count();
+            assert_eq!(drawn, 2, "{colour}");
+        }
+        assert_eq!(
+            over_time("In flight", "requests", &lines).unwrap(),
+            svg,
+            "deterministic"
         );
     }
 

@@ -138,6 +138,11 @@ struct CellView {
     /// Per metric, each run's value, for figures.
     #[serde(skip)]
     run_values: BTreeMap<String, Vec<f64>>,
+    /// A load cell (`scenario: {kind: load}`): its runs have run-level load figures.
+    load: bool,
+    /// A load cell's first measured run: requests in flight over its period, for figures.
+    #[serde(skip)]
+    in_flight: Option<figures::Timeline>,
 }
 
 #[derive(Serialize)]
@@ -337,6 +342,9 @@ fn short_value(axis: &str, v: &serde_json::Value) -> String {
             Some(_) => ", one server",
             None => "",
         };
+        if kind == "load" {
+            return load_label(v);
+        }
         return match kind {
             "single" => "single agent".to_owned(),
             "concurrent" => format!("{agents} agents{shape}"),
@@ -346,6 +354,29 @@ fn short_value(axis: &str, v: &serde_json::Value) -> String {
         };
     }
     format!("{axis}={}", display_value(v))
+}
+
+/// A load scenario in a figure label: what it holds of its pattern (`poisson 4/s`,
+/// `closed loop, 8 users`); fields set by axes appear as those axes' own labels.
+fn load_label(v: &serde_json::Value) -> String {
+    let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
+    let mut parts = Vec::new();
+    if let Some(users) = num("concurrency") {
+        parts.push(format!("closed loop, {users} users"));
+    } else {
+        let arrival = v.get("arrival").and_then(|a| a.as_str()).unwrap_or("load");
+        parts.push(match num("rate") {
+            Some(rate) => format!("{arrival} {rate}/s"),
+            None => arrival.to_owned(),
+        });
+    }
+    if let Some(k) = num("burstiness") {
+        parts.push(format!("burstiness {k}"));
+    }
+    if let Some(c) = num("max_concurrency") {
+        parts.push(format!("at most {c} in flight"));
+    }
+    parts.join(", ")
 }
 
 /// The report's figures, drawn from its cells: (figure views for the template, file -> SVG).
@@ -421,6 +452,64 @@ fn draw_figures(
             format!("{id}-efficiency.svg"),
             "Efficiency of the concurrent groups, per run: overlap (parallel) efficiency in blue, scaling efficiency (aggregate throughput over N lone agents') in orange; mean (tick) and 95% CI (line).",
             figures::runs_per_cell("Overlap and scaling efficiency per run", "%", &efficiency),
+        )?;
+    }
+    // Load cells: each run's latency percentiles, p50 and p99 one above the other.
+    for (metric, name, what) in [
+        ("ttft", "TTFT", "time to first token"),
+        ("e2e", "E2E", "end-to-end latency"),
+    ] {
+        let percentiles: Vec<figures::Row> = cells
+            .iter()
+            .flat_map(|c| {
+                [
+                    row(c, &format!("{metric}_p50_ms"), 1.0, 0, " · p50"),
+                    row(c, &format!("{metric}_p99_ms"), 1.0, 1, " · p99"),
+                ]
+            })
+            .flatten()
+            .collect();
+        if !percentiles.is_empty() {
+            add(
+                format!("{id}-load-{metric}.svg"),
+                &format!(
+                    "Load runs, {what}: each run's p50 (blue) and p99 (orange) over its requests (a point per run), the cell's mean over runs (tick) and its 95% CI (line)."
+                ),
+                figures::runs_per_cell(
+                    &format!("{name} percentiles per load run"),
+                    "ms",
+                    &percentiles,
+                ),
+            )?;
+        }
+    }
+    let achieved = rows("achieved_rate");
+    if !achieved.is_empty() {
+        add(
+            format!("{id}-load-rate.svg"),
+            "Load runs, achieved request rate: each run's (a point), the cell's mean (tick) and its 95% CI (line). A run that kept its schedule sits at its schedule's own rate.",
+            figures::runs_per_cell(
+                "Achieved request rate per load run",
+                "requests/s",
+                &achieved,
+            ),
+        )?;
+    }
+    // At most six cells' timelines, spread over the load cells, so the lines stay apart.
+    let timelines: Vec<&figures::Timeline> =
+        cells.iter().filter_map(|c| c.in_flight.as_ref()).collect();
+    if !timelines.is_empty() {
+        let shown: Vec<figures::Timeline> = if timelines.len() <= 6 {
+            timelines.into_iter().cloned().collect()
+        } else {
+            (0..6)
+                .map(|k| timelines[k * (timelines.len() - 1) / 5].clone())
+                .collect()
+        };
+        add(
+            format!("{id}-load-in-flight.svg"),
+            "Requests in flight over the measured period of each load cell's first measured run, sampled every 100 ms.",
+            figures::over_time("Requests in flight", "requests", &shown),
         )?;
     }
     let costs: Vec<figures::Row> = cells
@@ -504,12 +593,36 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                     .filter(|m| m.cell == cell && !m.run_values.is_empty())
                     .map(|m| (m.metric.clone(), m.run_values.clone()))
                     .collect(),
+                load: a.metric(cell, "achieved_rate").is_some()
+                    || a.metric(cell, "error_rate").is_some(),
+                in_flight: None,
             });
+        }
+        if cells.iter().any(|c| c.load) {
+            let order = a.cells_in_order();
+            let records = record::journal::read_records(&paths.runs())?;
+            for (view, &cell) in cells.iter_mut().zip(&order) {
+                let cell_id = &a.cells[cell].cell_id;
+                view.in_flight = records
+                    .iter()
+                    .filter(|r| {
+                        &r.cell_id == cell_id && !r.warmup && r.status == record::RunStatus::Ok
+                    })
+                    .find_map(|r| r.load.as_ref())
+                    .map(|l| figures::Timeline {
+                        label: String::new(),
+                        step_ms: l.summary.in_flight_step_ms,
+                        values: l.summary.in_flight.iter().map(|v| f64::from(*v)).collect(),
+                    });
+            }
         }
         let order = a.cells_in_order();
         let params: Vec<&serde_json::Map<String, serde_json::Value>> =
             order.iter().map(|&c| &a.cells[c].params).collect();
         for (view, label) in cells.iter_mut().zip(figure_labels(&params)) {
+            if let Some(t) = &mut view.in_flight {
+                t.label = label.clone();
+            }
             view.figure_label = label;
         }
     }

@@ -16,7 +16,9 @@ use tokio::task::JoinSet;
 
 use super::measure::{Target, measure_from, ms};
 use crate::backend::Protocol;
-use crate::record::{AgentRun, LoadRequest, LoadSummary, Percentiles, RunStatus};
+use crate::record::{
+    AgentRun, DEGRADED_LAG_P99_MS, LoadRequest, LoadSummary, Percentiles, RunStatus,
+};
 use crate::schedule::{
     Arrival, ClosedLoop, Due, Limit, OpenLoop, OpenLoopPacer, Pacer, Progress, release, seed_for,
 };
@@ -331,9 +333,6 @@ pub fn period_for(
         },
     })
 }
-
-/// Dispatch lag p99 past which a run is degraded: the client could not keep the schedule.
-pub const DEGRADED_LAG_P99_MS: f64 = 10.0;
 
 /// Why a load run's figures cannot stand for the cell, if they cannot.
 pub fn degraded_reason(summary: &LoadSummary) -> Option<String> {

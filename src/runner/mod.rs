@@ -407,6 +407,8 @@ pub async fn run(
         already_recorded: plan.runs.len() - pending.len(),
         ..RunSummary::default()
     };
+    crate::record::requests::sweep(&paths, |id| journal.contains(id))
+        .map_err(|e| RunError::Other(format!("{}: {e}", paths.requests_dir().display())))?;
     let mut progress = progress::Progress::new(pending.len(), opts.quiet);
     if let Some(torn) = &set_aside {
         progress.note(&format!(

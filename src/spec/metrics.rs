@@ -41,6 +41,35 @@ pub const RUN_METRICS: &[&str] = &[
     "server_cpu_s",
     "gpu_power_w",
     "background_share",
+    // Load runs (`scenario: {kind: load}`): the period's run-level figures (docs/metrics.md).
+    "offered_rate",
+    "achieved_rate",
+    "rate_shortfall",
+    "request_throughput",
+    "output_tok_s",
+    "error_rate",
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "ttft_sched_p50_ms",
+    "ttft_sched_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p90_ms",
+    "tpot_p95_ms",
+    "tpot_p99_ms",
+    "itl_run_p50_ms",
+    "itl_run_p99_ms",
+    "e2e_p50_ms",
+    "e2e_p90_ms",
+    "e2e_p95_ms",
+    "e2e_p99_ms",
+    "e2e_sched_p50_ms",
+    "e2e_sched_p99_ms",
+    "dispatch_lag_p50_ms",
+    "dispatch_lag_p99_ms",
+    "dispatch_lag_max_ms",
+    "in_flight_max",
 ];
 
 /// Derived per cell by the analysis.
@@ -79,8 +108,16 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "quality_score"
         | "contention_rate"
         | "degraded_rate"
-        | "background_share" => Scale::Logit,
-        "prefill_overhead_ms" | "decode_overhead_ms" => Scale::Linear,
+        | "background_share"
+        | "error_rate" => Scale::Logit,
+        // Differences that can be zero or negative: a schedule kept exactly has no lag, and
+        // a client can send faster than offered.
+        "prefill_overhead_ms"
+        | "decode_overhead_ms"
+        | "rate_shortfall"
+        | "dispatch_lag_p50_ms"
+        | "dispatch_lag_p99_ms"
+        | "dispatch_lag_max_ms" => Scale::Linear,
         _ => Scale::Log,
     }
 }

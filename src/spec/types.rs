@@ -232,6 +232,29 @@ pub struct ValidityThresholds {
     /// A cell whose share of degraded runs passes this is flagged.
     #[serde(default = "default_degraded_rate")]
     pub degraded_rate: f64,
+    /// Load runs: a run whose achieved request rate is more than this share below its
+    /// schedule's is flagged (0.01: 1%).
+    #[serde(default = "default_rate_shortfall")]
+    pub rate_shortfall: f64,
+    /// Load runs: a run whose dispatch lag p99 passes this many ms is flagged (past 10 ms the
+    /// run is degraded: the client could not keep the schedule).
+    #[serde(default = "default_dispatch_lag_p99_ms")]
+    pub dispatch_lag_p99_ms: f64,
+    /// Load runs: a run whose share of failed or cancelled requests passes this is flagged.
+    #[serde(default = "default_error_rate")]
+    pub error_rate: f64,
+}
+
+fn default_rate_shortfall() -> f64 {
+    0.01
+}
+
+fn default_dispatch_lag_p99_ms() -> f64 {
+    1.0
+}
+
+fn default_error_rate() -> f64 {
+    0.01
 }
 
 fn default_background_share() -> f64 {
@@ -257,6 +280,9 @@ impl Default for ValidityThresholds {
             cv: default_cv(),
             min_runs: default_min_runs(),
             degraded_rate: default_degraded_rate(),
+            rate_shortfall: default_rate_shortfall(),
+            dispatch_lag_p99_ms: default_dispatch_lag_p99_ms(),
+            error_rate: default_error_rate(),
         }
     }
 }
