@@ -551,6 +551,50 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// The load cells' run-level figures: each the centre of its interval over the runs.
+fn load_table(a: &analysis::Analysis, cells: &[usize]) -> Table {
+    let mut table = Table::new();
+    table.load_style(presets::ASCII_MARKDOWN);
+    table.set_header(vec![
+        "load cell",
+        "runs",
+        "degraded",
+        "offered req/s",
+        "achieved req/s (95% CI)",
+        "output tok/s",
+        "TTFT p50 / p99 ms",
+        "E2E p50 / p99 ms",
+        "errors",
+        "lag p99 ms (worst)",
+    ]);
+    for &i in cells {
+        let runs = a.runs.iter().find(|r| r.cell == i);
+        let m = |name: &str| a.metric(i, name).map(|s| &s.stats);
+        let center = |name: &str| m(name).map_or("-".into(), |s| fmt_num(s.center));
+        let pair = |lo: &str, hi: &str| format!("{} / {}", center(lo), center(hi));
+        table.add_row(vec![
+            a.labels[i].clone(),
+            runs.map_or(0, |r| r.runs).to_string(),
+            runs.map_or(0, |r| r.degraded).to_string(),
+            m("offered_rate").map_or("closed loop".into(), |s| fmt_num(s.center)),
+            m("achieved_rate").map_or("-".into(), |s| {
+                format!(
+                    "{} [{}, {}]",
+                    fmt_num(s.center),
+                    fmt_num(s.ci_low),
+                    fmt_num(s.ci_high)
+                )
+            }),
+            center("output_tok_s"),
+            pair("ttft_p50_ms", "ttft_p99_ms"),
+            pair("e2e_p50_ms", "e2e_p99_ms"),
+            m("error_rate").map_or("-".into(), |s| format!("{:.1}%", s.mean * 100.0)),
+            m("dispatch_lag_p99_ms").map_or("-".into(), |s| format!("{:.3}", s.max)),
+        ]);
+    }
+    table
+}
+
 fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
     let registry = load_one(root, tr)?;
     let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
@@ -569,7 +613,10 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
         "contended",
         "$/1M tok",
     ]);
-    for i in a.cells_in_order() {
+    let is_load = |i: usize| a.metric(i, "error_rate").is_some();
+    let (load_cells, agent_cells): (Vec<usize>, Vec<usize>) =
+        a.cells_in_order().into_iter().partition(|i| is_load(*i));
+    for i in agent_cells.iter().copied() {
         let runs = a.runs.iter().find(|r| r.cell == i);
         let m = |name: &str| a.metric(i, name);
         let decode = m("decode_tok_s").map_or("-".into(), |s| {
@@ -606,7 +653,13 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
             usd,
         ]);
     }
-    let mut out = format!("{}: {}\n\n{table}\n", loaded.spec.id, loaded.spec.title);
+    let mut out = format!("{}: {}\n", loaded.spec.id, loaded.spec.title);
+    if !agent_cells.is_empty() {
+        out.push_str(&format!("\n{table}\n"));
+    }
+    if !load_cells.is_empty() {
+        out.push_str(&format!("\n{}\n", load_table(&a, &load_cells)));
+    }
     for c in &a.comparisons {
         let holm = c
             .p_holm

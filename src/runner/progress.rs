@@ -103,7 +103,7 @@ fn live_line(live: &Live, offered_rate: Option<f64>, elapsed: Duration) -> Strin
     let finished = live.finished.load(Ordering::Relaxed);
     let offered = offered_rate.map_or("closed loop".to_owned(), |r| format!("offered {r:.2}/s"));
     format!(
-        "{offered}, achieved {:.2}/s, {} in flight, {} errors, {:.0} tok/s",
+        "{offered}, sent {sent} ({:.2}/s so far, warm-up included), {} in flight, {} errors, {:.0} tok/s",
         sent as f64 / secs,
         sent.saturating_sub(finished),
         live.errors.load(Ordering::Relaxed),
