@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -56,7 +57,8 @@ impl ReasoningField {
 /// record the server's final event (other benchmark tools measured against the same pacer):
 /// `prompt_ms` and `predicted_ms` as in the final event, and, so that a client's requests can
 /// be paired with these lines and its send times judged here, the request's arrival (when the
-/// handler got it) and the first and last token's sends as Unix-epoch nanoseconds.
+/// handler got it) and the first and last token's sends as Unix-epoch nanoseconds, and what
+/// tells the request apart (`Identity`).
 type TruthLog = Option<Arc<Mutex<std::fs::File>>>;
 
 #[derive(Clone)]
@@ -167,9 +169,55 @@ impl Format {
     }
 }
 
+/// What tells a request apart in the truth log, so that a client's own per-request records can
+/// be paired with its lines exactly: the `X-Request-ID` header where the client sends one
+/// (AIPerf does), and the FNV-1a 64-bit hash (hex) of the prompt's text (the last message's
+/// content, its text parts joined, or `prompt`), which tells apart clients that vary prompts.
+#[derive(Default)]
+struct Identity {
+    request_id: Option<String>,
+    prompt_fnv1a: Option<String>,
+}
+
+impl Identity {
+    /// Only worth the work when there is a log to write it to.
+    fn of(log: &TruthLog, headers: &HeaderMap, body: &Value) -> Identity {
+        if log.is_none() {
+            return Identity::default();
+        }
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = match body.pointer("/messages").and_then(Value::as_array) {
+            Some(messages) => match messages.last().map(|m| &m["content"]) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Array(parts)) => Some(
+                    parts
+                        .iter()
+                        .filter_map(|p| p["text"].as_str())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            },
+            None => body["prompt"].as_str().map(str::to_owned),
+        };
+        let fnv1a = |s: &str| {
+            s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        };
+        Identity {
+            request_id,
+            prompt_fnv1a: text.map(|t| format!("{:016x}", fnv1a(&t))),
+        }
+    }
+}
+
 /// Send times of a response's tokens, kept by the stream that sends them.
 struct Sent {
     log: TruthLog,
+    id: Identity,
     next: u32,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -180,7 +228,7 @@ struct Sent {
 /// server-side counts and the timings as they happened: `prompt_ms` from the request's
 /// arrival to the first token's send, `predicted_ms` from the first send to the last. Any
 /// difference between these and what a client measures is the client's own error.
-fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Response {
+fn paced(schedule: Schedule, log: TruthLog, id: Identity, tokens: u32, format: Format) -> Response {
     let received = Instant::now();
     // The wall clock at arrival, for the truth log; later instants are placed by the monotonic
     // clock's offsets from `received`, so a wall-clock step cannot bend them.
@@ -190,6 +238,7 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
     let start = tokio::time::Instant::from_std(received);
     let state = Sent {
         log,
+        id,
         next: 0,
         first: None,
         last: None,
@@ -235,6 +284,8 @@ fn paced(schedule: Schedule, log: TruthLog, tokens: u32, format: Format) -> Resp
                     "arrival_unix_ns": received_unix_ns,
                     "first_token_unix_ns": unix_ns(sent.first),
                     "last_token_unix_ns": unix_ns(sent.last),
+                    "request_id": sent.id.request_id,
+                    "prompt_fnv1a": sent.id.prompt_fnv1a,
                 })
             );
         }
@@ -253,12 +304,17 @@ fn requested_tokens(body: &Value, pointer: &str, default: u32) -> u32 {
         .map_or(default, |n| n as u32)
 }
 
-async fn completion(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
+async fn completion(
+    State(p): State<Pacer>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let tokens = requested_tokens(&body, "/n_predict", p.schedule.tokens);
-    paced(p.schedule, p.log, tokens, Format::LlamaCpp)
+    let id = Identity::of(&p.log, &headers, &body);
+    paced(p.schedule, p.log, id, tokens, Format::LlamaCpp)
 }
 
-async fn chat(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
+async fn chat(State(p): State<Pacer>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     // OpenAI clients name the limit max_tokens or max_completion_tokens.
     let tokens = requested_tokens(
         &body,
@@ -266,25 +322,35 @@ async fn chat(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
         requested_tokens(&body, "/max_completion_tokens", p.schedule.tokens),
     );
     let format = Format::OpenAi(p.schedule.reasoning_field);
-    paced(p.schedule, p.log, tokens, format)
+    let id = Identity::of(&p.log, &headers, &body);
+    paced(p.schedule, p.log, id, tokens, format)
 }
 
-async fn ollama(p: Pacer, body: Value, format: Format) -> Response {
+async fn ollama(p: Pacer, headers: HeaderMap, body: Value, format: Format) -> Response {
     let tokens = requested_tokens(&body, "/options/num_predict", p.schedule.tokens);
     let model = body["model"].as_str().unwrap_or(MODEL).to_owned();
     let num_ctx = body.pointer("/options/num_ctx").and_then(Value::as_u64);
     if let Ok(mut loaded) = p.loaded.lock() {
         *loaded = Some((model, num_ctx.unwrap_or(2048)));
     }
-    paced(p.schedule, p.log, tokens, format)
+    let id = Identity::of(&p.log, &headers, &body);
+    paced(p.schedule, p.log, id, tokens, format)
 }
 
-async fn ollama_generate(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
-    ollama(p, body, Format::OllamaGenerate).await
+async fn ollama_generate(
+    State(p): State<Pacer>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    ollama(p, headers, body, Format::OllamaGenerate).await
 }
 
-async fn ollama_chat(State(p): State<Pacer>, Json(body): Json<Value>) -> Response {
-    ollama(p, body, Format::OllamaChat).await
+async fn ollama_chat(
+    State(p): State<Pacer>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    ollama(p, headers, body, Format::OllamaChat).await
 }
 
 /// Ollama's `/api/ps`: the model of the last request, with the context length it asked for.

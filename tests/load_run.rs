@@ -15,6 +15,13 @@ use sha2::{Digest, Sha256};
 /// The pacer process and its address, stopped when the test ends however it ends.
 struct Pacer(std::process::Child, String);
 
+/// One load test at a time: their periods keep schedules to the millisecond, and three at once
+/// on a 2-core machine would measure each other.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn pacer(args: &[&str]) -> Pacer {
     let (child, addr) = start_pacer(args);
     Pacer(child, addr)
@@ -65,6 +72,7 @@ fn assert_requests_complete(root: &Path, tr: &str, records: &[serde_json::Value]
 
 #[test]
 fn a_rate_sweep_records_each_period_and_its_requests() {
+    let _serial = serial();
     let pacer = pacer(&["--ttft-ms", "5", "--itl-ms", "2", "--tokens", "8"]);
     let url = pacer.1.clone();
     let matrix = "  rate: [20, 40]\n  scenario: [{kind: load, arrival: constant, duration_s: 1, warmup_s: 0.25}]\n";
@@ -139,6 +147,7 @@ fn a_rate_sweep_records_each_period_and_its_requests() {
 
 #[test]
 fn closed_loop_users_never_exceed_their_number() {
+    let _serial = serial();
     let pacer = pacer(&["--ttft-ms", "5", "--itl-ms", "3", "--tokens", "8"]);
     let url = pacer.1.clone();
     let matrix = "  concurrency: [1, 3]\n  scenario: [{kind: load, requests: 15}]\n";
@@ -164,6 +173,7 @@ fn closed_loop_users_never_exceed_their_number() {
 /// and no file holds a torn line.
 #[test]
 fn kill_nine_during_load_runs_loses_at_most_the_run_in_flight() {
+    let _serial = serial();
     let pacer = pacer(&["--ttft-ms", "3", "--itl-ms", "1", "--tokens", "8"]);
     let url = pacer.1.clone();
     let matrix = "  rate: [100, 200]\n  scenario: [{kind: load, arrival: poisson, duration_s: 0.4, warmup_s: 0.1}]\n";

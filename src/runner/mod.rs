@@ -4,11 +4,13 @@
 //! launch servers, record provenance, run every pending run, stop servers. Ctrl-C stops after
 //! dropping the run in flight; every finished run is already on disk.
 
+mod backends;
 mod background;
 mod cells;
 mod identity;
 pub mod load;
 pub mod measure;
+mod outcome;
 pub mod program;
 mod progress;
 pub mod servers;
@@ -23,18 +25,20 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan::{self, PlannedRun};
-use crate::spec::{Backend, BackendKind, LoadedSpec, Scenario, matrix::label_of};
+use crate::spec::{LoadedSpec, Scenario, matrix::label_of};
 
 /// A cell's parameters: axis name -> value.
 type Params = indexmap::IndexMap<String, Value>;
-use crate::record::manifest::{self, ServerProvenance, Session};
+use crate::record::manifest::{self, Session};
 use crate::record::{Journal, JournalError, RunRecord, RunStatus};
 use crate::store::{self, TrPaths};
+use backends::{Servers, loaded_models, provenance, restart_backend, start_servers, stop_servers};
 use cells::{
     cell_backend, cell_scenario, check_runnable, cold_backend, program_targets, prompts, targets,
 };
 use measure::LagMonitor;
-use servers::{LaunchError, ManagedServer};
+use outcome::{Measured, load_run, summary_line};
+use servers::LaunchError;
 
 /// Seconds an agent program may run before it is killed, unless its spec says otherwise.
 const DEFAULT_PROGRAM_TIMEOUT_S: f64 = 300.0;
@@ -69,251 +73,6 @@ pub enum RunError {
     Other(String),
 }
 
-/// A backend's servers for this session.
-struct Servers {
-    name: String,
-    urls: Vec<String>,
-    launched: Vec<ManagedServer>,
-    /// The model requests name: the spec's, else the one the server lists.
-    model: Option<String>,
-    /// Sent with every request; never stored.
-    api_key: Option<String>,
-}
-
-async fn start_servers(
-    loaded: &LoadedSpec,
-    paths: &TrPaths,
-    needed: &[String],
-    progress: &progress::Progress,
-) -> Result<Vec<Servers>, RunError> {
-    let mut all = Vec::new();
-    for (name, b) in &loaded.spec.backends {
-        if !needed.contains(name) {
-            continue;
-        }
-        let mut entry = Servers {
-            name: name.clone(),
-            urls: b
-                .endpoints
-                .iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .collect(),
-            launched: Vec::new(),
-            model: b.model.clone(),
-            api_key: identity::api_key(
-                b,
-                &b.launch
-                    .as_ref()
-                    .and_then(|l| servers::expand_args(name, &l.args).ok())
-                    .unwrap_or_default(),
-            ),
-        };
-        match launch_backend(name, b, paths, progress).await {
-            Ok(launched) => {
-                entry
-                    .urls
-                    .extend(launched.iter().map(|m| m.base_url.clone()));
-                entry.launched = launched;
-            }
-            Err(e) => {
-                stop_servers(std::mem::take(&mut all)).await;
-                return Err(e);
-            }
-        }
-        all.push(entry);
-    }
-    Ok(all)
-}
-
-/// Starts the llama-servers a backend launches (none for external endpoints); on failure the
-/// ones already started are stopped.
-async fn launch_backend(
-    name: &str,
-    b: &Backend,
-    paths: &TrPaths,
-    progress: &progress::Progress,
-) -> Result<Vec<ManagedServer>, RunError> {
-    let Some(launch) = &b.launch else {
-        return Ok(Vec::new());
-    };
-    let binary = servers::find_llama_server()?;
-    let args = servers::expand_args(name, &launch.args)?;
-    let mut started = Vec::new();
-    for i in 0..launch.count.max(1) {
-        progress.note(&format!(
-            "starting llama-server {} of {} for backend `{name}`",
-            i + 1,
-            launch.count
-        ));
-        let log = paths.logs().join(format!("server-{name}-{i}.log"));
-        match ManagedServer::launch(&binary, &args, log, Duration::from_secs(180)).await {
-            Ok(server) => started.push(server),
-            Err(e) => {
-                for s in started {
-                    s.stop().await;
-                }
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(started)
-}
-
-/// A cold start for an agent program: the backend's launched servers are stopped and started
-/// again (new processes, empty caches); external endpoints are left as they are.
-async fn restart_backend(
-    entry: &mut Servers,
-    b: &Backend,
-    paths: &TrPaths,
-    progress: &progress::Progress,
-) -> Result<(), RunError> {
-    let old: Vec<String> = entry.launched.iter().map(|m| m.base_url.clone()).collect();
-    for server in std::mem::take(&mut entry.launched) {
-        server.stop().await;
-    }
-    entry.urls.retain(|u| !old.contains(u));
-    let launched = launch_backend(&entry.name, b, paths, progress).await?;
-    entry
-        .urls
-        .extend(launched.iter().map(|m| m.base_url.clone()));
-    entry.launched = launched;
-    Ok(())
-}
-
-async fn stop_servers(all: Vec<Servers>) {
-    for s in all {
-        for server in s.launched {
-            server.stop().await;
-        }
-    }
-}
-
-/// Asks every server who it is (build, version, model) before the first run, and settles the
-/// model of a backend whose spec names none. A server that refuses our credentials stops the
-/// run here, with what to do, instead of degrading every run with the same 401.
-async fn provenance(
-    client: &reqwest::Client,
-    loaded: &LoadedSpec,
-    running: &mut [Servers],
-) -> Result<Vec<ServerProvenance>, Diagnostic> {
-    let mut out = Vec::new();
-    for s in running.iter_mut() {
-        let b = &loaded.spec.backends[&s.name];
-        let args = b
-            .launch
-            .as_ref()
-            .map(|l| servers::expand_args(&s.name, &l.args).unwrap_or_default())
-            .unwrap_or_default();
-        let model_file = servers::model_path(&args);
-        let model_sha256 = model_file
-            .as_deref()
-            .and_then(|p| store::sha256_file(p).ok());
-        let file_name = model_file.as_ref().map(|p| p.display().to_string());
-        let mut listed: Vec<String> = Vec::new();
-        for url in &s.urls {
-            let found = identity::identify(
-                client,
-                &s.name,
-                b,
-                url,
-                s.api_key.as_deref(),
-                file_name.clone(),
-            )
-            .await;
-            let mut id = found.map_err(|r| refused(loaded, &s.name, b, &r))?;
-            id.provenance.model_sha256 = model_sha256.clone();
-            for m in id.models {
-                if !listed.contains(&m) {
-                    listed.push(m);
-                }
-            }
-            out.push(id.provenance);
-        }
-        if s.model.is_none() && b.kind == BackendKind::Openai {
-            match listed.as_slice() {
-                [one] => s.model = Some(one.clone()),
-                [] => {}
-                many => {
-                    return Err(loaded
-                        .error_at(
-                            &format!("backends.{}", s.name),
-                            format!(
-                                "backend `{}` names no model, and its servers serve {}: {}",
-                                s.name,
-                                many.len(),
-                                many.join(", ")
-                            ),
-                        )
-                        .help(format!(
-                            "add `model: {}` (or another of them) to the backend",
-                            many[0]
-                        )));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The error for a server that refused our API key, or its absence.
-fn refused(loaded: &LoadedSpec, name: &str, b: &Backend, r: &identity::Refused) -> Diagnostic {
-    let field = match &b.api_key_env {
-        Some(_) => format!("backends.{name}.api_key_env"),
-        None => format!("backends.{name}"),
-    };
-    let (sent, help) = match &b.api_key_env {
-        Some(var) => (
-            format!("the key in ${var} was sent"),
-            format!("export the key this server was started with as ${var}"),
-        ),
-        None => (
-            "no API key was sent".to_owned(),
-            format!(
-                "the server wants an API key: export it (e.g. `export MY_KEY=...`) and add `api_key_env: MY_KEY` to backend `{name}`"
-            ),
-        ),
-    };
-    loaded
-        .error_at(
-            &field,
-            format!(
-                "{}{} answered HTTP {}: {} ({sent})",
-                r.url, r.path, r.status, r.message
-            ),
-        )
-        .help(help)
-}
-
-/// For a cell on an Ollama backend: what each of its servers has loaded after the run.
-async fn loaded_models(
-    client: &reqwest::Client,
-    loaded: &LoadedSpec,
-    params: &Params,
-    running: &[Servers],
-) -> Vec<crate::record::LoadedModel> {
-    let Some(name) = cell_backend(&loaded.spec, params) else {
-        return Vec::new();
-    };
-    let (Some(b), Some(entry)) = (
-        loaded.spec.backends.get(&name),
-        running.iter().find(|s| s.name == name),
-    ) else {
-        return Vec::new();
-    };
-    let Some(model) = entry
-        .model
-        .as_deref()
-        .filter(|_| b.kind == BackendKind::Ollama)
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for url in &entry.urls {
-        out.extend(identity::loaded_model(client, url, entry.api_key.as_deref(), model).await);
-    }
-    out
-}
-
 fn git_commit(root: &Path) -> Option<String> {
     let out = std::process::Command::new("git")
         .arg("-C")
@@ -324,65 +83,6 @@ fn git_commit(root: &Path) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn summary_line(record: &RunRecord, label: &str) -> (String, String) {
-    let kind = if record.warmup { "warm-up" } else { "run" };
-    let head = format!(
-        "{kind} {} rep {} [{label}]",
-        record.run_id, record.repetition
-    );
-    match record.status {
-        RunStatus::Degraded => (
-            format!(
-                "{head} DEGRADED: {}",
-                record.reason.as_deref().unwrap_or("?")
-            ),
-            "degraded".into(),
-        ),
-        RunStatus::Ok if record.load.is_some() => {
-            let s = &record.load.as_ref().expect("a load run").summary;
-            let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
-            let short = format!("{} req/s", f(s.achieved_rate));
-            (
-                format!(
-                    "{head} ok  {} requests, offered {}/s achieved {}/s, ttft p50 {} p99 {} ms, errors {:.1}%, lag p99 {} ms",
-                    s.requests,
-                    f(s.offered_rate),
-                    f(s.achieved_rate),
-                    f(s.ttft_ms.p50),
-                    f(s.ttft_ms.p99),
-                    s.error_rate * 100.0,
-                    f(s.dispatch_lag_p99_ms)
-                ),
-                short,
-            )
-        }
-        RunStatus::Ok => {
-            let tok_s: Vec<String> = record
-                .agents
-                .iter()
-                .filter_map(|a| a.decode_tok_s)
-                .map(|t| format!("{t:.1}"))
-                .collect();
-            let ttft: Vec<String> = record
-                .agents
-                .iter()
-                .filter_map(|a| a.ttft_ms)
-                .map(|t| format!("{t:.0}"))
-                .collect();
-            let eff = record
-                .group
-                .as_ref()
-                .map(|g| format!("  efficiency {:.1}%", g.parallel_efficiency * 100.0))
-                .unwrap_or_default();
-            let short = format!("{} tok/s", tok_s.join("+"));
-            (
-                format!("{head} ok  ttft {} ms  {short}{eff}", ttft.join("/")),
-                short,
-            )
-        }
-    }
 }
 
 /// Runs every planned run that the journal does not have yet.
@@ -640,60 +340,6 @@ pub async fn run(
             .ok()
         });
     outcome.map(|_| summary)
-}
-
-/// What one run measured: its agents (and their group), or a load period's requests.
-enum Measured {
-    Agents(
-        (
-            Vec<crate::record::AgentRun>,
-            Option<crate::record::GroupStats>,
-        ),
-    ),
-    Load(
-        Vec<crate::record::LoadRequest>,
-        crate::spec::load::LoadShape,
-        load::Period,
-    ),
-}
-
-/// The record of a load period: how it was paced, where its requests are, what it achieved.
-fn load_run(
-    shape: &crate::spec::load::LoadShape,
-    period: &load::Period,
-    requests: &[crate::record::LoadRequest],
-    run_id: &str,
-    requests_sha256: String,
-) -> crate::record::LoadRun {
-    use crate::spec::load::Pattern;
-    let (pattern, arrival, rate, burstiness, users) = match shape.pattern {
-        Pattern::Open {
-            arrival,
-            rate,
-            burstiness,
-        } => (
-            "open",
-            Some(crate::spec::load::arrival_name(arrival).to_owned()),
-            Some(rate),
-            burstiness,
-            None,
-        ),
-        Pattern::Closed { users } => ("closed", None, None, None, Some(users)),
-    };
-    crate::record::LoadRun {
-        pattern: pattern.into(),
-        arrival,
-        rate,
-        burstiness,
-        users,
-        max_concurrency: shape.max_concurrency,
-        seed: period.seed,
-        warmup_s: shape.warmup_s,
-        warmup_requests: requests.iter().filter(|r| r.warmup).count() as u64,
-        requests_file: format!("requests/{run_id}.jsonl"),
-        requests_sha256,
-        summary: load::summarize(requests, period.offered_rate),
-    }
 }
 
 /// Ctrl-C and SIGTERM, watched from before the first run so a signal that arrives between two
