@@ -203,7 +203,8 @@ impl ClosedLoop {
             users,
             limit,
             warmup,
-            warm_sent: None,
+            // Without a warm-up every request is measured.
+            warm_sent: warmup.is_zero().then_some(0),
         }
     }
 }
