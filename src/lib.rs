@@ -23,3 +23,4 @@ pub mod schedule;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod workload;

@@ -6,6 +6,7 @@ pub mod framing;
 mod llamacpp;
 mod ollama;
 mod openai;
+pub mod tokenize;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -29,6 +30,11 @@ pub struct GenerationRequest {
     pub params: Map<String, Value>,
     /// Bearer token; never stored.
     pub api_key: Option<String>,
+    /// The lengths this request was built to, where the workload asks for exact ones: its
+    /// prompt in the server's tokens (template excluded) and its output (`max_tokens` with
+    /// `ignore_eos`). Recorded with the request, not sent.
+    pub input_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
 }
 
 /// What one message of a streamed response contains.

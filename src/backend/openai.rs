@@ -170,6 +170,7 @@ mod tests {
             model: Some("m".into()),
             params: serde_json::from_str(r#"{"repeat_penalty":1.1,"seed":3}"#).unwrap(),
             api_key: Some("k".into()),
+            ..GenerationRequest::default()
         };
         let sent = vllm()
             .request(&client, "http://127.0.0.1:1", &req)

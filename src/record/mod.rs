@@ -11,6 +11,6 @@ pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
 pub use run::{
     AgentRun, Background, DEGRADED_LAG_P99_MS, GpuSample, GroupStats, LagStats, LoadRequest,
-    LoadRun, LoadSummary, LoadedModel, Percentiles, ReportedRequest, RunRecord, RunStatus,
-    ServerSample,
+    LoadRun, LoadSummary, LoadedModel, Percentiles, PromptBuild, ReportedRequest, RunRecord,
+    RunStatus, ServerSample,
 };

@@ -115,6 +115,8 @@ mod tests {
             output_tokens: Some(16),
             prompt_tokens: Some(9),
             cache_n: None,
+            input_tokens_requested: Some(8),
+            output_tokens_requested: None,
             warmup: index < 3,
         }
     }

@@ -67,6 +67,12 @@ pub struct AgentRun {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reasoning_hidden: bool,
     pub prompt_tokens: Option<u64>,
+    /// The prompt and output lengths the request was built to (`workload.input_tokens`,
+    /// `output_tokens`), in the server's tokens; the template's own tokens are not in them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens_requested: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_requested: Option<u64>,
     pub cache_n: Option<u64>,
     pub load_ms: Option<f64>,
     /// (output_tokens - 1) / (e2e - ttft): the client's view of decode speed, reasoning
@@ -178,6 +184,33 @@ pub struct RunRecord {
     /// in their own file, `requests/<run id>.jsonl`; `agents` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadRun>,
+    /// How the run's prompts were built, where the workload asks for exact lengths, prefixes
+    /// or a cold cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptBuild>,
+}
+
+/// How a run's prompts were built: the corpus and tokenizer used, the template's overhead, and
+/// the cache setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptBuild {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus_sha256: Option<String>,
+    /// The tokenizer endpoint the lengths were made exact with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// Prompt tokens the server counts beyond those sent (its chat template, a BOS token),
+    /// measured once per server with a 16-token probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_overhead_tokens: Option<i64>,
+    /// `warm` or `cold`.
+    pub cache: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_groups: Option<u64>,
 }
 
 /// How a load run's requests were paced, where they are, and what the period achieved.
@@ -288,6 +321,11 @@ pub struct LoadRequest {
     pub prompt_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_n: Option<u64>,
+    /// The lengths the request was built to, as for an agent's request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens_requested: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_requested: Option<u64>,
     /// Due in the warm-up before the measured period: kept, not measured.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warmup: bool,

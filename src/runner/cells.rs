@@ -43,6 +43,7 @@ pub(super) fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
         .iter()
         .chain(ROUTING_AXES)
         .chain(crate::spec::load::LOAD_AXES)
+        .chain(crate::workload::WORKLOAD_AXES)
         .copied()
         .collect();
     for axis in loaded.matrix.axes.keys() {
@@ -250,6 +251,11 @@ pub(super) fn prompts(loaded: &LoadedSpec) -> Result<Vec<String>, RunError> {
         return Ok(Vec::new());
     };
     let Some(file) = &w.prompts_file else {
+        // Prompts cut from the corpus are built per run (runner::prompts); until then each
+        // target holds an empty one.
+        if w.prompts.is_empty() {
+            return Ok(vec![String::new()]);
+        }
         return Ok(w.prompts.clone());
     };
     let path = loaded.path.parent().unwrap_or(Path::new(".")).join(file);
@@ -326,6 +332,8 @@ pub(super) fn targets(
                 model: entry.model.clone(),
                 params: request_params.clone(),
                 api_key: entry.api_key.clone(),
+                input_tokens: None,
+                output_tokens: None,
             },
         })
         .collect();

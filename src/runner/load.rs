@@ -86,6 +86,8 @@ fn to_record(index: u64, scheduled: Duration, run: &AgentRun) -> LoadRequest {
         output_tokens: run.output_tokens,
         prompt_tokens: run.prompt_tokens,
         cache_n: run.cache_n,
+        input_tokens_requested: run.input_tokens_requested,
+        output_tokens_requested: run.output_tokens_requested,
         warmup: false,
     }
 }
@@ -111,6 +113,8 @@ fn cancelled(index: u64, scheduled: Duration, sent: Duration, reason: &str) -> L
         output_tokens: None,
         prompt_tokens: None,
         cache_n: None,
+        input_tokens_requested: None,
+        output_tokens_requested: None,
         warmup: false,
     }
 }
@@ -270,6 +274,8 @@ pub struct Period {
     pub max_concurrency: Option<usize>,
     /// The measured schedule's own rate (open loop).
     pub offered_rate: Option<f64>,
+    /// Requests the period sends, warm-up included, where the schedule knows (open loop).
+    pub requests: Option<usize>,
     pub seed: Option<u64>,
 }
 
@@ -315,6 +321,7 @@ pub fn period_for(
                 OpenLoop::after_warmup(&warm, warmup, &measured)
             };
             Period {
+                requests: Some(schedule.offsets().len()),
                 pacer: Box::new(OpenLoopPacer::new(schedule)),
                 warmup,
                 grace,
@@ -329,6 +336,11 @@ pub fn period_for(
             grace,
             max_concurrency: None,
             offered_rate: None,
+            // Known only for a counted period without warm-up.
+            requests: match shape.extent {
+                Extent::Requests(n) if warmup.is_zero() => Some(n as usize),
+                _ => None,
+            },
             seed: None,
         },
     })

@@ -414,7 +414,17 @@ pub async fn measure_from(
     origin: Instant,
 ) -> AgentRun {
     let obs = observe(client, protocol, target, deadline).await;
-    derive(0, target.server.clone(), origin, obs)
+    with_requested(
+        derive(0, target.server.clone(), origin, obs),
+        &target.request,
+    )
+}
+
+/// The lengths the request was built to, on its record.
+fn with_requested(mut run: AgentRun, request: &GenerationRequest) -> AgentRun {
+    run.input_tokens_requested = request.input_tokens.map(u64::from);
+    run.output_tokens_requested = request.output_tokens.map(u64::from);
+    run
 }
 
 /// Sends every target's request at once (released by one barrier) and measures each.
@@ -428,6 +438,7 @@ pub async fn run_group(
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let deadline = tokio::time::Instant::now() + timeout;
     let servers: Vec<String> = targets.iter().map(|t| t.server.clone()).collect();
+    let requests: Vec<GenerationRequest> = targets.iter().map(|t| t.request.clone()).collect();
     let mut tasks = Vec::with_capacity(n);
     for target in targets {
         let (client, protocol, barrier) = (client.clone(), protocol.clone(), barrier.clone());
@@ -451,7 +462,10 @@ pub async fn run_group(
     let agents: Vec<AgentRun> = observed
         .into_iter()
         .enumerate()
-        .map(|(i, (server, obs))| derive(i as u32, server, start, obs))
+        .zip(&requests)
+        .map(|((i, (server, obs)), request)| {
+            with_requested(derive(i as u32, server, start, obs), request)
+        })
         .collect();
     let group = group_stats(&agents);
     (agents, group)

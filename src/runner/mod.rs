@@ -13,6 +13,7 @@ pub mod measure;
 mod outcome;
 pub mod program;
 mod progress;
+mod prompts;
 pub mod servers;
 pub mod telemetry;
 pub mod workflow;
@@ -208,21 +209,54 @@ pub async fn run(
         )
     };
 
+    let mut shaper = prompts::Shaper::default();
     let mut interrupt =
         Interrupt::new().map_err(|e| RunError::Other(format!("cannot watch for Ctrl-C: {e}")))?;
     let outcome: Result<(), RunError> = async {
         for run in &pending {
             let cell = &plan.cells[run.cell];
             let scenario = cell_scenario(&cell.params);
+            // A load cell's period, drawn before anything is measured.
+            let load_period = match &scenario {
+                Some(Scenario::Load(load)) => {
+                    let shape = crate::spec::load::resolve(load, &cell.params)
+                        .map_err(|p| RunError::Other(format!("cell {}: {}", label_of(&cell.params), p.message)))?;
+                    let period = load::period_for(&shape, &run.run_id).map_err(|e| RunError::Other(e.to_string()))?;
+                    Some((shape, period))
+                }
+                _ => None,
+            };
+            // Requests built to exact lengths are built now, outside the measured run.
+            let mut prompt_build = None;
+            let built = match (&loaded.spec.workload, &scenario) {
+                (_, Some(Scenario::Command { .. })) | (None, _) => None,
+                (Some(w), _) => {
+                    let (base, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
+                    match prompts::Shape::of(w, &cell.params) {
+                        None => Some((base, protocol)),
+                        Some(shape) => {
+                            let n = match &load_period {
+                                Some((_, period)) => period.requests.unwrap_or(prompts::CLOSED_LOOP_POOL),
+                                None => base.len(),
+                            };
+                            let name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
+                            let b = &loaded.spec.backends[&name];
+                            let (shaped, build) = shaper
+                                .build(&client, protocol.as_ref(), root, w, b, &shape, &run.run_id, &base, n)
+                                .await
+                                .map_err(|e| RunError::Other(format!("cell {}: building its prompts: {e}", label_of(&cell.params))))?;
+                            prompt_build = Some(build);
+                            Some((shaped, protocol))
+                        }
+                    }
+                }
+            };
             telemetry.begin_run();
             let started = store::unix_ms();
             let lag = LagMonitor::start();
-            let measured = if let Some(Scenario::Load(load)) = &scenario {
-                let shape = crate::spec::load::resolve(load, &cell.params)
-                    .map_err(|p| RunError::Other(format!("cell {}: {}", label_of(&cell.params), p.message)))?;
-                let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
+            let measured = if let Some((shape, mut period)) = load_period {
+                let (targets, protocol) = built.ok_or_else(|| RunError::Other("a load cell needs a workload".into()))?;
                 let backend_name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
-                let mut period = load::period_for(&shape, &run.run_id).map_err(|e| RunError::Other(e.to_string()))?;
                 let limits = load::PeriodLimits {
                     max_concurrency: period.max_concurrency,
                     grace: period.grace,
@@ -254,7 +288,7 @@ pub async fn run(
                     _ = interrupt.recv() => None,
                 }
             } else {
-                let (targets, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
+                let (targets, protocol) = built.ok_or_else(|| RunError::Other("this cell needs a workload".into()))?;
                 let backend_name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
                 let workflow = loaded.spec.workflow.clone().filter(|_| matches!(scenario, Some(Scenario::Workflow { .. })));
                 match workflow {
@@ -315,6 +349,7 @@ pub async fn run(
                 background,
                 loaded_models,
                 load,
+                prompts: prompt_build,
             };
             journal.append(&record)?;
             summary.recorded += 1;

@@ -23,9 +23,10 @@ pub(super) fn summary_line(record: &RunRecord, label: &str) -> (String, String) 
             let short = format!("{} req/s", f(s.achieved_rate));
             (
                 format!(
-                    "{head} ok  {} requests, offered {}/s achieved {}/s, ttft p50 {} p99 {} ms, errors {:.1}%, lag p99 {} ms",
+                    "{head} ok  {} requests, {} achieved {}/s, ttft p50 {} p99 {} ms, errors {:.1}%, lag p99 {} ms",
                     s.requests,
-                    f(s.offered_rate),
+                    s.offered_rate
+                        .map_or("closed loop,".to_owned(), |r| format!("offered {r:.2}/s")),
                     f(s.achieved_rate),
                     f(s.ttft_ms.p50),
                     f(s.ttft_ms.p99),

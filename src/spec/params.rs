@@ -86,6 +86,7 @@ pub const REQUEST_PARAMS: &[&str] = &[
     "think",
     "reasoning_effort",
     "ignore_eos",
+    "cache_prompt",
 ];
 
 /// Where `param` goes for `dialect`, or why it cannot be sent (the help for the error).
@@ -135,6 +136,12 @@ pub fn field(dialect: Dialect, param: &str) -> Result<Field, &'static str> {
             ),
             Dialect::Chat(Openai | Generic) => Err(sampling_extension),
             _ => Ok(Top("ignore_eos")),
+        },
+        "cache_prompt" => match dialect {
+            _ if llama => Ok(Top("cache_prompt")),
+            _ => Err(
+                "`cache_prompt` is llama-server's switch; for a cold cache elsewhere use `cache: cold` in the workload, which starts every prompt with a unique nonce",
+            ),
         },
         "num_ctx" | "num_gpu" => match dialect {
             Dialect::Ollama => Ok(OllamaOption(if param == "num_ctx" {
@@ -204,6 +211,10 @@ pub fn check_value(param: &str, value: &serde_json::Value) -> Result<(), &'stati
             .is_boolean()
             .then_some(())
             .ok_or("`ignore_eos` is true or false"),
+        "cache_prompt" => value
+            .is_boolean()
+            .then_some(())
+            .ok_or("`cache_prompt` is true or false"),
         _ => Ok(()),
     }
 }

@@ -177,7 +177,9 @@ pub struct Workload {
     /// A YAML file with a list of prompts, relative to the spec's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompts_file: Option<String>,
-    #[schemars(range(min = 1))]
+    /// Output tokens per request (at most; exactly with `ignore_eos`). Required unless
+    /// `output_tokens` is given.
+    #[serde(default)]
     pub max_tokens: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -185,6 +187,44 @@ pub struct Workload {
     /// `max_tokens` (llama.cpp and vLLM honour it). Makes throughput comparable across runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_eos: bool,
+    /// Prompts of exact token lengths instead of `prompts`: a number (`512`) or a seeded
+    /// distribution (`{dist: uniform, min: 128, max: 1024}`, `{dist: normal | lognormal,
+    /// mean, std}`), cut from `corpus` and made exact with the server's own tokenizer. Also
+    /// an axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<crate::workload::lengths::Length>,
+    /// Output lengths as `input_tokens`: each request asks for its drawn length with
+    /// `ignore_eos`, so it generates exactly that many. Replaces `max_tokens`. Also an axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<crate::workload::lengths::Length>,
+    /// Shared prefixes: each request starts with one of `groups` prefixes of `tokens` tokens
+    /// (request i takes prefix i mod groups), then its own part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Prefix>,
+    /// `warm` (the default: the server may reuse cached prefixes) or `cold`: every request
+    /// starts with a unique nonce and llama.cpp is sent `cache_prompt: false`, so none can
+    /// reuse another's cache. Also an axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheMode>,
+    /// The text prompts are cut from, relative to the project root (default
+    /// data/corpus/shakespeare.txt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prefix {
+    pub tokens: i64,
+    pub groups: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    #[default]
+    Warm,
+    Cold,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -265,16 +265,26 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
 
 fn check_workload(c: &mut Checker, spec: &Spec) {
     let Some(w) = &spec.workload else { return };
+    let input_axis = spec
+        .matrix
+        .as_ref()
+        .is_some_and(|m| m.contains_key("input_tokens"));
     match (&w.prompts_file, w.prompts.is_empty()) {
         (Some(_), false) => c.error(
             "workload",
             "workload has both `prompts` and `prompts_file`",
             "keep one of them",
         ),
-        (None, true) => c.error(
+        (None, true) if w.input_tokens.is_none() && !input_axis => c.error(
             "workload",
             "workload has no prompts",
-            "add `prompts: [\"...\"]` or `prompts_file: prompts/<name>.yaml`",
+            "add `prompts: [\"...\"]`, `prompts_file: prompts/<name>.yaml` or `input_tokens: 512` (prompts cut from the corpus)",
+        ),
+        (None, true) => {}
+        (_, _) if w.input_tokens.is_some() => c.error(
+            "workload.input_tokens",
+            "workload has both prompts and `input_tokens`: which is sent?",
+            "keep `input_tokens` (prompts of exact lengths cut from the corpus) or the prompts",
         ),
         (Some(file), true) => {
             let resolved = c.path.parent().unwrap_or(Path::new(".")).join(file);
@@ -288,12 +298,57 @@ fn check_workload(c: &mut Checker, spec: &Spec) {
         }
         (None, false) => {}
     }
-    if w.max_tokens < 1 {
+    if w.output_tokens.is_none() && w.max_tokens < 1 {
         c.error(
             "workload.max_tokens",
             format!("max_tokens must be at least 1, got {}", w.max_tokens),
-            "give the number of tokens to generate per request",
+            "give the number of tokens to generate per request, or `output_tokens`",
         );
+    }
+    for (field, length) in [
+        ("input_tokens", &w.input_tokens),
+        ("output_tokens", &w.output_tokens),
+    ] {
+        if let Some(problem) = length.as_ref().and_then(|l| l.problem()) {
+            c.error(
+                &format!("workload.{field}"),
+                format!("`{field}`: {problem}"),
+                "write a number of tokens (`512`) or `{dist: uniform, min: 128, max: 1024}`",
+            );
+        }
+    }
+    if let Some(p) = &w.prefix {
+        if p.tokens < 1 || p.groups < 1 {
+            c.error(
+                "workload.prefix",
+                format!(
+                    "a shared prefix needs at least 1 token and 1 group, got {} tokens in {} groups",
+                    p.tokens, p.groups
+                ),
+                "write e.g. `prefix: {tokens: 512, groups: 4}`",
+            );
+        }
+        if w.input_tokens.is_none() && !input_axis {
+            c.error(
+                "workload.prefix",
+                "shared prefixes are cut from the corpus, so they need `input_tokens`",
+                "add `input_tokens` (each request's whole length, its prefix included)",
+            );
+        }
+    }
+    if let Some(corpus) = &w.corpus {
+        let root = c
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        if !root.join(corpus).is_file() {
+            c.error(
+                "workload.corpus",
+                format!("corpus `{corpus}` not found"),
+                "the path is relative to the project root (the folder holding experiments/)",
+            );
+        }
     }
 }
 
@@ -661,6 +716,7 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
         }
     }
     check_load_axes(c, m, cells);
+    check_workload_axes(c, spec, m);
     let mut scenario_ok = true;
     for (at, value) in axis_values(m, "scenario") {
         if let Err(e) = serde_json::from_value::<Scenario>(value.clone()) {
@@ -772,6 +828,45 @@ fn load_problem_path(m: &Matrix, cell: &Cell, p: &super::load::LoadProblem) -> S
         .and_then(|s| s.get(p.field))
         .is_some();
     if has_field { field } else { scenario }
+}
+
+/// The axes that set workload fields take what those fields take.
+fn check_workload_axes(c: &mut Checker, spec: &Spec, m: &Matrix) {
+    use crate::workload::lengths::Length;
+    for axis in ["input_tokens", "output_tokens"] {
+        for (at, value) in axis_values(m, axis) {
+            let problem = match serde_json::from_value::<Length>(value.clone()) {
+                Ok(l) => l.problem(),
+                Err(_) => Some(format!("{} is not a length", compact(value))),
+            };
+            if let Some(p) = problem {
+                c.error(
+                    &at,
+                    format!("`{axis}`: {p}"),
+                    "write a number of tokens (`512`) or `{dist: uniform, min: 128, max: 1024}`",
+                );
+            }
+        }
+    }
+    for (at, value) in axis_values(m, "cache") {
+        if serde_json::from_value::<super::CacheMode>(value.clone()).is_err() {
+            c.error(
+                &at,
+                format!("`cache` is warm or cold, not {}", compact(value)),
+                "write `cache: [warm, cold]`",
+            );
+        }
+    }
+    let w = spec.workload.as_ref();
+    if m.axes.contains_key("input_tokens")
+        && w.is_some_and(|w| !w.prompts.is_empty() || w.prompts_file.is_some())
+    {
+        c.error(
+            "matrix.input_tokens",
+            "the `input_tokens` axis cuts prompts from the corpus, but the workload lists prompts too: which is sent?",
+            "remove the workload's prompts",
+        );
+    }
 }
 
 /// The axes that fill a load scenario's fields mean nothing to any other scenario.
