@@ -840,6 +840,43 @@ fn show_plan(root: &Path, tr: &str, format: Format) -> Result<ExitCode, Diagnost
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every workload parameter that shapes requests, in one line (axes of the same names set
+/// them per cell instead), or nothing when the workload sends its prompts as written.
+fn workload_line(w: &crate::spec::Workload) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = &w.input_tokens {
+        parts.push(format!("input_tokens {}", compact_json(l)));
+    }
+    if let Some(l) = &w.output_tokens {
+        parts.push(format!("output_tokens {}", compact_json(l)));
+    }
+    if let Some(p) = &w.prefix {
+        parts.push(format!("prefix {} tokens in {} groups", p.tokens, p.groups));
+    }
+    if let Some(c) = &w.cache {
+        parts.push(format!("cache {}", compact_json(c)));
+    }
+    if w.input_tokens.is_some() {
+        parts.push(format!(
+            "corpus {} (tokenized by each server's /tokenize)",
+            w.corpus
+                .as_deref()
+                .unwrap_or(crate::workload::DEFAULT_CORPUS)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("workload: {}\n", parts.join(", "))
+    }
+}
+
+fn compact_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_default()
+        .replace('"', "")
+}
+
 fn plan_table(spec: &Spec, plan: &plan::Plan) -> String {
     let mut table = Table::new();
     table.load_style(presets::ASCII_MARKDOWN);
@@ -862,8 +899,9 @@ fn plan_table(spec: &Spec, plan: &plan::Plan) -> String {
         0 => String::new(),
         n => format!(" (+{n} warm-up runs)"),
     };
+    let workload = spec.workload.as_ref().map_or(String::new(), workload_line);
     format!(
-        "{}: {}\norder: {}, repetitions: {}, warm-up per cell: {}\n\n{table}\n\n{} cells x {} repetitions = {} measured runs{warm}\n",
+        "{}: {}\norder: {}, repetitions: {}, warm-up per cell: {}\n{workload}\n{table}\n\n{} cells x {} repetitions = {} measured runs{warm}\n",
         spec.id,
         spec.title,
         plan.order,

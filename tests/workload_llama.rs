@@ -118,3 +118,82 @@ repetitions: 1
         "prefill of a cached prefix is skipped: {ttft:?}"
     );
 }
+
+/// A Mooncake-format trace replayed on llama.cpp's `/completion`, whose prompts go as token
+/// ids: requests sharing a hash id share exactly that 512-token block, so each request finds
+/// in the server's cache what it shares with the requests before it, and nothing else.
+#[test]
+fn a_trace_replay_reuses_exactly_its_shared_blocks() {
+    let trace = [
+        (0, 600, &[1][..]),
+        (1500, 560, &[1][..]),
+        (3000, 600, &[2][..]),
+        (4500, 530, &[2][..]),
+        (6000, 520, &[1][..]),
+        (7500, 600, &[1][..]),
+    ];
+    let lines: String = trace
+        .iter()
+        .map(|(t, n, ids)| {
+            format!(
+                "{{\"timestamp\": {t}, \"input_length\": {n}, \"output_length\": 3, \"hash_ids\": {ids:?}}}\n"
+            )
+        })
+        .collect();
+    let spec = r#"id: TR971
+title: trace replay
+status: running
+question: does a replay reuse what its trace shares?
+backends:
+  llama:
+    kind: llama-cpp
+    launch: {count: 1, args: ["-m", "${BANTERHEARTS_MODEL}", "-c", "4096", "-np", "1", "-t", "2"]}
+    timeout_s: 120
+workload: {max_tokens: 3}
+matrix:
+  scenario: [{kind: load, trace: traces/small.jsonl, time_scale: 3}]
+repetitions: 1
+"#;
+    let dir = project(&[("TR971.yaml", spec)]);
+    std::fs::create_dir_all(dir.path().join("experiments/traces")).unwrap();
+    std::fs::write(dir.path().join("experiments/traces/small.jsonl"), lines).unwrap();
+    std::fs::create_dir_all(dir.path().join("data/corpus")).unwrap();
+    std::fs::copy(
+        common::repo_root().join("data/corpus/shakespeare.txt"),
+        dir.path().join("data/corpus/shakespeare.txt"),
+    )
+    .unwrap();
+    let out = banterhearts_with_model(dir.path(), &["run", "TR971"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = journal(dir.path(), "TR971");
+    assert_eq!(records[0]["load"]["pattern"], "trace");
+    assert_eq!(
+        records[0]["prompts"]["template_overhead_tokens"], 0,
+        "no template on /completion"
+    );
+    let reqs = requests(dir.path(), "TR971", &records[0]);
+    assert_eq!(reqs.len(), trace.len());
+    for (i, (q, (t, n, ids))) in reqs.iter().zip(trace).enumerate() {
+        // On the trace's own times, three times as fast.
+        let due = q["scheduled_ms"].as_f64().unwrap();
+        assert!((due - t as f64 / 3.0).abs() < 1e-6, "{q}");
+        assert_eq!(q["prompt_tokens"], n, "exact length: {q}");
+        assert_eq!(q["output_tokens"], 3);
+        // What it shares with an earlier request: one block when one of them names the same
+        // id (llama-server keeps earlier prompts' states in its prompt cache, not only the
+        // slot's last one).
+        let shared = trace[..i].iter().any(|earlier| earlier.2 == ids);
+        let cached = q["cache_n"].as_i64().unwrap();
+        if shared {
+            assert!(
+                (511..=512).contains(&cached),
+                "request {i} reuses its block: {q}"
+            );
+        } else {
+            assert!(
+                cached < 16,
+                "request {i} shares nothing with the one before: {q}"
+            );
+        }
+    }
+}

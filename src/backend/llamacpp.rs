@@ -37,7 +37,10 @@ impl Protocol for LlamaCpp {
     ) -> reqwest::RequestBuilder {
         let body = body(
             Dialect::LlamaCompletion,
-            json!({"prompt": req.prompt, "stream": true}),
+            match &req.prompt_ids {
+                Some(ids) => json!({"prompt": ids.as_slice(), "stream": true}),
+                None => json!({"prompt": req.prompt, "stream": true}),
+            },
             req,
         );
         let builder = client.post(format!("{base}/completion")).json(&body);

@@ -35,6 +35,9 @@ pub struct GenerationRequest {
     /// `ignore_eos`). Recorded with the request, not sent.
     pub input_tokens: Option<u32>,
     pub output_tokens: Option<u32>,
+    /// The prompt as token ids, sent instead of `prompt` where the endpoint takes them
+    /// (llama.cpp `/completion`): exact by construction, shared prefixes token for token.
+    pub prompt_ids: Option<std::sync::Arc<Vec<u32>>>,
 }
 
 /// What one message of a streamed response contains.

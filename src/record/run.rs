@@ -369,6 +369,13 @@ pub struct LoadSummary {
     pub dispatch_lag_p50_ms: Option<f64>,
     pub dispatch_lag_p99_ms: Option<f64>,
     pub dispatch_lag_max_ms: Option<f64>,
+    /// Prompt tokens the server found cached over all prompt tokens, of the requests that
+    /// finished well and report both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_hit_rate: Option<f64>,
+    /// Of the requests built to an output length, the share that generated exactly it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached_output_share: Option<f64>,
     /// Requests in flight, sampled every `in_flight_step_ms` from the first send.
     pub in_flight_step_ms: f64,
     pub in_flight: Vec<u32>,

@@ -356,6 +356,21 @@ fn short_value(axis: &str, v: &serde_json::Value) -> String {
     format!("{axis}={}", display_value(v))
 }
 
+/// A length as a reader says it: `512 tokens`, `uniform 128-1024 tokens`.
+fn length_text(l: &crate::workload::lengths::Length) -> String {
+    use crate::workload::lengths::{Dist, Length};
+    match l {
+        Length::Fixed(n) => format!("{n} tokens"),
+        Length::Drawn(Dist::Uniform { min, max }) => format!("uniform {min}-{max} tokens"),
+        Length::Drawn(Dist::Normal { mean, std, .. }) => {
+            format!("normal, mean {mean} and sd {std} tokens")
+        }
+        Length::Drawn(Dist::Lognormal { mean, std, .. }) => {
+            format!("lognormal, mean {mean} and sd {std} tokens")
+        }
+    }
+}
+
 /// A load scenario in a figure label: what it holds of its pattern (`poisson 4/s`,
 /// `closed loop, 8 users`); fields set by axes appear as those axes' own labels.
 fn load_label(v: &serde_json::Value) -> String {
@@ -626,6 +641,30 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             view.figure_label = label;
         }
     }
+    // How prompts were built (corpus, tokenizer, template overhead), where the workload asks
+    // for exact lengths or a trace is replayed: each distinct way once.
+    let shaped = spec.workload.as_ref().is_some_and(|w| {
+        w.input_tokens.is_some() || w.output_tokens.is_some() || w.cache.is_some()
+    }) || loaded
+        .matrix
+        .axes
+        .keys()
+        .any(|k| crate::workload::WORKLOAD_AXES.contains(&k.as_str()))
+        || loaded.cells.iter().any(|c| {
+            c.params
+                .get("scenario")
+                .is_some_and(|s| s.get("trace").is_some())
+        });
+    let mut prompt_builds: Vec<record::PromptBuild> = Vec::new();
+    if shaped && analysed.is_some() {
+        for r in record::journal::read_records(&paths.runs())? {
+            if let Some(b) = r.prompts
+                && !prompt_builds.contains(&b)
+            {
+                prompt_builds.push(b);
+            }
+        }
+    }
     let status = registry.effective_status(&spec.id);
     let successor = match &status {
         Some(EffectiveStatus::Superseded { by, reason }) => {
@@ -719,7 +758,11 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "workload": spec.workload.as_ref().map(|w| serde_json::json!({
             "max_tokens": w.max_tokens, "prompts": if w.prompts_file.is_some() { serde_json::Value::Null } else { w.prompts.len().into() },
             "prompts_file": w.prompts_file, "seed": w.seed, "ignore_eos": w.ignore_eos,
+            "input_tokens": w.input_tokens.as_ref().map(length_text), "output_tokens": w.output_tokens.as_ref().map(length_text),
+            "prefix": w.prefix.map(|p| serde_json::json!({"tokens": p.tokens, "groups": p.groups})),
+            "cache": w.cache.map(|c| if c == crate::spec::CacheMode::Cold { "cold" } else { "warm" }),
         })),
+        "prompt_builds": prompt_builds,
         "provenance": provenance,
         "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),
         "has_data": analysed.is_some(),

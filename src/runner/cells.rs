@@ -334,6 +334,7 @@ pub(super) fn targets(
                 api_key: entry.api_key.clone(),
                 input_tokens: None,
                 output_tokens: None,
+                prompt_ids: None,
             },
         })
         .collect();

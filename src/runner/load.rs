@@ -25,6 +25,7 @@ use crate::schedule::{
 use crate::spec::ArrivalKind;
 use crate::spec::load::{Extent, LoadShape, Pattern};
 use crate::stats::percentile;
+use crate::workload::trace::TraceRequest;
 
 /// How a period runs besides its schedule.
 #[derive(Debug, Clone, Copy)]
@@ -285,11 +286,13 @@ pub struct Period {
 pub fn period_for(
     shape: &LoadShape,
     run_id: &str,
+    trace: &[TraceRequest],
 ) -> Result<Period, crate::schedule::ScheduleError> {
     let warmup = Duration::from_secs_f64(shape.warmup_s);
     let limit = match shape.extent {
         Extent::Seconds(s) => Limit::Duration(Duration::from_secs_f64(s)),
         Extent::Requests(n) => Limit::Requests(n),
+        Extent::Whole => Limit::Requests(trace.len() as u64),
     };
     let grace = Duration::from_secs_f64(shape.grace_s);
     let max_concurrency = shape.max_concurrency.map(|c| c as usize);
@@ -328,6 +331,39 @@ pub fn period_for(
                 max_concurrency,
                 offered_rate,
                 seed: Some(seed),
+            }
+        }
+        Pattern::Trace { time_scale } => {
+            // The trace's own times, from its first request, sped up by `time_scale`; its
+            // first `warmup` seconds are the warm-up.
+            let first = trace.first().map_or(0.0, |r| r.timestamp);
+            let offsets: Vec<Duration> = trace
+                .iter()
+                .map(|r| Duration::from_secs_f64((r.timestamp - first) / 1000.0 / time_scale))
+                .enumerate()
+                .take_while(|(i, at)| match limit {
+                    Limit::Requests(n) => (*i as u64) < n,
+                    Limit::Duration(d) => *at < warmup + d,
+                })
+                .map(|(_, at)| at)
+                .collect();
+            let schedule = OpenLoop::from_offsets(offsets);
+            let measured = OpenLoop::from_offsets(
+                schedule
+                    .offsets()
+                    .iter()
+                    .copied()
+                    .filter(|at| *at >= warmup)
+                    .collect(),
+            );
+            Period {
+                requests: Some(schedule.offsets().len()),
+                offered_rate: measured.drawn_rate(),
+                pacer: Box::new(OpenLoopPacer::new(schedule)),
+                warmup,
+                grace,
+                max_concurrency,
+                seed: None,
             }
         }
         Pattern::Closed { users } => Period {
@@ -446,6 +482,26 @@ pub fn summarize(requests: &[LoadRequest], offered_rate: Option<f64>) -> LoadSum
         dispatch_lag_p50_ms: percentile(&lags, 50.0),
         dispatch_lag_p99_ms: percentile(&lags, 99.0),
         dispatch_lag_max_ms: lags.iter().copied().reduce(f64::max),
+        cache_hit_rate: {
+            let (cached, prompt) = ok
+                .iter()
+                .filter_map(|r| r.cache_n.zip(r.prompt_tokens))
+                .fold((0u64, 0u64), |(c, p), (rc, rp)| (c + rc, p + rp));
+            (prompt > 0).then(|| cached as f64 / prompt as f64)
+        },
+        reached_output_share: {
+            let asked: Vec<&&LoadRequest> = ok
+                .iter()
+                .filter(|r| r.output_tokens_requested.is_some())
+                .collect();
+            (!asked.is_empty()).then(|| {
+                asked
+                    .iter()
+                    .filter(|r| r.output_tokens == r.output_tokens_requested)
+                    .count() as f64
+                    / asked.len() as f64
+            })
+        },
         in_flight_max: in_flight.iter().copied().max().unwrap_or(0),
         in_flight_step_ms: IN_FLIGHT_STEP_MS,
         in_flight,

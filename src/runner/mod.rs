@@ -221,8 +221,13 @@ pub async fn run(
                 Some(Scenario::Load(load)) => {
                     let shape = crate::spec::load::resolve(load, &cell.params)
                         .map_err(|p| RunError::Other(format!("cell {}: {}", label_of(&cell.params), p.message)))?;
-                    let period = load::period_for(&shape, &run.run_id).map_err(|e| RunError::Other(e.to_string()))?;
-                    Some((shape, period))
+                    let trace = match &load.trace {
+                        Some(file) => crate::workload::trace::read(&loaded.path.parent().unwrap_or(Path::new(".")).join(file))
+                            .map_err(|d| RunError::Input(d.into()))?,
+                        None => Vec::new(),
+                    };
+                    let period = load::period_for(&shape, &run.run_id, &trace).map_err(|e| RunError::Other(e.to_string()))?;
+                    Some((shape, period, trace))
                 }
                 _ => None,
             };
@@ -232,17 +237,25 @@ pub async fn run(
                 (_, Some(Scenario::Command { .. })) | (None, _) => None,
                 (Some(w), _) => {
                     let (base, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
-                    match prompts::Shape::of(w, &cell.params) {
-                        None => Some((base, protocol)),
-                        Some(shape) => {
+                    let trace = load_period.as_ref().map(|(_, _, t)| t.as_slice()).unwrap_or_default();
+                    let shape = prompts::Shape::of(w, &cell.params);
+                    match (shape, trace.is_empty()) {
+                        (None, true) => Some((base, protocol)),
+                        (shape, _) => {
                             let n = match &load_period {
-                                Some((_, period)) => period.requests.unwrap_or(prompts::CLOSED_LOOP_POOL),
+                                Some((_, period, _)) => period.requests.unwrap_or(prompts::CLOSED_LOOP_POOL),
                                 None => base.len(),
                             };
                             let name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
                             let b = &loaded.spec.backends[&name];
+                            let cache = shape.as_ref().map(|s| s.cache).unwrap_or_default();
+                            let planned = match &shape {
+                                _ if !trace.is_empty() => prompts::from_trace(&trace[..n.min(trace.len())]),
+                                Some(shape) => prompts::plan(shape, &run.run_id, n),
+                                None => unreachable!("a cell without a shape has no trace here"),
+                            };
                             let (shaped, build) = shaper
-                                .build(&client, protocol.as_ref(), root, w, b, &shape, &run.run_id, &base, n)
+                                .build(&client, protocol.as_ref(), root, w, b, cache, &run.run_id, &base, &planned)
                                 .await
                                 .map_err(|e| RunError::Other(format!("cell {}: building its prompts: {e}", label_of(&cell.params))))?;
                             prompt_build = Some(build);
@@ -254,7 +267,7 @@ pub async fn run(
             telemetry.begin_run();
             let started = store::unix_ms();
             let lag = LagMonitor::start();
-            let measured = if let Some((shape, mut period)) = load_period {
+            let measured = if let Some((shape, mut period, _)) = load_period {
                 let (targets, protocol) = built.ok_or_else(|| RunError::Other("a load cell needs a workload".into()))?;
                 let backend_name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
                 let limits = load::PeriodLimits {

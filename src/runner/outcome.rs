@@ -100,6 +100,7 @@ pub(super) fn load_run(
             None,
         ),
         Pattern::Closed { users } => ("closed", None, None, None, Some(users)),
+        Pattern::Trace { .. } => ("trace", None, None, None, None),
     };
     crate::record::LoadRun {
         pattern: pattern.into(),

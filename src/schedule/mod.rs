@@ -152,6 +152,12 @@ impl OpenLoop {
         OpenLoop { offsets }
     }
 
+    /// A schedule given in full (a trace's times), in order.
+    pub fn from_offsets(mut offsets: Vec<Duration>) -> OpenLoop {
+        offsets.sort();
+        OpenLoop { offsets }
+    }
+
     pub fn offsets(&self) -> &[Duration] {
         &self.offsets
     }

@@ -31,6 +31,8 @@ pub enum Pattern {
     },
     /// `users` users, each sending its next request when its previous one ends.
     Closed { users: u32 },
+    /// A trace's requests on its own timestamps, divided by `time_scale`.
+    Trace { time_scale: f64 },
 }
 
 /// Where the measured period ends.
@@ -38,6 +40,8 @@ pub enum Pattern {
 pub enum Extent {
     Seconds(f64),
     Requests(u64),
+    /// A trace, replayed to its end.
+    Whole,
 }
 
 /// One cell's load period.
@@ -141,6 +145,16 @@ pub fn resolve(
         from_axis,
         ..problem(field, message, help)
     };
+    if load.trace.is_some() {
+        return resolve_trace(load, rate.is_some() || users.is_some(), arrival.is_some());
+    }
+    if load.time_scale.is_some() {
+        return Err(problem(
+            "time_scale",
+            "`time_scale` speeds up a trace, and this load scenario replays none".into(),
+            "add `trace: traces/<file>.jsonl`, or remove `time_scale`",
+        ));
+    }
     let pattern = match (rate, users) {
         (Some(_), Some(_)) => {
             return Err(at(
@@ -295,6 +309,56 @@ pub fn resolve(
         pattern,
         extent,
         max_concurrency,
+        warmup_s: load.warmup_s.unwrap_or(0.0),
+        grace_s: load.grace_s.unwrap_or(DEFAULT_GRACE_S),
+    })
+}
+
+/// A trace replay: its own schedule and lengths, so no rate, users or arrival; the whole trace
+/// unless `duration_s` or `requests` cuts it short.
+fn resolve_trace(
+    load: &LoadScenario,
+    paced: bool,
+    arrival: bool,
+) -> Result<LoadShape, LoadProblem> {
+    if paced || arrival {
+        return Err(problem(
+            if paced { "rate" } else { "arrival" },
+            "a trace replay sends on the trace's own timestamps, so it takes no `rate`, `concurrency` or `arrival`".into(),
+            "remove them (and any such axis), or remove `trace`",
+        ));
+    }
+    let time_scale = load.time_scale.unwrap_or(1.0);
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        return Err(problem(
+            "time_scale",
+            format!("`time_scale` must be a positive number, got {time_scale}"),
+            "2 replays the trace twice as fast, 0.5 at half speed",
+        ));
+    }
+    let extent = match (load.duration_s, load.requests) {
+        (Some(_), Some(_)) => {
+            return Err(problem(
+                "duration_s",
+                "a trace replay takes at most one of `duration_s` and `requests`, and this one has both".into(),
+                "keep one, or neither to replay the whole trace",
+            ));
+        }
+        (Some(d), None) if d.is_finite() && d > 0.0 => Extent::Seconds(d),
+        (None, Some(n)) if n >= 1 => Extent::Requests(n as u64),
+        (None, None) => Extent::Whole,
+        _ => {
+            return Err(problem(
+                "duration_s",
+                "`duration_s` and `requests` must be positive".into(),
+                "write e.g. `requests: 1000`",
+            ));
+        }
+    };
+    Ok(LoadShape {
+        pattern: Pattern::Trace { time_scale },
+        extent,
+        max_concurrency: None,
         warmup_s: load.warmup_s.unwrap_or(0.0),
         grace_s: load.grace_s.unwrap_or(DEFAULT_GRACE_S),
     })

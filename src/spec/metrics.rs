@@ -70,6 +70,8 @@ pub const RUN_METRICS: &[&str] = &[
     "dispatch_lag_p99_ms",
     "dispatch_lag_max_ms",
     "in_flight_max",
+    "cache_hit_rate",
+    "reached_output_share",
 ];
 
 /// Derived per cell by the analysis.
@@ -109,7 +111,9 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "contention_rate"
         | "degraded_rate"
         | "background_share"
-        | "error_rate" => Scale::Logit,
+        | "error_rate"
+        | "cache_hit_rate"
+        | "reached_output_share" => Scale::Logit,
         // Differences that can be zero or negative: a schedule kept exactly has no lag, and
         // a client can send faster than offered.
         "prefill_overhead_ms"

@@ -650,6 +650,13 @@ pub struct LoadScenario {
     /// (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_s: Option<f64>,
+    /// Replay a request trace (Mooncake JSONL, relative to the spec's folder) on its own
+    /// timestamps, with its lengths and shared blocks, instead of a rate or users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// Trace replay: divide the trace's timestamps by this (2: twice as fast; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

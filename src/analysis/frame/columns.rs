@@ -84,6 +84,8 @@ pub(super) fn load_values(load: Option<&LeanLoad>) -> [Option<f64>; LOAD_METRICS
         s.dispatch_lag_p99_ms,
         s.dispatch_lag_max_ms,
         Some(f64::from(s.in_flight_max)),
+        s.cache_hit_rate,
+        s.reached_output_share,
     ]
 }
 

@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(frames.agents.width(), 5 + AGENT_METRICS.len());
         assert_eq!(frames.runs.width(), 4 + RUN_METRICS.len());
         assert_eq!(RUN_METRICS[BASE_RUN_METRICS], "offered_rate");
-        assert_eq!(RUN_METRICS.last(), Some(&"in_flight_max"));
+        assert_eq!(RUN_METRICS.last(), Some(&"reached_output_share"));
     }
 
     // A degraded run is counted, not averaged: the agent that finished beside the failed one

@@ -265,10 +265,13 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
 
 fn check_workload(c: &mut Checker, spec: &Spec) {
     let Some(w) = &spec.workload else { return };
-    let input_axis = spec
-        .matrix
-        .as_ref()
-        .is_some_and(|m| m.contains_key("input_tokens"));
+    // Prompts may come from the corpus instead: lengths by an axis, or a trace's.
+    let input_axis = spec.matrix.as_ref().is_some_and(|m| {
+        m.contains_key("input_tokens")
+            || m.get("scenario")
+                .and_then(Value::as_array)
+                .is_some_and(|values| values.iter().any(|v| v.get("trace").is_some()))
+    });
     match (&w.prompts_file, w.prompts.is_empty()) {
         (Some(_), false) => c.error(
             "workload",
@@ -738,6 +741,14 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
         let (kind, agents, placement) = match scenario {
             Scenario::Single => continue,
             Scenario::Load(load) => {
+                if let Some(file) = &load.trace
+                    && let Err(d) = crate::workload::trace::read(
+                        &c.path.parent().unwrap_or(Path::new(".")).join(file),
+                    )
+                    && !c.errors.0.iter().any(|e| e.message == d.message)
+                {
+                    c.errors.push(d);
+                }
                 if let Err(p) = super::load::resolve(&load, &cell.params) {
                     let at = load_problem_path(m, cell, &p);
                     if !c
