@@ -197,3 +197,63 @@ repetitions: 1
         }
     }
 }
+
+/// A 3-turn session: each turn resends the conversation so far, so the prompt grows by the
+/// last turn's answer and the new message, and the server finds the earlier turns cached.
+#[test]
+fn a_three_turn_session_grows_its_prompt_and_reuses_the_cache() {
+    let spec = r#"id: TR972
+title: sessions
+status: running
+question: does a session's prompt grow and its cache get reused?
+backends:
+  llama:
+    kind: openai
+    launch: {count: 1, args: ["-m", "${BANTERHEARTS_MODEL}", "-c", "4096", "-np", "1", "-t", "2"]}
+    timeout_s: 120
+workload: {input_tokens: 48, output_tokens: 6, session: {turns: 3, think_time_ms: 50}}
+repetitions: 2
+"#;
+    let dir = project(&[("TR972.yaml", spec)]);
+    std::fs::create_dir_all(dir.path().join("data/corpus")).unwrap();
+    std::fs::copy(
+        common::repo_root().join("data/corpus/shakespeare.txt"),
+        dir.path().join("data/corpus/shakespeare.txt"),
+    )
+    .unwrap();
+    let out = banterhearts_with_model(dir.path(), &["run", "TR972"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for r in journal(dir.path(), "TR972") {
+        let turns = r["agents"][0]["requests"].as_array().unwrap().clone();
+        assert_eq!(turns.len(), 3, "{r}");
+        let prompt = |k: usize| turns[k]["prompt_tokens"].as_i64().unwrap();
+        let cached = |k: usize| turns[k]["cache_n"].as_i64().unwrap();
+        for (k, turn) in turns.iter().enumerate().skip(1) {
+            assert_eq!(turn["step"], format!("turn {}", k + 1));
+            // The previous prompt, its 6-token answer and the new 48-token message, plus the
+            // template's few tokens around each message.
+            let grew = prompt(k) - prompt(k - 1);
+            assert!(
+                (48 + 6..48 + 6 + 20).contains(&grew),
+                "turn {}: grew by {grew}",
+                k + 1
+            );
+            // Everything up to the last turn's answer is in the cache already.
+            assert!(
+                cached(k) >= prompt(k - 1) - 8,
+                "turn {}: {} cached of {}",
+                k + 1,
+                cached(k),
+                prompt(k)
+            );
+        }
+    }
+    common::copy_templates(dir.path());
+    let out = common::banterhearts(dir.path(), &["report", "TR972"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = std::fs::read_to_string(dir.path().join("reports/TR972.md")).unwrap();
+    assert!(
+        report.contains("### Sessions") && report.contains("session of 3 turns"),
+        "{report}"
+    );
+}

@@ -39,7 +39,7 @@ impl Protocol for LlamaCpp {
             Dialect::LlamaCompletion,
             match &req.prompt_ids {
                 Some(ids) => json!({"prompt": ids.as_slice(), "stream": true}),
-                None => json!({"prompt": req.prompt, "stream": true}),
+                None => json!({"prompt": req.document(), "stream": true}),
             },
             req,
         );

@@ -38,6 +38,42 @@ pub struct GenerationRequest {
     /// The prompt as token ids, sent instead of `prompt` where the endpoint takes them
     /// (llama.cpp `/completion`): exact by construction, shared prefixes token for token.
     pub prompt_ids: Option<std::sync::Arc<Vec<u32>>>,
+    /// Earlier turns of a multi-turn session, oldest first: chat endpoints send them as the
+    /// messages before `prompt`; completion endpoints, as the text before it.
+    pub history: Vec<Turn>,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    pub content: String,
+}
+
+impl GenerationRequest {
+    /// The conversation as chat messages: the history, then the prompt as the user's.
+    pub fn messages(&self) -> Value {
+        let mut messages: Vec<Value> = self
+            .history
+            .iter()
+            .map(|t| json!({"role": t.role, "content": t.content}))
+            .collect();
+        messages.push(json!({"role": "user", "content": self.prompt}));
+        Value::Array(messages)
+    }
+
+    /// The conversation as one text, for completion endpoints: each earlier message on its
+    /// own lines, then the prompt, so that every turn's text starts with the one before.
+    pub fn document(&self) -> String {
+        let mut text = String::new();
+        for t in &self.history {
+            text.push_str(&t.content);
+            text.push_str("\n\n");
+        }
+        text.push_str(&self.prompt);
+        text
+    }
 }
 
 /// What one message of a streamed response contains.

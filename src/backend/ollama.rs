@@ -41,11 +41,11 @@ impl Protocol for Ollama {
             json!({"model": req.model.clone().unwrap_or_default(), "stream": true, "options": {}});
         let path = match self.endpoint {
             OllamaEndpoint::Generate => {
-                start["prompt"] = json!(req.prompt);
+                start["prompt"] = json!(req.document());
                 "/api/generate"
             }
             OllamaEndpoint::Chat => {
-                start["messages"] = json!([{"role": "user", "content": req.prompt}]);
+                start["messages"] = req.messages();
                 "/api/chat"
             }
         };

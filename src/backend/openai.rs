@@ -27,7 +27,7 @@ impl Protocol for OpenAi {
         req: &GenerationRequest,
     ) -> reqwest::RequestBuilder {
         let mut base_body = json!({
-            "messages": [{"role": "user", "content": req.prompt}],
+            "messages": req.messages(),
             "stream": true,
             "stream_options": {"include_usage": true},
         });

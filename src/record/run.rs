@@ -145,6 +145,9 @@ pub struct ReportedRequest {
     pub output_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u64>,
+    /// Of the prompt tokens, those the server found cached (sessions: the conversation so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_n: Option<u64>,
 }
 
 /// One finished run, as stored.

@@ -356,6 +356,54 @@ fn short_value(axis: &str, v: &serde_json::Value) -> String {
     format!("{axis}={}", display_value(v))
 }
 
+/// Per cell and turn of its sessions, over its measured runs' agents: mean prompt tokens,
+/// mean cached tokens and median TTFT.
+fn session_turns(
+    cells: &[CellView],
+    analysed: Option<&analysis::Analysis>,
+    records: &[record::RunRecord],
+) -> Vec<serde_json::Value> {
+    let Some(a) = analysed else { return Vec::new() };
+    let order = a.cells_in_order();
+    let mut out = Vec::new();
+    for (view, &cell) in cells.iter().zip(&order) {
+        let cell_id = &a.cells[cell].cell_id;
+        let mut turns: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = Vec::new();
+        for r in records
+            .iter()
+            .filter(|r| &r.cell_id == cell_id && !r.warmup && r.status == record::RunStatus::Ok)
+        {
+            for agent in &r.agents {
+                for (k, q) in agent.requests.iter().enumerate() {
+                    if turns.len() <= k {
+                        turns.push(Default::default());
+                    }
+                    turns[k].0.extend(q.prompt_tokens.map(|p| p as f64));
+                    turns[k].1.extend(q.cache_n.map(|c| c as f64));
+                    turns[k].2.push(q.ttft_ms);
+                }
+            }
+        }
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let rows: Vec<serde_json::Value> = turns
+            .iter()
+            .enumerate()
+            .map(|(k, (p, c, t))| {
+                let mut t = t.clone();
+                t.sort_by(f64::total_cmp);
+                serde_json::json!({
+                    "turn": k + 1, "prompt_tokens": mean(p), "cache_n": mean(c),
+                    "ttft_median_ms": t.get(t.len() / 2), "n": t.len(),
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push(serde_json::json!({"n": view.n, "label": view.label, "turns": rows}));
+        }
+    }
+    out
+}
+
 /// A length as a reader says it: `512 tokens`, `uniform 128-1024 tokens`.
 fn length_text(l: &crate::workload::lengths::Length) -> String {
     use crate::workload::lengths::{Dist, Length};
@@ -656,13 +704,19 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                 .is_some_and(|s| s.get("trace").is_some())
         });
     let mut prompt_builds: Vec<record::PromptBuild> = Vec::new();
-    if shaped && analysed.is_some() {
-        for r in record::journal::read_records(&paths.runs())? {
-            if let Some(b) = r.prompts
-                && !prompt_builds.contains(&b)
+    let with_sessions = spec.workload.as_ref().is_some_and(|w| w.session.is_some());
+    let mut session_rows = Vec::new();
+    if (shaped || with_sessions) && analysed.is_some() {
+        let records = record::journal::read_records(&paths.runs())?;
+        for r in &records {
+            if let Some(b) = &r.prompts
+                && !prompt_builds.contains(b)
             {
-                prompt_builds.push(b);
+                prompt_builds.push(b.clone());
             }
+        }
+        if with_sessions {
+            session_rows = session_turns(&cells, analysed.as_ref(), &records);
         }
     }
     let status = registry.effective_status(&spec.id);
@@ -761,8 +815,10 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "input_tokens": w.input_tokens.as_ref().map(length_text), "output_tokens": w.output_tokens.as_ref().map(length_text),
             "prefix": w.prefix.map(|p| serde_json::json!({"tokens": p.tokens, "groups": p.groups})),
             "cache": w.cache.map(|c| if c == crate::spec::CacheMode::Cold { "cold" } else { "warm" }),
+            "session": w.session.map(|s| serde_json::json!({"turns": s.turns, "think_time_ms": s.think_time_ms})),
         })),
         "prompt_builds": prompt_builds,
+        "session_turns": session_rows,
         "provenance": provenance,
         "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),
         "has_data": analysed.is_some(),

@@ -335,6 +335,7 @@ pub(super) fn targets(
                 input_tokens: None,
                 output_tokens: None,
                 prompt_ids: None,
+                history: Vec::new(),
             },
         })
         .collect();

@@ -15,6 +15,7 @@ pub mod program;
 mod progress;
 mod prompts;
 pub mod servers;
+pub mod session;
 pub mod telemetry;
 pub mod workflow;
 
@@ -244,7 +245,8 @@ pub async fn run(
                         (shape, _) => {
                             let n = match &load_period {
                                 Some((_, period, _)) => period.requests.unwrap_or(prompts::CLOSED_LOOP_POOL),
-                                None => base.len(),
+                                // A session's turns: request i is agent i mod N's turn i / N.
+                                None => base.len() * session_turns(w),
                             };
                             let name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
                             let b = &loaded.spec.backends[&name];
@@ -304,6 +306,16 @@ pub async fn run(
                 let (targets, protocol) = built.ok_or_else(|| RunError::Other("this cell needs a workload".into()))?;
                 let backend_name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
                 let workflow = loaded.spec.workflow.clone().filter(|_| matches!(scenario, Some(Scenario::Workflow { .. })));
+                let session = loaded.spec.workload.as_ref().and_then(|w| w.session);
+                if let Some(session) = session.filter(|_| workflow.is_none()) {
+                    let agents = plan_agents(&scenario);
+                    let sessions = session_targets(targets, agents, session.turns.max(1) as usize, &prompts, cells::first_prompt(&plan, run));
+                    let think = Duration::from_secs_f64(session.think_time_ms.max(0.0) / 1000.0);
+                    tokio::select! {
+                        m = session::run_group(&client, protocol, sessions, think, timeout_for(&backend_name)) => Some(Measured::Agents(m)),
+                        _ = interrupt.recv() => None,
+                    }
+                } else {
                 match workflow {
                     Some(steps) => {
                         // Each agent's workflow starts from its run's workload prompt.
@@ -317,6 +329,7 @@ pub async fn run(
                         m = measure::run_group(&client, protocol, targets, timeout_for(&backend_name)) => Some(Measured::Agents(m)),
                         _ = interrupt.recv() => None,
                     },
+                }
                 }
             };
             let harness_lag = lag.finish().await;
@@ -388,6 +401,47 @@ pub async fn run(
             .ok()
         });
     outcome.map(|_| summary)
+}
+
+/// Turns per session of the workload (1 without sessions).
+fn session_turns(w: &crate::spec::Workload) -> usize {
+    w.session.map_or(1, |s| s.turns.max(1) as usize)
+}
+
+/// Agents in a cell's runs.
+fn plan_agents(scenario: &Option<Scenario>) -> usize {
+    scenario.as_ref().map_or(1, |s| s.shape().0.max(1) as usize)
+}
+
+/// Each agent's session from the run's requests: built ones come as `agents x turns` (request
+/// i is agent i mod agents' turn i / agents); otherwise turn k of agent a sends the listed
+/// prompt after its first, k x agents further on, so no two turns of a run repeat a prompt
+/// while the list lasts.
+fn session_targets(
+    targets: Vec<measure::Target>,
+    agents: usize,
+    turns: usize,
+    prompts: &[String],
+    first: usize,
+) -> Vec<session::SessionTarget> {
+    let built = targets.len() == agents * turns && turns > 1;
+    (0..agents)
+        .map(|a| {
+            let server = targets[a % targets.len()].server.clone();
+            let turns = (0..turns)
+                .map(|k| {
+                    if built {
+                        targets[k * agents + a].request.clone()
+                    } else {
+                        let mut r = targets[a % targets.len()].request.clone();
+                        r.prompt = prompts[(first + a + k * agents) % prompts.len().max(1)].clone();
+                        r
+                    }
+                })
+                .collect();
+            session::SessionTarget { server, turns }
+        })
+        .collect()
 }
 
 /// Ctrl-C and SIGTERM, watched from before the first run so a signal that arrives between two

@@ -56,6 +56,7 @@ fn parse_line(line: &str) -> Result<Option<ReportedRequest>, String> {
                 e2e_ms,
                 output_tokens,
                 prompt_tokens,
+                cache_n: None,
             }))
         }
     }
@@ -506,6 +507,7 @@ mod tests {
                     e2e_ms: 1300.0,
                     output_tokens: 101,
                     prompt_tokens: Some(10),
+                    cache_n: None,
                 },
                 ReportedRequest {
                     step: None,
@@ -513,6 +515,7 @@ mod tests {
                     e2e_ms: 1050.0,
                     output_tokens: 101,
                     prompt_tokens: Some(20),
+                    cache_n: None,
                 },
             ],
             ..AgentRun::default()

@@ -250,21 +250,21 @@ impl Shaper {
                             if cold { " and nonce" } else { "" }
                         )
                     })?;
-                    let tokens = match prepared.map(|p| &p.exact) {
-                        Some(Exact::Ids(..)) => {
-                            let mut t = head;
-                            t.extend_from_slice(corpus.slice(body, prompt_seed)?);
-                            request.prompt.clear();
-                            t
-                        }
-                        _ => {
-                            let (text, t) = corpus.compose(tok, &head, body, prompt_seed).await?;
-                            request.prompt = text;
-                            t
-                        }
+                    // A session resends its conversation as text, so its turns go as text too.
+                    let as_ids = matches!(prepared.map(|p| &p.exact), Some(Exact::Ids(..)))
+                        && workload.session.is_none();
+                    let tokens = if as_ids {
+                        let mut t = head;
+                        t.extend_from_slice(corpus.slice(body, prompt_seed)?);
+                        request.prompt.clear();
+                        t
+                    } else {
+                        let (text, t) = corpus.compose(tok, &head, body, prompt_seed).await?;
+                        request.prompt = text;
+                        t
                     };
                     request.input_tokens = Some(tokens.len() as u32);
-                    if matches!(prepared.map(|p| &p.exact), Some(Exact::Ids(..))) {
+                    if as_ids {
                         request.prompt_ids = Some(std::sync::Arc::new(tokens));
                     }
                 }

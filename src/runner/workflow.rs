@@ -135,6 +135,7 @@ async fn run_one(
             e2e_ms: measured.e2e_ms.unwrap_or(0.0),
             output_tokens: measured.output_tokens.unwrap_or(0),
             prompt_tokens: measured.prompt_tokens,
+            cache_n: measured.cache_n,
         });
         texts.insert(step.id.clone(), measured.text.trim().into());
         last_text = measured.text;

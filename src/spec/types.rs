@@ -210,6 +210,19 @@ pub struct Workload {
     /// data/corpus/shakespeare.txt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corpus: Option<String>,
+    /// Multi-turn sessions (single and concurrent scenarios): each agent sends `turns`
+    /// messages in one conversation, each turn resending the conversation so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionShape>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionShape {
+    pub turns: i64,
+    /// Pause between a turn's answer and the next turn, as a user reading it.
+    #[serde(default)]
+    pub think_time_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -339,6 +339,39 @@ fn check_workload(c: &mut Checker, spec: &Spec) {
             );
         }
     }
+    if let Some(session) = &w.session {
+        if session.turns < 1 || !(session.think_time_ms.is_finite() && session.think_time_ms >= 0.0)
+        {
+            c.error(
+                "workload.session",
+                format!(
+                    "a session needs at least 1 turn and a think time of 0 ms or more, got {} turns and {} ms",
+                    session.turns, session.think_time_ms
+                ),
+                "write e.g. `session: {turns: 3, think_time_ms: 500}`",
+            );
+        }
+        let other = spec
+            .matrix
+            .as_ref()
+            .and_then(|m| m.get("scenario"))
+            .and_then(Value::as_array)
+            .and_then(|values| {
+                values.iter().find_map(|v| {
+                    let kind = v.get("kind").and_then(Value::as_str)?;
+                    (!matches!(kind, "single" | "concurrent")).then(|| kind.to_owned())
+                })
+            });
+        if let Some(kind) = other {
+            c.error(
+                "workload.session",
+                format!(
+                    "sessions run in single and concurrent scenarios, and this TR has a {kind} one"
+                ),
+                "give the load or program cells a TR of their own, or drop `session`",
+            );
+        }
+    }
     if let Some(corpus) = &w.corpus {
         let root = c
             .path
