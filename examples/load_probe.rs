@@ -1,12 +1,19 @@
 //! Probe of the load engine (`runner::load`) for `scripts/bench-load`: one open-loop period at
 //! a constant or Poisson rate against an OpenAI-compatible server (the pacer), printed as the
-//! period's run-level figures in JSON. A measuring tool for the engine while the `load`
-//! scenario that will drive it from a spec is being built.
+//! period's run-level figures in JSON: the engine alone, without a spec, journal or servers
+//! to launch, so that scripts/bench-load measures exactly what the `load` scenario runs.
 //!
-//! Usage: load_probe URL constant|poisson RATE SECONDS TOKENS
+//! Usage: load_probe URL constant|poisson RATE SECONDS TOKENS [WARMUP_SECONDS [RECORDS]]
+//!
+//! With WARMUP_SECONDS, a period at the same arrival and rate runs first on the same client
+//! (connections opened, code paths warm), unmeasured. With RECORDS, the measured period's
+//! requests are written there as JSON lines: first `{"origin_unix_ns": ...}`, the wall clock at
+//! the period's origin (to within a few microseconds), then one `LoadRequest` a line, whose
+//! offsets are from that origin, so that other clocks (the pacer's truth log) can be paired
+//! with them.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use banterhearts::backend::{GenerationRequest, OpenAi};
 use banterhearts::runner::load::{PeriodLimits, run_period, summarize};
@@ -16,9 +23,16 @@ use banterhearts::spec::params::{Dialect, OpenAiServer};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, arrival, rate, seconds, tokens] = args.as_slice() else {
-        eprintln!("usage: load_probe URL constant|poisson RATE SECONDS TOKENS");
-        std::process::exit(2);
+    let (url, arrival, rate, seconds, tokens, warmup, dump) = match args.as_slice() {
+        [_, u, a, r, s, t, rest @ ..] if rest.len() <= 2 => {
+            (u, a, r, s, t, rest.first(), rest.get(1))
+        }
+        _ => {
+            eprintln!(
+                "usage: load_probe URL constant|poisson RATE SECONDS TOKENS [WARMUP_SECONDS [RECORDS]]"
+            );
+            std::process::exit(2);
+        }
     };
     let arrival = match arrival.as_str() {
         "constant" => Arrival::Constant,
@@ -35,17 +49,21 @@ fn main() {
         })
     };
     let (rate, seconds, tokens) = (number(rate), number(seconds), number(tokens) as u32);
-    let seed = seed_for(&format!("load-probe {arrival:?} {rate}"));
-    let schedule = OpenLoop::draw(
-        arrival,
-        rate,
-        Limit::Duration(Duration::from_secs_f64(seconds)),
-        seed,
-    )
-    .unwrap_or_else(|e| {
-        eprintln!("{e}");
-        std::process::exit(2)
-    });
+    let warmup = warmup.map_or(0.0, |w| number(w));
+    let draw = |seconds: f64, label: &str| {
+        let seed = seed_for(&format!("load-probe {arrival:?} {rate}{label}"));
+        OpenLoop::draw(
+            arrival,
+            rate,
+            Limit::Duration(Duration::from_secs_f64(seconds)),
+            seed,
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        })
+    };
+    let schedule = draw(seconds, "");
     let drawn = schedule.drawn_rate();
     let mut pacer = OpenLoopPacer::new(schedule);
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -82,9 +100,35 @@ fn main() {
             + u.ru_stime.tv_sec as f64
             + u.ru_stime.tv_usec as f64 / 1e6
     };
+    if warmup > 0.0 {
+        let mut pacer = OpenLoopPacer::new(draw(warmup, " warm-up"));
+        runtime.block_on(run_period(
+            &client,
+            protocol.clone(),
+            &target,
+            &mut pacer,
+            limits,
+        ));
+    }
     let cpu_before = cpu(libc::RUSAGE_SELF);
+    // `run_period` puts its origin this lead (runner::load's LEAD) after it is called.
+    let origin_unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        + Duration::from_millis(2).as_nanos();
     let records = runtime.block_on(run_period(&client, protocol, &target, &mut pacer, limits));
     let cpu_s = cpu(libc::RUSAGE_SELF) - cpu_before;
+    if let Some(path) = dump {
+        let mut lines = serde_json::json!({ "origin_unix_ns": origin_unix_ns }).to_string() + "\n";
+        for r in &records {
+            lines += &serde_json::to_string(r).expect("a request record serializes");
+            lines.push('\n');
+        }
+        std::fs::write(path, lines).unwrap_or_else(|e| {
+            eprintln!("cannot write {path}: {e}");
+            std::process::exit(1)
+        });
+    }
     let summary = summarize(&records, drawn);
     let mut out = serde_json::to_value(&summary).expect("a summary serializes");
     out["in_flight"] = serde_json::Value::Null;
