@@ -94,6 +94,11 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
             }
         }
         for name in &metrics {
+            // A coefficient of variation means nothing for a quantity whose mean can be zero
+            // (a rate shortfall, a dispatch lag, a clock difference): those have other gates.
+            if crate::spec::metrics::scale(name) == crate::stats::Scale::Linear {
+                continue;
+            }
             if let Some(m) = a.metric(cell, name)
                 && m.stats.cv > t.cv
             {

@@ -6,6 +6,7 @@
 //! a line through it, on light gridlines. Bars with whiskers hide how many runs there were and
 //! how they spread; points do not.
 
+use plotters::coord::ranged1d::Ranged;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -81,9 +82,31 @@ fn tick(v: f64) -> String {
     }
 }
 
-type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Chart<'a, X> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, RangedCoordf64>>;
 
-fn draw_rows(chart: &mut Chart<'_>, rows: &[Row]) -> Result<(), String> {
+/// Whether the values are all positive and span more than two decades, so that a linear axis
+/// would crush the small ones into the origin (latencies below and beyond a server's capacity).
+fn wants_log_axis(rows: &[Row]) -> Option<(f64, f64)> {
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| {
+            r.runs
+                .iter()
+                .copied()
+                .chain([r.mean])
+                .chain(r.interval.into_iter().flat_map(|(l, h)| [l, h]))
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo > 0.0 && hi / lo > 100.0).then(|| (lo / 1.3, hi * 1.3))
+}
+
+fn draw_rows<X>(chart: &mut Chart<'_, X>, rows: &[Row]) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+{
     let n = rows.len();
     let y = |i: usize| (n - 1 - i) as f64;
     for (i, row) in rows.iter().enumerate() {
@@ -134,41 +157,61 @@ pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String,
     // About 6.5 px per character of 12 px sans-serif, within bounds.
     let label_width = ((label_chars as f64 * 6.5) as u32 + 16).clamp(60, 380);
     let height = 96 + ROW_HEIGHT * n as u32;
-    let (lo, hi) = x_range(rows);
     let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    let row_label = |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < labels.len() {
+            labels[labels.len() - 1 - i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut builder = ChartBuilder::on(&root);
+        builder
             .caption(title, ("sans-serif", 17))
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(label_width)
-            .build_cartesian_2d(lo..hi, -0.5..n as f64 - 0.5)
-            .map_err(err)?;
-        let row_label = |y: &f64| {
-            let i = y.round();
-            if (y - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < labels.len() {
-                labels[labels.len() - 1 - i as usize].clone()
-            } else {
-                String::new()
+            .y_label_area_size(label_width);
+        let y_range = -0.5..n as f64 - 0.5;
+        // One body for both axes: the mesh and the rows, generic over the x coordinate.
+        macro_rules! draw {
+            ($chart:expr, $x_desc:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .disable_y_mesh()
+                    .max_light_lines(0)
+                    .bold_line_style(RGBColor(228, 228, 228))
+                    .x_label_formatter(&|v: &f64| tick(*v))
+                    .axis_style(RGBColor(150, 150, 150))
+                    .y_labels(n)
+                    .y_label_formatter(&row_label)
+                    .y_label_style(("sans-serif", 12))
+                    .x_desc($x_desc)
+                    .draw()
+                    .map_err(err)?;
+                draw_rows(&mut chart, rows)?;
+            }};
+        }
+        match wants_log_axis(rows) {
+            Some((lo, hi)) => draw!(
+                builder
+                    .build_cartesian_2d((lo..hi).log_scale(), y_range)
+                    .map_err(err)?,
+                format!("{x_label} (log scale)")
+            ),
+            None => {
+                let (lo, hi) = x_range(rows);
+                draw!(
+                    builder.build_cartesian_2d(lo..hi, y_range).map_err(err)?,
+                    x_label.to_owned()
+                )
             }
-        };
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .max_light_lines(0)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .x_label_formatter(&|v: &f64| tick(*v))
-            .axis_style(RGBColor(150, 150, 150))
-            .y_labels(n)
-            .y_label_formatter(&row_label)
-            .y_label_style(("sans-serif", 12))
-            .x_desc(x_label)
-            .draw()
-            .map_err(err)?;
-        draw_rows(&mut chart, rows)?;
+        }
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -335,6 +378,24 @@ mod tests {
             svg,
             runs_per_cell("Decode throughput", "tok/s", &data[..1]).unwrap()
         );
+    }
+
+    #[test]
+    fn values_spanning_more_than_two_decades_get_a_log_axis() {
+        let row = |runs: Vec<f64>, mean| Row {
+            label: "c".into(),
+            runs,
+            mean,
+            interval: None,
+            series: 0,
+        };
+        assert!(wants_log_axis(&[row(vec![8.0, 9.0], 8.5), row(vec![9000.0], 9000.0)]).is_some());
+        assert!(wants_log_axis(&[row(vec![8.0, 9.0], 8.5), row(vec![700.0], 700.0)]).is_none());
+        // Zero or below cannot go on a log axis.
+        assert!(wants_log_axis(&[row(vec![0.0, 9.0], 4.5), row(vec![9000.0], 9000.0)]).is_none());
+        let svg =
+            runs_per_cell("t", "ms", &[row(vec![8.0], 8.0), row(vec![9000.0], 9000.0)]).unwrap();
+        assert!(well_formed(&svg) && svg.contains("ms (log scale)"));
     }
 
     #[test]

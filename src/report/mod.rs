@@ -571,7 +571,7 @@ fn draw_figures(
         };
         add(
             format!("{id}-load-in-flight.svg"),
-            "Requests in flight over the measured period of each load cell's first measured run, sampled every 100 ms.",
+            "Requests in flight during the measured period of each load cell's first measured run, sampled every 100 ms (the measured period's requests; warm-up requests still in flight at its start are not counted).",
             figures::over_time("Requests in flight", "requests", &shown),
         )?;
     }

@@ -35,10 +35,11 @@ pub fn read(path: &Path) -> Result<Vec<TraceRequest>, Diagnostic> {
 
 /// Parses trace text (`path` names it in messages).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<TraceRequest>, Diagnostic> {
-    let at = |line: usize, message: String, help: &str| {
+    let at = |line: usize, field: &str, message: String, help: &str| {
         Diagnostic::new(message)
             .in_file(path)
             .at(Some(Location { line, column: 1 }), text)
+            .field(field)
             .help(help)
     };
     let mut out: Vec<TraceRequest> = Vec::new();
@@ -50,6 +51,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<TraceRequest>, Diagnostic> {
         let r: TraceRequest = serde_json::from_str(raw).map_err(|e| {
             at(
                 line,
+                "line",
                 format!("not a trace request: {e}"),
                 "each line is {\"timestamp\": ms, \"input_length\": n, \"output_length\": n, \"hash_ids\": [ids]}",
             )
@@ -57,6 +59,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<TraceRequest>, Diagnostic> {
         if !(r.timestamp.is_finite() && r.timestamp >= 0.0) {
             return Err(at(
                 line,
+                "timestamp",
                 format!(
                     "timestamp {} is not a time: ms from the trace's start, 0 or more",
                     r.timestamp
@@ -69,6 +72,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<TraceRequest>, Diagnostic> {
         {
             return Err(at(
                 line,
+                "timestamp",
                 format!(
                     "timestamps go back: {} ms after {} ms on the line before",
                     r.timestamp, prev.timestamp
@@ -83,6 +87,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<TraceRequest>, Diagnostic> {
             if n < 1 {
                 return Err(at(
                     line,
+                    field,
                     format!("{field} must be at least 1 token, got {n}"),
                     "lengths are token counts",
                 ));
@@ -92,6 +97,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<TraceRequest>, Diagnostic> {
         if r.hash_ids.len() > 1 && (r.input_length as usize) <= covered - BLOCK_TOKENS {
             return Err(at(
                 line,
+                "hash_ids",
                 format!(
                     "{} hash blocks of {BLOCK_TOKENS} tokens are more than an input of {} tokens holds",
                     r.hash_ids.len(),
