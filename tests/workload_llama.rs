@@ -72,6 +72,10 @@ repetitions: 1
         assert_eq!(build["corpus"], "data/corpus/shakespeare.txt");
         let reqs = requests(dir.path(), "TR970", r);
         assert_eq!(reqs.len(), 8);
+        assert_eq!(
+            r["load"]["summary"]["reached_output_share"], 1.0,
+            "every request reached its output length"
+        );
         for q in &reqs {
             let asked = q["input_tokens_requested"].as_i64().unwrap();
             assert_eq!(

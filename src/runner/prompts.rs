@@ -205,8 +205,18 @@ impl Shaper {
             if let Some(n) = plan.output {
                 request.max_tokens = n;
                 request.output_tokens = Some(n);
-                if dialect != Dialect::Ollama {
-                    request.params.insert("ignore_eos".into(), json!(true));
+                match dialect {
+                    // Ollama cannot be held to a length; the record says which requests reached it.
+                    Dialect::Ollama => {}
+                    // The OpenAI API and unknown servers take neither field (spec::params).
+                    Dialect::Chat(OpenAiServer::Openai | OpenAiServer::Generic) => {}
+                    Dialect::Chat(OpenAiServer::Vllm) => {
+                        request.params.insert("ignore_eos".into(), json!(true));
+                        request.params.insert("min_tokens".into(), json!(n));
+                    }
+                    _ => {
+                        request.params.insert("ignore_eos".into(), json!(true));
+                    }
                 }
             }
             if cold

@@ -26,6 +26,7 @@ pub const AGENT_METRICS: &[&str] = &[
     "reasoning_tokens",
     "ttft_cold_ms",
     "ttft_warm_ms",
+    "output_reached",
 ];
 
 /// Run-level: one value per run (group, harness and server telemetry).
@@ -113,7 +114,8 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "background_share"
         | "error_rate"
         | "cache_hit_rate"
-        | "reached_output_share" => Scale::Logit,
+        | "reached_output_share"
+        | "output_reached" => Scale::Logit,
         // Differences that can be zero or negative: a schedule kept exactly has no lag, and
         // a client can send faster than offered.
         "prefill_overhead_ms"

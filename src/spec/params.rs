@@ -87,6 +87,7 @@ pub const REQUEST_PARAMS: &[&str] = &[
     "reasoning_effort",
     "ignore_eos",
     "cache_prompt",
+    "min_tokens",
 ];
 
 /// Where `param` goes for `dialect`, or why it cannot be sent (the help for the error).
@@ -136,6 +137,12 @@ pub fn field(dialect: Dialect, param: &str) -> Result<Field, &'static str> {
             ),
             Dialect::Chat(Openai | Generic) => Err(sampling_extension),
             _ => Ok(Top("ignore_eos")),
+        },
+        "min_tokens" => match dialect {
+            Dialect::Chat(Vllm) => Ok(Top("min_tokens")),
+            _ => Err(
+                "`min_tokens` is vLLM's; elsewhere `ignore_eos` (llama.cpp) makes a request generate exactly `max_tokens`",
+            ),
         },
         "cache_prompt" => match dialect {
             _ if llama => Ok(Top("cache_prompt")),
@@ -211,6 +218,10 @@ pub fn check_value(param: &str, value: &serde_json::Value) -> Result<(), &'stati
             .is_boolean()
             .then_some(())
             .ok_or("`ignore_eos` is true or false"),
+        "min_tokens" => value
+            .as_u64()
+            .map(|_| ())
+            .ok_or("`min_tokens` is a whole number of tokens"),
         "cache_prompt" => value
             .is_boolean()
             .then_some(())
@@ -240,6 +251,11 @@ mod tests {
         );
         assert!(field(Dialect::Chat(OpenAiServer::Openai), "repeat_penalty").is_err());
         assert!(field(Dialect::Ollama, "ignore_eos").is_err());
+        assert_eq!(
+            field(Dialect::Chat(OpenAiServer::Vllm), "min_tokens"),
+            Ok(Field::Top("min_tokens"))
+        );
+        assert!(field(Dialect::LlamaCompletion, "min_tokens").is_err());
         assert_eq!(field(Dialect::Ollama, "think"), Ok(Field::Top("think")));
         assert!(field(vllm, "think").is_err());
         assert_eq!(

@@ -127,6 +127,8 @@ pub(super) struct LeanAgent {
     pub(super) ttft_answer_ms: Option<f64>,
     #[serde(default)]
     pub(super) reasoning_tokens: Option<f64>,
+    #[serde(default)]
+    pub(super) output_tokens_requested: Option<f64>,
 }
 
 /// Whether a request found its prompt in the server's KV cache: warm when at least half its
@@ -288,6 +290,9 @@ impl Columns {
                 a.reasoning_tokens,
                 a.ttft_ms.filter(|_| cache_state(a) == Some(false)),
                 a.ttft_ms.filter(|_| cache_state(a) == Some(true)),
+                // 1 when a request built to an output length generated exactly it, else 0.
+                a.output_tokens_requested
+                    .map(|want| f64::from(u8::from(a.output_tokens == Some(want)))),
             ];
             for (column, v) in self.agent_values.iter_mut().zip(values) {
                 column.push(v);
