@@ -255,12 +255,7 @@ fn a_thousand_request_trace_replays_on_its_own_times() {
     let dir = project(&[("TR964.yaml", &spec)]);
     std::fs::create_dir_all(dir.path().join("experiments/traces")).unwrap();
     std::fs::write(dir.path().join("experiments/traces/mooncake.jsonl"), &lines).unwrap();
-    std::fs::create_dir_all(dir.path().join("data/corpus")).unwrap();
-    std::fs::copy(
-        common::repo_root().join("data/corpus/shakespeare.txt"),
-        dir.path().join("data/corpus/shakespeare.txt"),
-    )
-    .unwrap();
+    common::copy_corpus(dir.path());
     let out = banterhearts(dir.path(), &["run", "TR964"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR964");

@@ -49,12 +49,7 @@ matrix:
 repetitions: 1
 "#;
     let dir = project(&[("TR970.yaml", spec)]);
-    std::fs::create_dir_all(dir.path().join("data/corpus")).unwrap();
-    std::fs::copy(
-        common::repo_root().join("data/corpus/shakespeare.txt"),
-        dir.path().join("data/corpus/shakespeare.txt"),
-    )
-    .unwrap();
+    common::copy_corpus(dir.path());
     let out = banterhearts_with_model(dir.path(), &["run", "TR970"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR970");
@@ -161,12 +156,7 @@ repetitions: 1
     let dir = project(&[("TR971.yaml", spec)]);
     std::fs::create_dir_all(dir.path().join("experiments/traces")).unwrap();
     std::fs::write(dir.path().join("experiments/traces/small.jsonl"), lines).unwrap();
-    std::fs::create_dir_all(dir.path().join("data/corpus")).unwrap();
-    std::fs::copy(
-        common::repo_root().join("data/corpus/shakespeare.txt"),
-        dir.path().join("data/corpus/shakespeare.txt"),
-    )
-    .unwrap();
+    common::copy_corpus(dir.path());
     let out = banterhearts_with_model(dir.path(), &["run", "TR971"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR971");
@@ -219,12 +209,7 @@ workload: {input_tokens: 48, output_tokens: 6, session: {turns: 3, think_time_ms
 repetitions: 2
 "#;
     let dir = project(&[("TR972.yaml", spec)]);
-    std::fs::create_dir_all(dir.path().join("data/corpus")).unwrap();
-    std::fs::copy(
-        common::repo_root().join("data/corpus/shakespeare.txt"),
-        dir.path().join("data/corpus/shakespeare.txt"),
-    )
-    .unwrap();
+    common::copy_corpus(dir.path());
     let out = banterhearts_with_model(dir.path(), &["run", "TR972"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for r in journal(dir.path(), "TR972") {

@@ -471,6 +471,65 @@ pub async fn run_group(
     (agents, group)
 }
 
+/// Keeps `measured`, one step of a multi-request run (a workflow step, a session turn), in
+/// `run`'s requests; a step that did not finish well degrades the run, and the caller stops.
+pub fn keep_step(run: &mut AgentRun, step: String, measured: &AgentRun) -> bool {
+    if measured.status != RunStatus::Ok {
+        run.status = RunStatus::Degraded;
+        run.reason = Some(format!(
+            "{step}: {}",
+            measured.reason.as_deref().unwrap_or("degraded")
+        ));
+        return false;
+    }
+    run.requests.push(crate::record::ReportedRequest {
+        step: Some(step),
+        ttft_ms: measured.ttft_ms.unwrap_or(0.0),
+        e2e_ms: measured.e2e_ms.unwrap_or(0.0),
+        output_tokens: measured.output_tokens.unwrap_or(0),
+        prompt_tokens: measured.prompt_tokens,
+        cache_n: measured.cache_n,
+    });
+    true
+}
+
+/// Runs `one` for every target, all released together by one barrier, and places the agents'
+/// runs in a group; a task that fails is a degraded agent, named by `what`.
+pub async fn together<T, F, Fut>(
+    targets: Vec<T>,
+    what: &'static str,
+    one: F,
+) -> (Vec<AgentRun>, Option<GroupStats>)
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = (AgentRun, Instant)> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(targets.len()));
+    let mut tasks = Vec::new();
+    for target in targets {
+        let (barrier, one) = (barrier.clone(), one.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            one(target).await
+        }));
+    }
+    let mut ran = Vec::new();
+    for task in tasks {
+        ran.push(task.await.unwrap_or_else(|e| {
+            (
+                AgentRun {
+                    status: RunStatus::Degraded,
+                    reason: Some(format!("{what} task failed: {e}")),
+                    ..AgentRun::default()
+                },
+                Instant::now(),
+            )
+        }));
+    }
+    place_in_group(ran)
+}
+
 /// Agents that each ran from their own start: numbered in order, placed in the group by their
 /// start's offset from the first one, with the group's figures.
 pub fn place_in_group(ran: Vec<(AgentRun, Instant)>) -> (Vec<AgentRun>, Option<GroupStats>) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::measure::{self, Target};
 use super::program::summarise_requests;
 use crate::backend::{GenerationRequest, Protocol, Turn};
-use crate::record::{AgentRun, GroupStats, ReportedRequest, RunStatus};
+use crate::record::{AgentRun, GroupStats};
 
 /// One agent's session: where it sends and each turn's new message.
 pub struct SessionTarget {
@@ -45,23 +45,9 @@ async fn run_one(
             deadline,
         )
         .await;
-        if measured.status != RunStatus::Ok {
-            run.status = RunStatus::Degraded;
-            run.reason = Some(format!(
-                "turn {}: {}",
-                k + 1,
-                measured.reason.as_deref().unwrap_or("degraded")
-            ));
+        if !measure::keep_step(&mut run, format!("turn {}", k + 1), &measured) {
             break;
         }
-        run.requests.push(ReportedRequest {
-            step: Some(format!("turn {}", k + 1)),
-            ttft_ms: measured.ttft_ms.unwrap_or(0.0),
-            e2e_ms: measured.e2e_ms.unwrap_or(0.0),
-            output_tokens: measured.output_tokens.unwrap_or(0),
-            prompt_tokens: measured.prompt_tokens,
-            cache_n: measured.cache_n,
-        });
         history.push(Turn {
             role: "user",
             content: prompt,
@@ -93,28 +79,11 @@ pub async fn run_group(
     think: Duration,
     timeout: Duration,
 ) -> (Vec<AgentRun>, Option<GroupStats>) {
-    let barrier = Arc::new(tokio::sync::Barrier::new(targets.len()));
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut tasks = Vec::new();
-    for target in targets {
-        let (client, protocol, barrier) = (client.clone(), protocol.clone(), barrier.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            run_one(&client, protocol.as_ref(), target, think, deadline).await
-        }));
-    }
-    let mut ran = Vec::new();
-    for task in tasks {
-        ran.push(task.await.unwrap_or_else(|e| {
-            (
-                AgentRun {
-                    status: RunStatus::Degraded,
-                    reason: Some(format!("session task failed: {e}")),
-                    ..AgentRun::default()
-                },
-                Instant::now(),
-            )
-        }));
-    }
-    measure::place_in_group(ran)
+    let client = client.clone();
+    measure::together(targets, "session", move |target| {
+        let (client, protocol) = (client.clone(), protocol.clone());
+        async move { run_one(&client, protocol.as_ref(), target, think, deadline).await }
+    })
+    .await
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::measure::{self, Target};
 use super::program::summarise_requests;
 use crate::backend::{GenerationRequest, Protocol};
-use crate::record::{AgentRun, GroupStats, ReportedRequest, RunStatus};
+use crate::record::{AgentRun, GroupStats, RunStatus};
 use crate::spec::{QualityRules, Workflow};
 
 fn has_rules(q: &QualityRules) -> bool {
@@ -120,23 +120,9 @@ async fn run_one(
             deadline,
         )
         .await;
-        if measured.status != RunStatus::Ok {
-            run.status = RunStatus::Degraded;
-            run.reason = Some(format!(
-                "step {}: {}",
-                step.id,
-                measured.reason.as_deref().unwrap_or("degraded")
-            ));
+        if !measure::keep_step(&mut run, format!("step {}", step.id), &measured) {
             break;
         }
-        run.requests.push(ReportedRequest {
-            step: Some(step.id.clone()),
-            ttft_ms: measured.ttft_ms.unwrap_or(0.0),
-            e2e_ms: measured.e2e_ms.unwrap_or(0.0),
-            output_tokens: measured.output_tokens.unwrap_or(0),
-            prompt_tokens: measured.prompt_tokens,
-            cache_n: measured.cache_n,
-        });
         texts.insert(step.id.clone(), measured.text.trim().into());
         last_text = measured.text;
     }
@@ -162,35 +148,13 @@ pub async fn run_group(
     targets: Vec<WorkflowTarget>,
     timeout: Duration,
 ) -> (Vec<AgentRun>, Option<GroupStats>) {
-    let barrier = Arc::new(tokio::sync::Barrier::new(targets.len()));
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut tasks = Vec::new();
-    for target in targets {
-        let (client, protocol, workflow, barrier) = (
-            client.clone(),
-            protocol.clone(),
-            workflow.clone(),
-            barrier.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            run_one(&client, protocol.as_ref(), &workflow, target, deadline).await
-        }));
-    }
-    let mut ran = Vec::new();
-    for task in tasks {
-        ran.push(task.await.unwrap_or_else(|e| {
-            (
-                AgentRun {
-                    status: RunStatus::Degraded,
-                    reason: Some(format!("workflow task failed: {e}")),
-                    ..AgentRun::default()
-                },
-                Instant::now(),
-            )
-        }));
-    }
-    measure::place_in_group(ran)
+    let client = client.clone();
+    measure::together(targets, "workflow", move |target| {
+        let (client, protocol, workflow) = (client.clone(), protocol.clone(), workflow.clone());
+        async move { run_one(&client, protocol.as_ref(), &workflow, target, deadline).await }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -54,6 +54,16 @@ pub fn copy_templates(root: &Path) {
     }
 }
 
+/// Copies the repository's prompt corpus into a temp project, so it can build exact prompts.
+pub fn copy_corpus(root: &Path) {
+    std::fs::create_dir_all(root.join("data/corpus")).unwrap();
+    std::fs::copy(
+        repo_root().join("data/corpus/shakespeare.txt"),
+        root.join("data/corpus/shakespeare.txt"),
+    )
+    .unwrap();
+}
+
 /// Every file under `dir`, relative path -> bytes.
 pub fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
