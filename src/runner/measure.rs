@@ -472,12 +472,13 @@ pub async fn run_group(
 }
 
 /// Keeps `measured`, one step of a multi-request run (a workflow step, a session turn), in
-/// `run`'s requests; a step that did not finish well degrades the run, and the caller stops.
-pub fn keep_step(run: &mut AgentRun, step: String, measured: &AgentRun) -> bool {
+/// `run`'s requests under `step`; a step that did not finish well degrades the run (its
+/// reason names it as `what`), and the caller stops.
+pub fn keep_step(run: &mut AgentRun, step: String, what: &str, measured: &AgentRun) -> bool {
     if measured.status != RunStatus::Ok {
         run.status = RunStatus::Degraded;
         run.reason = Some(format!(
-            "{step}: {}",
+            "{what}: {}",
             measured.reason.as_deref().unwrap_or("degraded")
         ));
         return false;

@@ -45,7 +45,8 @@ async fn run_one(
             deadline,
         )
         .await;
-        if !measure::keep_step(&mut run, format!("turn {}", k + 1), &measured) {
+        let turn = format!("turn {}", k + 1);
+        if !measure::keep_step(&mut run, turn.clone(), &turn, &measured) {
             break;
         }
         history.push(Turn {

@@ -120,7 +120,8 @@ async fn run_one(
             deadline,
         )
         .await;
-        if !measure::keep_step(&mut run, format!("step {}", step.id), &measured) {
+        let what = format!("step {}", step.id);
+        if !measure::keep_step(&mut run, step.id.clone(), &what, &measured) {
             break;
         }
         texts.insert(step.id.clone(), measured.text.trim().into());
