@@ -8,6 +8,7 @@ pub mod contention;
 pub mod cost;
 pub mod frame;
 pub mod scaling;
+pub mod serving;
 pub mod summary;
 pub mod validity;
 
@@ -55,6 +56,8 @@ pub struct Analysis {
     pub comparisons: Vec<ClaimComparison>,
     /// Every claim re-derived and checked.
     pub claims: Vec<claims::ClaimCheck>,
+    /// The TR's rate sweeps: knee and highest rate at the SLO, each with an interval.
+    pub sweeps: Vec<serving::Sweep>,
     pub warnings: Vec<String>,
 }
 
@@ -100,6 +103,79 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
         )));
     }
     analyze_frames(root, loaded, frames)
+}
+
+/// The serving figures of a TR's load runs: each run judged by the spec's SLO (goodput and
+/// slo_share, summarised per cell into `metrics`; the margin goes to the sweeps), and its rate sweeps' knee
+/// and highest rate at the SLO. Reads the journal's load records and, with an SLO, their
+/// request files; a TR without load runs reads nothing more.
+fn serving_figures(
+    root: &Path,
+    loaded: &LoadedSpec,
+    frames: &Frames,
+    metrics: &mut Vec<MetricSummary>,
+) -> Result<Vec<serving::Sweep>, AnalysisError> {
+    let any_load = loaded.cells.iter().any(|c| {
+        c.params
+            .get("scenario")
+            .is_some_and(|s| s.get("kind").and_then(serde_json::Value::as_str) == Some("load"))
+    });
+    if !any_load {
+        return Ok(Vec::new());
+    }
+    let paths = TrPaths::new(root, &loaded.spec.id);
+    let index = frame::cell_index(&frames.cells);
+    let records = crate::record::journal::read_records(&paths.runs())
+        .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
+    let slo = loaded.spec.slo.as_ref();
+    let mut judged: Vec<(usize, serving::SloRun)> = Vec::new();
+    let mut by_cell: std::collections::BTreeMap<usize, Vec<serving::SweepRun>> = Default::default();
+    for r in &records {
+        let (Some(load), Some(&cell)) = (&r.load, index.get(r.cell_id.as_str())) else {
+            continue;
+        };
+        if r.warmup || r.status != crate::record::RunStatus::Ok {
+            continue;
+        }
+        let margin = match slo {
+            Some(slo) => {
+                let requests = crate::record::requests::read(&paths, &r.run_id)
+                    .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
+                let run = serving::judge(slo, &requests);
+                if let Some(run) = run {
+                    judged.push((cell, run));
+                }
+                run.map(|j| j.slo_margin)
+            }
+            None => None,
+        };
+        if let (Some(throughput), Some(ttft)) =
+            (load.summary.request_throughput, load.summary.ttft_ms.p99)
+        {
+            by_cell.entry(cell).or_default().push(serving::SweepRun {
+                throughput,
+                ttft_p99_ms: ttft,
+                margin,
+            });
+        }
+    }
+    for (name, value) in [
+        (
+            "goodput",
+            (|j: &serving::SloRun| j.goodput) as fn(&serving::SloRun) -> f64,
+        ),
+        ("slo_share", |j| j.slo_share),
+    ] {
+        let values: Vec<(usize, f64)> = judged.iter().map(|(c, j)| (*c, value(j))).collect();
+        metrics.extend(summary::from_values(name, &values));
+    }
+    let cells: Vec<(usize, &serde_json::Map<String, serde_json::Value>)> = frames
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, &c.params))
+        .collect();
+    Ok(serving::sweeps(&cells, &by_cell, slo.is_some()))
 }
 
 /// What a TR without runs to analyse is said to have.
@@ -226,6 +302,9 @@ pub fn analyze_frames(
         }
     };
     phase("cost", started);
+    let started = std::time::Instant::now();
+    let sweeps = serving_figures(root, loaded, &frames, &mut metrics)?;
+    phase("serving: SLO, knee, rate at SLO", started);
     let plan_cells = crate::plan::planned_cells(loaded);
     let position = |cell: &CellInfo| plan_cells.iter().position(|p| p.id == cell.cell_id);
     let labels = frames
@@ -251,6 +330,7 @@ pub fn analyze_frames(
         cost,
         comparisons,
         claims,
+        sweeps,
         warnings,
     };
     // Report cells in plan order, whatever order the runs were recorded in.

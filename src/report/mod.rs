@@ -818,6 +818,19 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "session": w.session.map(|s| serde_json::json!({"turns": s.turns, "think_time_ms": s.think_time_ms})),
         })),
         "prompt_builds": prompt_builds,
+        "slo": spec.slo.as_ref().map(|slo| serde_json::json!({
+            "ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms, "e2e_ms": slo.e2e_ms,
+            "percentile": slo.percentile.clone().unwrap_or_else(|| "p99".into()),
+            "from": if slo.from_schedule() { "the scheduled time" } else { "the send" },
+        })),
+        "sweeps": analysed.iter().flat_map(|a| &a.sweeps).map(|s| {
+            let fixed: Vec<String> = s.fixed.iter().filter(|(k, _)| k.as_str() != "scenario").map(|(k, v)| format!("{k}={}", display_value(v))).collect();
+            serde_json::json!({
+                "label": if fixed.is_empty() { "rate sweep".to_owned() } else { fixed.join(" ") },
+                "rates": s.rates.iter().map(|r| as_written(*r)).collect::<Vec<_>>(),
+                "knee": s.knee_rate, "slo_rate": s.max_rate_at_slo,
+            })
+        }).collect::<Vec<_>>(),
         "session_turns": session_rows,
         "provenance": provenance,
         "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),

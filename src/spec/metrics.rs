@@ -77,6 +77,8 @@ pub const RUN_METRICS: &[&str] = &[
 
 /// Derived per cell by the analysis.
 pub const DERIVED_METRICS: &[&str] = &[
+    "goodput",
+    "slo_share",
     "contention_rate",
     "scaling_efficiency",
     "degraded_rate",
@@ -115,7 +117,8 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "error_rate"
         | "cache_hit_rate"
         | "reached_output_share"
-        | "output_reached" => Scale::Logit,
+        | "output_reached"
+        | "slo_share" => Scale::Logit,
         // Differences that can be zero or negative: a schedule kept exactly has no lag, and
         // a client can send faster than offered.
         "prefill_overhead_ms"

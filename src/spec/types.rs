@@ -41,6 +41,10 @@ pub struct Spec {
     /// is the whole sequence of LLM calls, and its final output is scored by the quality rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<Workflow>,
+    /// A service-level objective for the load cells: goodput, the share of requests meeting
+    /// it, and the highest rate of a `rate` sweep meeting it at its percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
     /// Agent programs the runner launches for `scenario: {kind: command}` (any language; the
     /// protocol is in docs/agent-protocol.md). An `agent` axis picks one by name.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -223,6 +227,47 @@ pub struct SessionShape {
     /// Pause between a turn's answer and the next turn, as a user reading it.
     #[serde(default)]
     pub think_time_ms: f64,
+}
+
+/// A service-level objective for load runs: a request meets it when it finished well and
+/// every term it sets holds; a run meets it when the `percentile` of each term does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<f64>,
+    /// p50, p90, p95 or p99 (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<String>,
+    /// `schedule` (the default: TTFT and E2E from the scheduled time, so a client that fell
+    /// behind cannot hide queueing) or `send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+impl Slo {
+    /// The percentile as a number (99 for p99); None when it is not one of the four.
+    pub fn parse_percentile(&self) -> Option<f64> {
+        match self.percentile.as_deref().unwrap_or("p99") {
+            "p50" => Some(50.0),
+            "p90" => Some(90.0),
+            "p95" => Some(95.0),
+            "p99" => Some(99.0),
+            _ => None,
+        }
+    }
+
+    pub fn quantile(&self) -> f64 {
+        self.parse_percentile().unwrap_or(99.0)
+    }
+
+    pub fn from_schedule(&self) -> bool {
+        self.from.as_deref() != Some("send")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -77,6 +77,7 @@ pub(super) fn check(
         check_backend(&mut c, &format!("backends.{name}"), backend);
     }
     check_workload(&mut c, spec);
+    check_slo(&mut c, spec);
     check_recorded_and_cost(&mut c, spec);
     let matrix = parse_matrix(&mut c, spec);
     let cells = match &matrix {
@@ -385,6 +386,53 @@ fn check_workload(c: &mut Checker, spec: &Spec) {
                 "the path is relative to the project root (the folder holding experiments/)",
             );
         }
+    }
+}
+
+fn check_slo(c: &mut Checker, spec: &Spec) {
+    let Some(slo) = &spec.slo else { return };
+    let terms = [
+        ("ttft_ms", slo.ttft_ms),
+        ("tpot_ms", slo.tpot_ms),
+        ("e2e_ms", slo.e2e_ms),
+    ];
+    if terms.iter().all(|(_, v)| v.is_none()) {
+        c.error(
+            "slo",
+            "an SLO needs at least one of `ttft_ms`, `tpot_ms` and `e2e_ms`",
+            "write e.g. `slo: {ttft_ms: 500, tpot_ms: 50, percentile: p99}`",
+        );
+    }
+    for (field, value) in terms {
+        if let Some(v) = value
+            && !(v.is_finite() && v > 0.0)
+        {
+            c.error(
+                &format!("slo.{field}"),
+                format!("`{field}` must be a positive number of milliseconds, got {v}"),
+                "write the latency a request may take at most",
+            );
+        }
+    }
+    if slo.parse_percentile().is_none() {
+        c.error(
+            "slo.percentile",
+            format!(
+                "`percentile` is p50, p90, p95 or p99, not `{}`",
+                slo.percentile.as_deref().unwrap_or_default()
+            ),
+            "write `percentile: p99`",
+        );
+    }
+    if let Some(from) = &slo.from
+        && from != "send"
+        && from != "schedule"
+    {
+        c.error(
+            "slo.from",
+            format!("`from` is `schedule` or `send`, not `{from}`"),
+            "`schedule` (the default) times each request from when it was due, so client-side queueing counts",
+        );
     }
 }
 
