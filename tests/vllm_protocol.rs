@@ -305,3 +305,78 @@ fn vllm_request_it_aborted_is_degraded_not_complete() {
     let reason = r["reason"].as_str().unwrap();
     assert!(reason.contains("finish reason `abort`"), "{reason}");
 }
+
+/// vLLM's tokenizer endpoints (entrypoints/openai/serving_tokenization.py): `POST /tokenize`
+/// takes `{model, prompt, add_special_tokens}` and answers `{count, max_model_len, tokens}`;
+/// `POST /detokenize` takes `{model, tokens}` and answers `{prompt}`. The replay's tokenizer is
+/// one token per byte, which is enough to check that the client speaks the format, names the
+/// model, asks for no special tokens, and that exact prompts are built through it.
+#[test]
+fn exact_prompts_are_built_through_vllms_tokenizer_endpoints() {
+    use banterhearts::backend::tokenize::{Tokenizer, TokenizerApi};
+    let seen: Seen = Arc::default();
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/tokenize",
+            post(move |Json(body): Json<Value>| async move {
+                s1.lock()
+                    .unwrap()
+                    .push(("/tokenize".into(), None, body.clone()));
+                let tokens: Vec<u32> = body["prompt"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .bytes()
+                    .map(u32::from)
+                    .collect();
+                Json(json!({"count": tokens.len(), "max_model_len": 40960, "tokens": tokens}))
+            }),
+        )
+        .route(
+            "/detokenize",
+            post(move |Json(body): Json<Value>| async move {
+                s2.lock()
+                    .unwrap()
+                    .push(("/detokenize".into(), None, body.clone()));
+                let bytes: Vec<u8> = body["tokens"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_u64().unwrap() as u8)
+                    .collect();
+                Json(json!({"prompt": String::from_utf8(bytes).unwrap()}))
+            }),
+        );
+    let port = serve_in_background(app);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tokenizer = Tokenizer {
+        client: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+        api: TokenizerApi::Vllm {
+            model: Some(MODEL.into()),
+        },
+        api_key: None,
+    };
+    let corpus_text =
+        std::fs::read_to_string(common::repo_root().join("data/corpus/shakespeare.txt")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (text, tokens) = rt.block_on(async {
+        let corpus = banterhearts::workload::Corpus::tokenize(&corpus_text[..20_000], &tokenizer)
+            .await
+            .unwrap();
+        corpus.compose(&tokenizer, &[], 37, 5).await.unwrap()
+    });
+    assert_eq!(tokens.len(), 37);
+    assert_eq!(text.len(), 37, "one byte a token: {text:?}");
+    assert!(!text.starts_with(char::is_whitespace) && !text.ends_with(char::is_whitespace));
+    let calls = seen.lock().unwrap();
+    assert!(
+        calls.iter().all(|(_, _, body)| body["model"] == MODEL),
+        "every call names the model"
+    );
+    let tokenize = calls
+        .iter()
+        .find(|(path, _, _)| path == "/tokenize")
+        .unwrap();
+    assert_eq!(tokenize.2["add_special_tokens"], false);
+}

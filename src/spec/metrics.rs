@@ -27,6 +27,7 @@ pub const AGENT_METRICS: &[&str] = &[
     "ttft_cold_ms",
     "ttft_warm_ms",
     "output_reached",
+    "cached_share",
 ];
 
 /// Run-level: one value per run (group, harness and server telemetry).
@@ -118,6 +119,7 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "cache_hit_rate"
         | "reached_output_share"
         | "output_reached"
+        | "cached_share"
         | "slo_share" => Scale::Logit,
         // Differences that can be zero or negative: a schedule kept exactly has no lag, and
         // a client can send faster than offered.

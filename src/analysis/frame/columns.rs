@@ -293,6 +293,11 @@ impl Columns {
                 // 1 when a request built to an output length generated exactly it, else 0.
                 a.output_tokens_requested
                     .map(|want| f64::from(u8::from(a.output_tokens == Some(want)))),
+                // Of the request's prompt tokens, the share the server had cached.
+                a.cache_n
+                    .zip(a.prompt_tokens)
+                    .filter(|(_, p)| *p > 0.0)
+                    .map(|(c, p)| c / p),
             ];
             for (column, v) in self.agent_values.iter_mut().zip(values) {
                 column.push(v);
