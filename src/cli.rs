@@ -760,8 +760,7 @@ fn compare_tr(
     if !crate::record::journal::has_finished_runs(&journal) {
         return Err(analysis::no_runs(loaded, &journal, analysis::NO_FINISHED_RUNS).into());
     }
-    let frames = analysis::frame::load(&journal)
-        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string())))?;
+    let frames = analysis::frames_of(root, loaded).map_err(analysis_error)?;
     let (c, pp) = analysis::compare::compare_selections(&frames, metric, &sel_a, &sel_b)
         .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string())))?;
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));

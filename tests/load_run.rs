@@ -76,7 +76,8 @@ fn a_rate_sweep_records_each_period_and_its_requests() {
     let pacer = pacer(&["--ttft-ms", "5", "--itl-ms", "2", "--tokens", "8"]);
     let url = pacer.1.clone();
     let matrix = "  rate: [20, 40]\n  scenario: [{kind: load, arrival: constant, duration_s: 1, warmup_s: 0.25}]\n";
-    let text = spec("TR961", &url, matrix, 2);
+    // An SLO every request meets (the pacer answers in about 20 ms).
+    let text = spec("TR961", &url, matrix, 2) + "slo: {ttft_ms: 1000, e2e_ms: 2000}\n";
     let dir = project(&[("TR961.yaml", &text)]);
     let out = banterhearts(dir.path(), &["run", "TR961"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -142,6 +143,17 @@ fn a_rate_sweep_records_each_period_and_its_requests() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let report = std::fs::read_to_string(dir.path().join("reports/TR961.md")).unwrap();
     assert!(report.contains("### Serving load"), "{report}");
+    // Against the SLO, from the stored requests: everything met it, so goodput is the
+    // achieved rate, and the sweep meets it at every rate (no knee either).
+    assert!(summary.contains(",goodput,") && summary.contains(",slo_share,"));
+    assert!(
+        report.contains("### Against the SLO") && report.contains("| 100.0% |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("none within the measured rates | at least 40.00"),
+        "{report}"
+    );
     assert!(report.contains("TR961-load-in-flight.svg"));
 }
 

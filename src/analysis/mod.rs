@@ -105,15 +105,14 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
     analyze_frames(root, loaded, frames)
 }
 
-/// The serving figures of a TR's load runs: each run judged by the spec's SLO (goodput and
-/// slo_share, summarised per cell into `metrics`; the margin goes to the sweeps), and its rate sweeps' knee
-/// and highest rate at the SLO. Reads the journal's load records and, with an SLO, their
-/// request files; a TR without load runs reads nothing more.
+/// The serving figures of a TR's load runs: with an SLO, each run judged by it from its
+/// request file (goodput and slo_share become run-level columns of the frames, so statistics
+/// and claims see them); and the rate sweeps' knee and highest rate at the SLO. A TR without
+/// load runs reads nothing more.
 fn serving_figures(
     root: &Path,
     loaded: &LoadedSpec,
-    frames: &Frames,
-    metrics: &mut Vec<MetricSummary>,
+    frames: &mut Frames,
 ) -> Result<Vec<serving::Sweep>, AnalysisError> {
     let any_load = loaded.cells.iter().any(|c| {
         c.params
@@ -124,16 +123,23 @@ fn serving_figures(
         return Ok(Vec::new());
     }
     let paths = TrPaths::new(root, &loaded.spec.id);
-    let index = frame::cell_index(&frames.cells);
+    let index: std::collections::HashMap<String, usize> = frame::cell_index(&frames.cells)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     let records = crate::record::journal::read_records(&paths.runs())
         .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
     let slo = loaded.spec.slo.as_ref();
-    let mut judged: Vec<(usize, serving::SloRun)> = Vec::new();
+    // Each cell's runs in journal order, as the frame holds them: judged or not.
+    let mut judged: Vec<Vec<Option<serving::SloRun>>> = vec![Vec::new(); frames.cells.len()];
     let mut by_cell: std::collections::BTreeMap<usize, Vec<serving::SweepRun>> = Default::default();
     for r in &records {
-        let (Some(load), Some(&cell)) = (&r.load, index.get(r.cell_id.as_str())) else {
+        let Some(&cell) = index.get(r.cell_id.as_str()) else {
             continue;
         };
+        let slot = judged[cell].len();
+        judged[cell].push(None);
+        let Some(load) = &r.load else { continue };
         if r.warmup || r.status != crate::record::RunStatus::Ok {
             continue;
         }
@@ -141,11 +147,8 @@ fn serving_figures(
             Some(slo) => {
                 let requests = crate::record::requests::read(&paths, &r.run_id)
                     .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
-                let run = serving::judge(slo, &requests);
-                if let Some(run) = run {
-                    judged.push((cell, run));
-                }
-                run.map(|j| j.slo_margin)
+                judged[cell][slot] = serving::judge(slo, &requests);
+                judged[cell][slot].map(|j| j.slo_margin)
             }
             None => None,
         };
@@ -159,15 +162,15 @@ fn serving_figures(
             });
         }
     }
-    for (name, value) in [
-        (
-            "goodput",
-            (|j: &serving::SloRun| j.goodput) as fn(&serving::SloRun) -> f64,
-        ),
-        ("slo_share", |j| j.slo_share),
-    ] {
-        let values: Vec<(usize, f64)> = judged.iter().map(|(c, j)| (*c, value(j))).collect();
-        metrics.extend(summary::from_values(name, &values));
+    if slo.is_some() {
+        let column = |value: fn(&serving::SloRun) -> f64| -> Vec<Option<f64>> {
+            judged
+                .iter()
+                .flat_map(|runs| runs.iter().map(move |j| j.as_ref().map(value)))
+                .collect()
+        };
+        frames.set_run_column("goodput", column(|j| j.goodput))?;
+        frames.set_run_column("slo_share", column(|j| j.slo_share))?;
     }
     let cells: Vec<(usize, &serde_json::Map<String, serde_json::Value>)> = frames
         .cells
@@ -176,6 +179,14 @@ fn serving_figures(
         .map(|(i, c)| (i, &c.params))
         .collect();
     Ok(serving::sweeps(&cells, &by_cell, slo.is_some()))
+}
+
+/// A TR's frames as the analysis sees them: the journal read, and its load runs judged by
+/// the spec's SLO (for commands that compare runs without the whole analysis).
+pub fn frames_of(root: &Path, loaded: &LoadedSpec) -> Result<Frames, AnalysisError> {
+    let mut frames = frame::load(&TrPaths::new(root, &loaded.spec.id).runs())?;
+    serving_figures(root, loaded, &mut frames)?;
+    Ok(frames)
 }
 
 /// What a TR without runs to analyse is said to have.
@@ -198,8 +209,13 @@ fn phase(name: &str, since: std::time::Instant) {
 pub fn analyze_frames(
     root: &Path,
     loaded: &LoadedSpec,
-    frames: Frames,
+    mut frames: Frames,
 ) -> Result<Analysis, AnalysisError> {
+    // Load runs against the SLO first: goodput is a run-level metric like any other, so the
+    // statistics and claims below see it.
+    let started = std::time::Instant::now();
+    let sweeps = serving_figures(root, loaded, &mut frames)?;
+    phase("serving: SLO, knee, rate at SLO", started);
     // The per-cell statistics keep every core busy on their own; the relational work (counts,
     // contention, comparisons, claims) is mostly single-threaded, so it runs beside them.
     let started = std::time::Instant::now();
@@ -302,9 +318,7 @@ pub fn analyze_frames(
         }
     };
     phase("cost", started);
-    let started = std::time::Instant::now();
-    let sweeps = serving_figures(root, loaded, &frames, &mut metrics)?;
-    phase("serving: SLO, knee, rate at SLO", started);
+
     let plan_cells = crate::plan::planned_cells(loaded);
     let position = |cell: &CellInfo| plan_cells.iter().position(|p| p.id == cell.cell_id);
     let labels = frames

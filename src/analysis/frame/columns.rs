@@ -86,6 +86,9 @@ pub(super) fn load_values(load: Option<&LeanLoad>) -> [Option<f64>; LOAD_METRICS
         Some(f64::from(s.in_flight_max)),
         s.cache_hit_rate,
         s.reached_output_share,
+        // goodput and slo_share: filled by the analysis from the request files (serving).
+        None,
+        None,
     ]
 }
 

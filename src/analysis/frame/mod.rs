@@ -69,6 +69,19 @@ impl Frames {
         &self.run_rows
     }
 
+    /// Replaces run-level column `name` with `values`, one per run row in frame order (cell by
+    /// cell, each cell's runs in journal order): for figures computed after the frames were
+    /// read (goodput against the spec's SLO, from the request files).
+    pub fn set_run_column(&mut self, name: &str, values: Vec<Option<f64>>) -> PolarsResult<()> {
+        let column = Column::new(name.into(), values);
+        self.runs.with_column(column)?;
+        self.selections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
     /// The values `select` gives for `key`, computed once.
     pub fn remembered(
         &self,
@@ -193,7 +206,7 @@ mod tests {
         assert_eq!(frames.agents.width(), 5 + AGENT_METRICS.len());
         assert_eq!(frames.runs.width(), 4 + RUN_METRICS.len());
         assert_eq!(RUN_METRICS[BASE_RUN_METRICS], "offered_rate");
-        assert_eq!(RUN_METRICS.last(), Some(&"reached_output_share"));
+        assert_eq!(RUN_METRICS.last(), Some(&"slo_share"));
     }
 
     // A degraded run is counted, not averaged: the agent that finished beside the failed one
