@@ -306,6 +306,143 @@ pub fn over_time(title: &str, y_label: &str, lines: &[Timeline]) -> Result<Strin
     Ok(svg)
 }
 
+/// One line of a figure along a numeric axis (the offered rate): each point's centre and
+/// interval, and the runs themselves.
+#[derive(Debug, Clone)]
+pub struct Band {
+    pub label: String,
+    /// (x, centre, interval low, interval high), x ascending.
+    pub points: Vec<(f64, f64, f64, f64)>,
+    /// (x, a run's value).
+    pub runs: Vec<(f64, f64)>,
+}
+
+/// A figure of quantities along a numeric axis: per line, every run as a point, the centres
+/// joined, and the interval as a light band; the value axis is logarithmic when the values
+/// span more than two decades (latencies below and beyond a server's capacity).
+pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<String, String> {
+    let xs = bands.iter().flat_map(|b| b.points.iter().map(|p| p.0));
+    let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+        (l.min(x), h.max(x))
+    });
+    if !x_lo.is_finite() {
+        return Err(err("a figure along an axis needs points"));
+    }
+    let pad = ((x_hi - x_lo) * 0.05).max(x_hi.abs() * 0.02).max(1e-9);
+    let values: Vec<f64> = bands
+        .iter()
+        .flat_map(|b| {
+            b.points
+                .iter()
+                .flat_map(|p| [p.1, p.2, p.3])
+                .chain(b.runs.iter().map(|r| r.1))
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    let y_lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let y_hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log = y_lo > 0.0 && y_hi / y_lo > 100.0;
+    let height = 420 + 18 * bands.len() as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64);
+        let x_range = (x_lo - pad)..(x_hi + pad);
+        macro_rules! draw {
+            ($chart:expr, $y_desc:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .max_light_lines(0)
+                    .bold_line_style(RGBColor(228, 228, 228))
+                    .x_label_formatter(&|v: &f64| tick(*v))
+                    .y_label_formatter(&|v: &f64| tick(*v))
+                    .axis_style(RGBColor(150, 150, 150))
+                    .x_desc(x_label)
+                    .y_desc($y_desc)
+                    .draw()
+                    .map_err(err)?;
+                for (i, band) in bands.iter().enumerate() {
+                    let color = LINES[i % LINES.len()];
+                    let finite = |v: f64| v.is_finite() && (!log || v > 0.0);
+                    let area: Vec<(f64, f64)> = band
+                        .points
+                        .iter()
+                        .filter(|p| finite(p.2) && finite(p.3))
+                        .map(|p| (p.0, p.2))
+                        .chain(
+                            band.points
+                                .iter()
+                                .rev()
+                                .filter(|p| finite(p.2) && finite(p.3))
+                                .map(|p| (p.0, p.3)),
+                        )
+                        .collect();
+                    if area.len() >= 4 {
+                        chart
+                            .draw_series([Polygon::new(area, color.mix(0.14).filled())])
+                            .map_err(err)?;
+                    }
+                    chart
+                        .draw_series(
+                            band.runs
+                                .iter()
+                                .filter(|r| finite(r.1))
+                                .map(|r| Circle::new(*r, 3, color.mix(0.55).filled())),
+                        )
+                        .map_err(err)?;
+                    chart
+                        .draw_series(LineSeries::new(
+                            band.points
+                                .iter()
+                                .filter(|p| finite(p.1))
+                                .map(|p| (p.0, p.1)),
+                            color.stroke_width(2),
+                        ))
+                        .map_err(err)?
+                        .label(band.label.clone())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        });
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(RGBColor(200, 200, 200))
+                    .label_font(("sans-serif", 12))
+                    .draw()
+                    .map_err(err)?;
+            }};
+        }
+        if log {
+            draw!(
+                builder
+                    .build_cartesian_2d(x_range, ((y_lo / 1.3)..(y_hi * 1.3)).log_scale())
+                    .map_err(err)?,
+                format!("{y_label} (log scale)")
+            );
+        } else {
+            let top = if y_hi > 0.0 { y_hi * 1.1 } else { 1.0 };
+            let bottom = if y_lo >= 0.0 { 0.0 } else { y_lo * 1.1 };
+            draw!(
+                builder
+                    .build_cartesian_2d(x_range, bottom..top)
+                    .map_err(err)?,
+                y_label.to_owned()
+            );
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +533,38 @@ mod tests {
         let svg =
             runs_per_cell("t", "ms", &[row(vec![8.0], 8.0), row(vec![9000.0], 9000.0)]).unwrap();
         assert!(well_formed(&svg) && svg.contains("ms (log scale)"));
+    }
+
+    #[test]
+    fn a_figure_along_the_rate_draws_bands_lines_and_runs() {
+        let band = |label: &str, scale: f64| Band {
+            label: label.into(),
+            points: vec![
+                (1.0, 10.0 * scale, 8.0 * scale, 12.0 * scale),
+                (4.0, 90.0 * scale, 60.0 * scale, 130.0 * scale),
+                (8.0, 9000.0 * scale, 7000.0 * scale, 12000.0 * scale),
+            ],
+            runs: vec![
+                (1.0, 9.0 * scale),
+                (4.0, 80.0 * scale),
+                (8.0, 8500.0 * scale),
+            ],
+        };
+        let svg = along(
+            "TTFT",
+            "offered rate",
+            "ms",
+            &[band("p50", 1.0), band("p99", 2.0)],
+        )
+        .unwrap();
+        assert!(well_formed(&svg));
+        assert!(
+            svg.contains("ms (log scale)"),
+            "three and more decades get a log axis"
+        );
+        assert_eq!(svg.matches("<polygon").count(), 2, "one band per line");
+        assert!(svg.contains("p50") && svg.contains("p99"));
+        assert!(along("x", "r", "ms", &[]).is_err());
     }
 
     #[test]

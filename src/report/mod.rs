@@ -143,6 +143,9 @@ struct CellView {
     /// A load cell's first measured run: requests in flight over its period, for figures.
     #[serde(skip)]
     in_flight: Option<figures::Timeline>,
+    /// The rate sweep the cell belongs to (its index in the analysis' sweeps) and its rate.
+    #[serde(skip)]
+    sweep: Option<(usize, String, f64)>,
 }
 
 #[derive(Serialize)]
@@ -558,6 +561,92 @@ fn draw_figures(
             ),
         )?;
     }
+    // Along each rate sweep: latency percentiles, and what was achieved against what was
+    // offered, each point with its interval over the runs and the runs themselves.
+    // Each sweep: its index, its label, and its cells with their rates.
+    type SweepCells<'c> = (usize, String, Vec<(&'c CellView, f64)>);
+    let mut sweeps: Vec<SweepCells> = Vec::new();
+    for c in cells {
+        if let Some((k, label, rate)) = &c.sweep {
+            match sweeps.iter_mut().find(|(j, _, _)| j == k) {
+                Some((_, _, members)) => members.push((c, *rate)),
+                None => sweeps.push((*k, label.clone(), vec![(c, *rate)])),
+            }
+        }
+    }
+    for (k, label, mut members) in sweeps {
+        members.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let band = |metric: &str, name: &str| -> Option<figures::Band> {
+            let mut points = Vec::new();
+            let mut runs = Vec::new();
+            for (c, rate) in &members {
+                let s = summary(c, metric)?;
+                points.push((*rate, s.center, s.ci_low, s.ci_high));
+                runs.extend(
+                    c.run_values
+                        .get(metric)
+                        .into_iter()
+                        .flatten()
+                        .map(|v| (*rate, *v)),
+                );
+            }
+            Some(figures::Band {
+                label: name.to_owned(),
+                points,
+                runs,
+            })
+        };
+        let suffix = if label.is_empty() {
+            String::new()
+        } else {
+            format!(" ({label})")
+        };
+        let file = |what: &str| format!("{id}-sweep{}-{what}.svg", k + 1);
+        let latency: Vec<figures::Band> = [
+            ("ttft_p50_ms", "TTFT p50"),
+            ("ttft_p99_ms", "TTFT p99"),
+            ("tpot_p99_ms", "TPOT p99"),
+        ]
+        .iter()
+        .filter_map(|(m, n)| band(m, n))
+        .collect();
+        if !latency.is_empty() {
+            add(
+                file("latency"),
+                &format!(
+                    "Latency against the offered rate{suffix}: each run's percentile (a point), the mean over runs (line) and its 95% CI (band)."
+                ),
+                figures::along(
+                    &format!("Latency against offered rate{suffix}"),
+                    "offered rate (requests/s)",
+                    "ms",
+                    &latency,
+                ),
+            )?;
+        }
+        let served: Vec<figures::Band> = [
+            ("achieved_rate", "sent (achieved rate)"),
+            ("request_throughput", "finished"),
+            ("goodput", "goodput (meeting the SLO)"),
+        ]
+        .iter()
+        .filter_map(|(m, n)| band(m, n))
+        .collect();
+        if !served.is_empty() {
+            add(
+                file("throughput"),
+                &format!(
+                    "Requests per second against the offered rate{suffix}: sent, finished, and meeting the SLO; each run (a point), the mean over runs (line) and its 95% CI (band). A server that keeps up sits on the diagonal."
+                ),
+                figures::along(
+                    &format!("Served against offered rate{suffix}"),
+                    "offered rate (requests/s)",
+                    "requests/s",
+                    &served,
+                ),
+            )?;
+        }
+    }
     // At most six cells' timelines, spread over the load cells, so the lines stay apart.
     let timelines: Vec<&figures::Timeline> =
         cells.iter().filter_map(|c| c.in_flight.as_ref()).collect();
@@ -659,6 +748,16 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                 load: a.metric(cell, "achieved_rate").is_some()
                     || a.metric(cell, "error_rate").is_some(),
                 in_flight: None,
+                sweep: a.sweeps.iter().enumerate().find_map(|(k, s)| {
+                    let i = s.cells.iter().position(|c| *c == cell)?;
+                    let fixed: Vec<String> = s
+                        .fixed
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "scenario")
+                        .map(|(k, v)| format!("{k}={}", display_value(v)))
+                        .collect();
+                    Some((k, fixed.join(" "), s.rates[i]))
+                }),
             });
         }
         if cells.iter().any(|c| c.load) {
