@@ -114,12 +114,7 @@ fn serving_figures(
     loaded: &LoadedSpec,
     frames: &mut Frames,
 ) -> Result<Vec<serving::Sweep>, AnalysisError> {
-    let any_load = loaded.cells.iter().any(|c| {
-        c.params
-            .get("scenario")
-            .is_some_and(|s| s.get("kind").and_then(serde_json::Value::as_str) == Some("load"))
-    });
-    if !any_load {
+    if !loaded.has_load_cells() {
         return Ok(Vec::new());
     }
     let paths = TrPaths::new(root, &loaded.spec.id);

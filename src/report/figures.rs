@@ -84,23 +84,29 @@ fn tick(v: f64) -> String {
 
 type Chart<'a, X> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, RangedCoordf64>>;
 
-/// Whether the values are all positive and span more than two decades, so that a linear axis
-/// would crush the small ones into the origin (latencies below and beyond a server's capacity).
-fn wants_log_axis(rows: &[Row]) -> Option<(f64, f64)> {
-    let values: Vec<f64> = rows
-        .iter()
-        .flat_map(|r| {
-            r.runs
-                .iter()
-                .copied()
-                .chain([r.mean])
-                .chain(r.interval.into_iter().flat_map(|(l, h)| [l, h]))
-        })
+/// The finite values' range, and whether they are all positive and span more than two
+/// decades, so that a linear axis would crush the small ones into the origin (latencies below
+/// and beyond a server's capacity): then the padded range of a log axis.
+fn value_range(values: impl Iterator<Item = f64>) -> ((f64, f64), Option<(f64, f64)>) {
+    let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (lo > 0.0 && hi / lo > 100.0).then(|| (lo / 1.3, hi * 1.3))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let log = (lo > 0.0 && hi / lo > 100.0).then(|| (lo / 1.3, hi * 1.3));
+    ((lo, hi), log)
+}
+
+/// The log axis of a per-cell figure, where its values want one (`value_range`).
+fn wants_log_axis(rows: &[Row]) -> Option<(f64, f64)> {
+    value_range(rows.iter().flat_map(|r| {
+        r.runs
+            .iter()
+            .copied()
+            .chain([r.mean])
+            .chain(r.interval.into_iter().flat_map(|(l, h)| [l, h]))
+    }))
+    .1
 }
 
 fn draw_rows<X>(chart: &mut Chart<'_, X>, rows: &[Row]) -> Result<(), String>
@@ -337,19 +343,13 @@ pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Resul
         return Err(err("a figure along an axis needs points"));
     }
     let pad = ((x_hi - x_lo) * 0.05).max(x_hi.abs() * 0.02).max(1e-9);
-    let values: Vec<f64> = bands
-        .iter()
-        .flat_map(|b| {
-            b.points
-                .iter()
-                .flat_map(|p| [p.1, p.2, p.3])
-                .chain(b.runs.iter().map(|r| r.1))
-        })
-        .filter(|v| v.is_finite())
-        .collect();
-    let y_lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let y_hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let log = y_lo > 0.0 && y_hi / y_lo > 100.0;
+    let ((y_lo, y_hi), log_range) = value_range(bands.iter().flat_map(|b| {
+        b.points
+            .iter()
+            .flat_map(|p| [p.1, p.2, p.3])
+            .chain(b.runs.iter().map(|r| r.1))
+    }));
+    let log = log_range.is_some();
     let height = 420 + 18 * bands.len() as u32;
     let mut svg = String::new();
     {
@@ -422,10 +422,10 @@ pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Resul
                 legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
             }};
         }
-        if log {
+        if let Some((lo, hi)) = log_range {
             draw!(
                 builder
-                    .build_cartesian_2d(x_range, ((y_lo / 1.3)..(y_hi * 1.3)).log_scale())
+                    .build_cartesian_2d(x_range, (lo..hi).log_scale())
                     .map_err(err)?,
                 format!("{y_label} (log scale)")
             );

@@ -710,6 +710,26 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         None
     };
     let manifest = record::read_manifest(&paths)?;
+    // Whole records are read (once) only for what the frames lack: load cells' in-flight
+    // series, how prompts were built (exact lengths, a trace), sessions' turns.
+    let shaped = spec.workload.as_ref().is_some_and(|w| {
+        w.input_tokens.is_some() || w.output_tokens.is_some() || w.cache.is_some()
+    }) || loaded
+        .matrix
+        .axes
+        .keys()
+        .any(|k| crate::workload::WORKLOAD_AXES.contains(&k.as_str()))
+        || loaded.cells.iter().any(|c| {
+            c.params
+                .get("scenario")
+                .is_some_and(|s| s.get("trace").is_some())
+        });
+    let with_sessions = spec.workload.as_ref().is_some_and(|w| w.session.is_some());
+    let records = if analysed.is_some() && (loaded.has_load_cells() || shaped || with_sessions) {
+        record::journal::read_records(&paths.runs())?
+    } else {
+        Vec::new()
+    };
     let mut cells = Vec::new();
     if let Some(a) = &analysed {
         for (n, cell) in a.cells_in_order().into_iter().enumerate() {
@@ -762,7 +782,6 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         }
         if cells.iter().any(|c| c.load) {
             let order = a.cells_in_order();
-            let records = record::journal::read_records(&paths.runs())?;
             for (view, &cell) in cells.iter_mut().zip(&order) {
                 let cell_id = &a.cells[cell].cell_id;
                 view.in_flight = records
@@ -788,36 +807,18 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             view.figure_label = label;
         }
     }
-    // How prompts were built (corpus, tokenizer, template overhead), where the workload asks
-    // for exact lengths or a trace is replayed: each distinct way once.
-    let shaped = spec.workload.as_ref().is_some_and(|w| {
-        w.input_tokens.is_some() || w.output_tokens.is_some() || w.cache.is_some()
-    }) || loaded
-        .matrix
-        .axes
-        .keys()
-        .any(|k| crate::workload::WORKLOAD_AXES.contains(&k.as_str()))
-        || loaded.cells.iter().any(|c| {
-            c.params
-                .get("scenario")
-                .is_some_and(|s| s.get("trace").is_some())
-        });
+    // How prompts were built, each distinct way once.
     let mut prompt_builds: Vec<record::PromptBuild> = Vec::new();
-    let with_sessions = spec.workload.as_ref().is_some_and(|w| w.session.is_some());
-    let mut session_rows = Vec::new();
-    if (shaped || with_sessions) && analysed.is_some() {
-        let records = record::journal::read_records(&paths.runs())?;
-        for r in &records {
-            if let Some(b) = &r.prompts
-                && !prompt_builds.contains(b)
-            {
-                prompt_builds.push(b.clone());
-            }
-        }
-        if with_sessions {
-            session_rows = session_turns(&cells, analysed.as_ref(), &records);
+    for b in records.iter().filter_map(|r| r.prompts.as_ref()) {
+        if !prompt_builds.contains(b) {
+            prompt_builds.push(b.clone());
         }
     }
+    let session_rows = if with_sessions {
+        session_turns(&cells, analysed.as_ref(), &records)
+    } else {
+        Vec::new()
+    };
     let status = registry.effective_status(&spec.id);
     let successor = match &status {
         Some(EffectiveStatus::Superseded { by, reason }) => {

@@ -420,10 +420,10 @@ fn percentiles(values: impl Iterator<Item = f64>) -> Percentiles {
 /// schedule offered `offered_rate`. Latencies are over the requests that finished well; the
 /// error rate counts the others.
 pub fn summarize(requests: &[LoadRequest], offered_rate: Option<f64>) -> LoadSummary {
-    let measured: Vec<LoadRequest> = requests.iter().filter(|r| !r.warmup).cloned().collect();
-    let requests = measured.as_slice();
+    let requests: Vec<&LoadRequest> = requests.iter().filter(|r| !r.warmup).collect();
     let ok: Vec<&LoadRequest> = requests
         .iter()
+        .copied()
         .filter(|r| r.status == RunStatus::Ok)
         .collect();
     let n = requests.len() as u64;

@@ -240,22 +240,23 @@ pub async fn run(
                     let (base, protocol) = targets(loaded, &plan, run, &running, &prompts).map_err(RunError::Other)?;
                     let trace = load_period.as_ref().map(|(_, _, t)| t.as_slice()).unwrap_or_default();
                     let shape = prompts::Shape::of(w, &cell.params);
-                    match (shape, trace.is_empty()) {
-                        (None, true) => Some((base, protocol)),
-                        (shape, _) => {
-                            let n = match &load_period {
-                                Some((_, period, _)) => period.requests.unwrap_or(prompts::CLOSED_LOOP_POOL),
-                                // A session's turns: request i is agent i mod N's turn i / N.
-                                None => base.len() * session_turns(w),
-                            };
+                    let n = match &load_period {
+                        Some((_, period, _)) => period.requests.unwrap_or(prompts::CLOSED_LOOP_POOL),
+                        // A session's turns: request i is agent i mod N's turn i / N.
+                        None => base.len() * session_turns(w),
+                    };
+                    // A trace's requests are shaped by the trace; others by the workload, if it asks.
+                    let planned = if trace.is_empty() {
+                        shape.as_ref().map(|s| prompts::plan(s, &run.run_id, n))
+                    } else {
+                        Some(prompts::from_trace(&trace[..n.min(trace.len())]))
+                    };
+                    match planned {
+                        None => Some((base, protocol)),
+                        Some(planned) => {
                             let name = cell_backend(&loaded.spec, &cell.params).unwrap_or_default();
                             let b = &loaded.spec.backends[&name];
                             let cache = shape.as_ref().map(|s| s.cache).unwrap_or_default();
-                            let planned = match &shape {
-                                _ if !trace.is_empty() => prompts::from_trace(&trace[..n.min(trace.len())]),
-                                Some(shape) => prompts::plan(shape, &run.run_id, n),
-                                None => unreachable!("a cell without a shape has no trace here"),
-                            };
                             let (shaped, build) = shaper
                                 .build(&client, protocol.as_ref(), root, w, b, cache, &run.run_id, &base, &planned)
                                 .await

@@ -101,7 +101,8 @@ pub(super) struct Planned {
 #[derive(Default)]
 pub(super) struct Shaper {
     prepared: HashMap<String, Prepared>,
-    corpus_text: HashMap<String, (String, String)>,
+    /// Each corpus file read, with its SHA-256: read once per session, shared by every run.
+    corpus_text: HashMap<String, (std::sync::Arc<str>, String)>,
 }
 
 /// Requests built for a closed-loop period, whose count is not known before it runs; its users
@@ -116,7 +117,7 @@ impl Shaper {
         &mut self,
         root: &Path,
         workload: &Workload,
-    ) -> Result<(String, String, String), String> {
+    ) -> Result<(String, std::sync::Arc<str>, String), String> {
         let rel = workload
             .corpus
             .clone()
@@ -128,6 +129,7 @@ impl Shaper {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("corpus {}: {e}", path.display()))?;
         let sha = crate::store::sha256_hex(text.as_bytes());
+        let text: std::sync::Arc<str> = text.into();
         self.corpus_text
             .insert(rel.clone(), (text.clone(), sha.clone()));
         Ok((rel, text, sha))

@@ -31,6 +31,15 @@ pub struct LoadedSpec {
 }
 
 impl LoadedSpec {
+    /// Whether any cell runs a `load` scenario (its runs have request files and load figures).
+    pub fn has_load_cells(&self) -> bool {
+        self.cells.iter().any(|c| {
+            c.params
+                .get("scenario")
+                .is_some_and(|s| s.get("kind").and_then(serde_json::Value::as_str) == Some("load"))
+        })
+    }
+
     /// A diagnostic for `field` of this spec, pointing at the field's value.
     pub fn error_at(&self, field: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(message)
