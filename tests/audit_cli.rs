@@ -485,3 +485,53 @@ fn catalogue_claims_are_checked_against_the_specs() {
         "{f}"
     );
 }
+
+/// TR126's claims on its rate sweep (the knee, the highest rate meeting the SLO and that
+/// rate's interval) are re-derived by the audit from the stored requests: they hold as
+/// committed, a knee stated at the wrong rate fails, and a tighter SLO (no new runs) moves
+/// the rate at the SLO so that its stated value and its bound fail.
+#[test]
+fn the_audit_rederives_a_sweeps_knee_and_rate_at_the_slo() {
+    let dir = repo_copy();
+    let spec = dir.path().join("experiments/TR126.yaml");
+    let (_, findings) = audit(dir.path(), &["TR126"]);
+    assert!(
+        with(&findings, "claim", "error").is_empty(),
+        "{}",
+        show(&findings)
+    );
+
+    edit(&spec, "stated: \"4 req/s\"", "stated: \"8 req/s\"");
+    let (code, findings) = audit(dir.path(), &["TR126"]);
+    assert_eq!(code, 1);
+    let claims = with(&findings, "claim", "error");
+    assert_eq!(claims.len(), 1, "{}", show(&findings));
+    let message = claims[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("claim `knee` does not hold")
+            && message.contains("stated 8 req/s but the figures give 4 req/s"),
+        "{message}"
+    );
+    edit(&spec, "stated: \"8 req/s\"", "stated: \"4 req/s\"");
+
+    // At a 200 ms TTFT p99 the 4 req/s runs miss the SLO, so the rate at the SLO falls.
+    edit(&spec, "slo: {ttft_ms: 1000,", "slo: {ttft_ms: 200,");
+    let (_, findings) = audit(dir.path(), &["TR126"]);
+    let failed: Vec<&str> = with(&findings, "claim", "error")
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    for id in ["capacity_at_slo", "capacity_at_slo_bounded"] {
+        assert!(
+            failed
+                .iter()
+                .any(|m| m.starts_with(&format!("claim `{id}` does not hold"))),
+            "{id}: {failed:#?}"
+        );
+    }
+    // The knee does not depend on the SLO.
+    assert!(
+        !failed.iter().any(|m| m.starts_with("claim `knee`")),
+        "{failed:#?}"
+    );
+}

@@ -9,8 +9,10 @@ use serde_json::Value;
 
 use super::compare::{ClaimComparison, is_fraction, select};
 use super::frame::Frames;
-use crate::spec::claim::{Assertion, Stated, Unit};
+use super::serving::{Sweep, SweepFigure};
+use crate::spec::claim::{Assertion, Form, Op, Stated, Unit};
 use crate::spec::matrix::label_of;
+use crate::spec::matrix::values_equal;
 use crate::spec::{Claim, Derive, LoadedSpec};
 use crate::stats::{self, Verdict};
 
@@ -120,27 +122,106 @@ fn basis(sides: &[&Side]) -> Basis {
     }
 }
 
-/// Evaluates every claim. `frames` is None when the TR has no runs; `comparisons` are the
-/// analysis' Holm-adjusted comparisons, which assertions over two sides read.
-pub fn evaluate(
-    loaded: &LoadedSpec,
-    frames: Option<&Frames>,
-    comparisons: &[ClaimComparison],
-) -> PolarsResult<Vec<ClaimCheck>> {
+/// What claims are checked against: the runs, the analysis' Holm-adjusted comparisons (which
+/// assertions over two sides read) and the rate sweeps' figures.
+#[derive(Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    /// None when the TR has no runs.
+    pub frames: Option<&'a Frames>,
+    pub comparisons: &'a [ClaimComparison],
+    pub sweeps: &'a [Sweep],
+}
+
+/// Evaluates every claim.
+pub fn evaluate(loaded: &LoadedSpec, evidence: Evidence) -> PolarsResult<Vec<ClaimCheck>> {
     loaded
         .spec
         .claims
         .iter()
-        .map(|claim| evaluate_one(loaded, claim, frames, comparisons))
+        .map(|claim| evaluate_one(loaded, claim, evidence))
         .collect()
+}
+
+/// The one sweep a side of a sweep claim selects, and its figure of the claim's metric; or
+/// why there is none.
+fn sweep_figure<'a>(
+    loaded: &LoadedSpec,
+    claim: &Claim,
+    sweeps: &'a [Sweep],
+    side: &IndexMap<String, Value>,
+) -> Result<(&'a SweepFigure, String), String> {
+    let mut sel = claim.selection.clone();
+    sel.extend(side.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let metric = claim.metric.as_deref().unwrap_or_default();
+    let label = if sel.is_empty() {
+        "the rate sweep".to_owned()
+    } else {
+        format!("the rate sweep at {}", label_of(&sel))
+    };
+    let matching: Vec<&Sweep> = sweeps
+        .iter()
+        .filter(|s| {
+            sel.iter()
+                .all(|(k, v)| s.fixed.get(k).is_some_and(|w| values_equal(v, w)))
+        })
+        .collect();
+    let sweep = match matching.as_slice() {
+        [one] => *one,
+        [] => return Err(format!("no measured rate sweep matches for {label}")),
+        more => {
+            return Err(format!(
+                "{label} selects {} sweeps; a sweep figure is of one",
+                more.len()
+            ));
+        }
+    };
+    let figure = match metric {
+        "knee_rate" => Some(&sweep.knee_rate),
+        _ if loaded.spec.slo.is_none() => None,
+        _ => sweep.max_rate_at_slo.as_ref(),
+    }
+    .ok_or_else(|| format!("{metric} needs the spec's `slo`"))?;
+    let rates: Vec<String> = sweep.rates.iter().map(|r| round(*r)).collect();
+    Ok((
+        figure,
+        format!("{metric} of {label} (rates {})", rates.join(", ")),
+    ))
+}
+
+/// A sweep figure in words: its value and interval, or that it lies outside the rates measured.
+fn figure_text(metric: &str, f: &SweepFigure) -> String {
+    let interval = match (f.ci_low, f.ci_high) {
+        (Some(lo), Some(hi)) => format!(
+            ", 95% bootstrap interval [{}, {}], found in {}% of resamples",
+            round(lo),
+            round(hi),
+            round(f.found_share * 100.0)
+        ),
+        _ => String::new(),
+    };
+    match f.value {
+        Some(v) if f.at_least => format!(
+            "at least {} (every measured rate met the SLO){interval}",
+            round(v)
+        ),
+        Some(v) => format!("{}{interval}", round(v)),
+        None if metric == "knee_rate" => {
+            format!("none within the measured rates (the server kept up){interval}")
+        }
+        None => format!("none: the lowest measured rate already misses the SLO{interval}"),
+    }
 }
 
 fn evaluate_one(
     loaded: &LoadedSpec,
     claim: &Claim,
-    frames: Option<&Frames>,
-    comparisons: &[ClaimComparison],
+    evidence: Evidence,
 ) -> PolarsResult<ClaimCheck> {
+    let Evidence { frames, sweeps, .. } = evidence;
+    let sweep_metric = claim
+        .metric
+        .as_deref()
+        .is_some_and(crate::spec::metrics::is_sweep);
     let stated = claim.stated.as_deref().and_then(|s| Stated::parse(s).ok());
     let fraction = claim.metric.as_deref().is_some_and(is_fraction);
     // Fraction metrics (efficiency) are stated in percent: 0.93 is "93%".
@@ -154,8 +235,51 @@ fn evaluate_one(
     let mut notes: Vec<String> = Vec::new();
     // For a fraction stated in %, the difference in points, in case points were meant.
     let mut as_points = None;
-    let (derived, basis_of, missing): (Option<f64>, Basis, Option<String>) = if !claim.of.is_empty()
-    {
+    // A sweep figure outside the measured rates fails a stated value outright.
+    let mut holds_override = None;
+    let (derived, basis_of, missing): (Option<f64>, Basis, Option<String>) = if sweep_metric {
+        let metric = claim.metric.as_deref().unwrap_or_default();
+        let sides = match &claim.compare {
+            Some(cmp) => vec![cmp.a.clone(), cmp.b.clone()],
+            None => vec![IndexMap::new()],
+        };
+        let found: Result<Vec<(&SweepFigure, String)>, String> = sides
+            .iter()
+            .map(|side| sweep_figure(loaded, claim, sweeps, side))
+            .collect();
+        match found {
+            Err(why) => (None, Basis::Data, Some(why)),
+            Ok(found) => {
+                // With only an assertion, the assertion's own statistic says it better.
+                if claim.stated.is_some() || claim.assert.is_none() {
+                    for (f, label) in &found {
+                        notes.push(format!("{label}: {}", figure_text(metric, f)));
+                    }
+                }
+                let values: Option<Vec<f64>> = found.iter().map(|(f, _)| f.value).collect();
+                match (values.as_deref(), found.len()) {
+                    (Some(&[v]), 1) => (Some(v), Basis::Data, None),
+                    (Some(&[a, b]), 2) => {
+                        let (value, formula) = two_sides(claim, stated.as_ref(), a, b);
+                        let (value, formula) = scaled(claim, value, formula.to_owned());
+                        notes.push(format!("{formula} = {}", round(value)));
+                        (Some(value), Basis::Data, None)
+                    }
+                    // A figure outside the measured rates cannot be stated as a number; an
+                    // assertion on its interval or found share still can be checked.
+                    _ if claim.stated.is_some() => {
+                        holds_override = Some(false);
+                        notes.push(format!(
+                            "stated {} but there is no such figure to state",
+                            claim.stated.as_deref().unwrap_or_default()
+                        ));
+                        (None, Basis::Data, None)
+                    }
+                    _ => (None, Basis::Data, None),
+                }
+            }
+        }
+    } else if !claim.of.is_empty() {
         let figures: Vec<Side> = claim
             .of
             .iter()
@@ -193,23 +317,13 @@ fn evaluate_one(
         match (a.mean(), b.mean()) {
             (Some(ma), Some(mb)) => {
                 let (ma, mb) = (level(&a, ma), level(&b, mb));
-                let derive = claim
-                    .derive
-                    .unwrap_or(match stated.as_ref().map(|s| &s.unit) {
-                        Some(Unit::Percent) | None => Derive::Change,
-                        Some(Unit::Times) => Derive::Ratio,
-                        Some(_) => Derive::Difference,
-                    });
-                if fraction && claim.derive.is_none() && derive == Derive::Change {
+                if fraction
+                    && claim.derive.is_none()
+                    && derive_of(claim, stated.as_ref()) == Derive::Change
+                {
                     as_points = Some(ma - mb);
                 }
-                let (value, formula) = match derive {
-                    Derive::Savings => ((1.0 - ma / mb) * 100.0, "(1 - A/B) x 100"),
-                    Derive::Ratio => (ma / mb, "A/B"),
-                    Derive::Share => (ma / mb * 100.0, "A/B x 100"),
-                    Derive::Difference => (ma - mb, "A - B"),
-                    _ => ((ma / mb - 1.0) * 100.0, "(A/B - 1) x 100"),
-                };
+                let (value, formula) = two_sides(claim, stated.as_ref(), ma, mb);
                 let (value, formula) = scaled(claim, value, formula.to_owned());
                 // A recorded side's label already shows its value; a side of runs shows its mean.
                 let shown = |s: &Side, m: f64| {
@@ -270,7 +384,7 @@ fn evaluate_one(
         }
     };
 
-    let mut holds = true;
+    let mut holds = holds_override.unwrap_or(true);
     if let (Some(st), Some(value)) = (&stated, derived) {
         let ok = st.holds_for(value);
         holds &= ok;
@@ -297,7 +411,7 @@ fn evaluate_one(
     }
     let mut assertion_missing = None;
     if let Some(text) = &claim.assert {
-        match assertion(loaded, claim, frames, comparisons, text)? {
+        match assertion(loaded, claim, evidence, text)? {
             Some((ok, why)) => {
                 holds &= ok;
                 notes.push(why);
@@ -337,9 +451,34 @@ fn evaluate_one(
                         .collect()
                 })
                 .collect();
-            crate::spec::claim::pooled_text(&crate::spec::claim::pooled_axes(claim, &cells))
+            let mut pooled = crate::spec::claim::pooled_axes(claim, &cells);
+            // A sweep figure spans its rates by definition; that is not pooling.
+            if sweep_metric {
+                pooled.retain(|(axis, _)| axis != "rate");
+            }
+            crate::spec::claim::pooled_text(&pooled)
         }),
     })
+}
+
+/// How a claim's two sides give its figure: `derive`, or else what the stated unit implies.
+fn derive_of(claim: &Claim, stated: Option<&Stated>) -> Derive {
+    claim.derive.unwrap_or(match stated.map(|s| &s.unit) {
+        Some(Unit::Percent) | None => Derive::Change,
+        Some(Unit::Times) => Derive::Ratio,
+        Some(_) => Derive::Difference,
+    })
+}
+
+/// The figure from the two sides' values, and its formula.
+fn two_sides(claim: &Claim, stated: Option<&Stated>, a: f64, b: f64) -> (f64, &'static str) {
+    match derive_of(claim, stated) {
+        Derive::Savings => ((1.0 - a / b) * 100.0, "(1 - A/B) x 100"),
+        Derive::Ratio => (a / b, "A/B"),
+        Derive::Share => (a / b * 100.0, "A/B x 100"),
+        Derive::Difference => (a - b, "A - B"),
+        _ => ((a / b - 1.0) * 100.0, "(A/B - 1) x 100"),
+    }
 }
 
 /// The figure times the claim's `scale`, with the formula saying so.
@@ -361,13 +500,44 @@ fn round(x: f64) -> String {
 fn assertion(
     loaded: &LoadedSpec,
     claim: &Claim,
-    frames: Option<&Frames>,
-    comparisons: &[ClaimComparison],
+    evidence: Evidence,
     text: &str,
 ) -> PolarsResult<Option<(bool, String)>> {
-    let Ok(parsed) = Assertion::parse(text, claim.compare.is_some()) else {
+    let Evidence {
+        frames,
+        comparisons,
+        sweeps,
+    } = evidence;
+    let form = Form::of(claim);
+    let Ok(parsed) = Assertion::parse(text, form) else {
         return Ok(None);
     };
+    if form == Form::Sweep {
+        // One sweep: validation refuses assertions on two.
+        if claim.compare.is_some() {
+            return Ok(None);
+        }
+        let Ok((figure, label)) = sweep_figure(loaded, claim, sweeps, &IndexMap::new()) else {
+            return Ok(None);
+        };
+        let Assertion::Compare { stat, op, value } = parsed else {
+            return Ok(None);
+        };
+        let got = match stat.as_str() {
+            "value" => figure.value,
+            "ci_low" => figure.ci_low,
+            "ci_high" => figure.ci_high,
+            "found_share" => Some(figure.found_share),
+            _ => None,
+        };
+        let (mut ok, mut why) = compare_stat(text, &stat, got, op, value);
+        // A lower bound cannot bound the true rate from above.
+        if figure.at_least && stat != "found_share" && matches!(op, Op::Lt | Op::Le | Op::Eq) {
+            ok = false;
+            why.push_str(" (a lower bound only: every measured rate met the SLO)");
+        }
+        return Ok(Some((ok, format!("{why} over {label}"))));
+    }
     if claim.compare.is_some() {
         let Some(c) = comparisons.iter().find(|c| c.claim == claim.id) else {
             return Ok(None);
@@ -439,13 +609,7 @@ fn assertion(
     Ok(Some((ok, format!("{why} over {}", s.label))))
 }
 
-fn compare_stat(
-    text: &str,
-    stat: &str,
-    got: Option<f64>,
-    op: crate::spec::claim::Op,
-    value: f64,
-) -> (bool, String) {
+fn compare_stat(text: &str, stat: &str, got: Option<f64>, op: Op, value: f64) -> (bool, String) {
     match got {
         Some(g) => (
             op.holds(g, value),

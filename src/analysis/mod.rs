@@ -220,7 +220,14 @@ pub fn analyze_frames(
             let contention =
                 contention::compute(&frames, loaded.spec.contention.unwrap_or_default())?;
             let comparisons = compare::claim_comparisons(&frames, loaded)?;
-            let claims = claims::evaluate(loaded, Some(&frames), &comparisons)?;
+            let claims = claims::evaluate(
+                loaded,
+                claims::Evidence {
+                    frames: Some(&frames),
+                    comparisons: &comparisons,
+                    sweeps: &sweeps,
+                },
+            )?;
             phase(
                 "counts, contention, comparisons and claims (in parallel)",
                 started,

@@ -40,7 +40,7 @@ pub fn check(
         None if has_runs => analysis::analyze(root, loaded)
             .map(|a| a.claims)
             .map_err(|e| format!("cannot analyse the data to check the claims: {e}")),
-        None => analysis::claims::evaluate(loaded, None, &[])
+        None => analysis::claims::evaluate(loaded, Default::default())
             .map_err(|e| format!("cannot evaluate the claims: {e}")),
     };
     let checks = match evaluated {

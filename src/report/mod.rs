@@ -877,7 +877,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     // Every claim re-derived (from runs or recorded figures), with its comparison when it has one.
     let checks = match &analysed {
         Some(a) => a.claims.clone(),
-        None => analysis::claims::evaluate(loaded, None, &[])
+        None => analysis::claims::evaluate(loaded, Default::default())
             .map_err(|e| ReportError::Input(Diagnostic::new(format!("evaluating claims: {e}"))))?,
     };
     let claims: Vec<serde_json::Value> = checks

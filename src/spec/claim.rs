@@ -195,6 +195,31 @@ pub const COMPARISON_STATS: &[&str] = &[
 ];
 /// Verdicts an assertion over a comparison can require.
 pub const VERDICTS: &[&str] = &["higher", "lower", "not_detectable"];
+/// Statistics an assertion over a sweep figure (`knee_rate`, `max_rate_at_slo`) can name: the
+/// figure, its bootstrap interval, and the share of resamples in which it exists at all.
+pub const SWEEP_STATS: &[&str] = &["value", "ci_low", "ci_high", "found_share"];
+
+/// What an assertion is about, which decides the statistics it may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// One selection of runs, summarised.
+    Summary,
+    /// Two selections compared.
+    Comparison,
+    /// One figure found along a rate sweep.
+    Sweep,
+}
+
+impl Form {
+    /// The form of a claim's assertion.
+    pub fn of(claim: &super::Claim) -> Form {
+        match claim.metric.as_deref() {
+            Some(m) if super::metrics::is_sweep(m) => Form::Sweep,
+            _ if claim.compare.is_some() => Form::Comparison,
+            _ => Form::Summary,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assertion {
@@ -205,22 +230,25 @@ pub enum Assertion {
 }
 
 impl Assertion {
-    /// Parses an assertion; `comparison` says whether the claim compares two sides, which
-    /// decides the statistics it may name.
-    pub fn parse(text: &str, comparison: bool) -> Result<Assertion, String> {
+    /// Parses an assertion of the given form, which decides the statistics it may name.
+    pub fn parse(text: &str, form: Form) -> Result<Assertion, String> {
         let t = text.trim();
-        let stats = if comparison {
-            COMPARISON_STATS
-        } else {
-            SUMMARY_STATS
+        let comparison = form == Form::Comparison;
+        let stats = match form {
+            Form::Summary => SUMMARY_STATS,
+            Form::Comparison => COMPARISON_STATS,
+            Form::Sweep => SWEEP_STATS,
         };
         if VERDICTS.contains(&t) {
             return if comparison {
                 Ok(Assertion::Verdict(t.to_owned()))
             } else {
-                Err(format!(
-                    "`{t}` is a comparison verdict, but this claim has no `compare`"
-                ))
+                Err(match form {
+                    Form::Sweep => format!(
+                        "`{t}` is a comparison verdict, but a sweep figure is one value with an interval"
+                    ),
+                    _ => format!("`{t}` is a comparison verdict, but this claim has no `compare`"),
+                })
             };
         }
         let ops = [
@@ -362,7 +390,7 @@ mod tests {
     #[test]
     fn assertions_name_known_statistics() {
         assert_eq!(
-            Assertion::parse("ci_low >= 0.95", false).unwrap(),
+            Assertion::parse("ci_low >= 0.95", Form::Summary).unwrap(),
             Assertion::Compare {
                 stat: "ci_low".into(),
                 op: Op::Ge,
@@ -370,7 +398,7 @@ mod tests {
             }
         );
         assert_eq!(
-            Assertion::parse("p_holm<0.05", true).unwrap(),
+            Assertion::parse("p_holm<0.05", Form::Comparison).unwrap(),
             Assertion::Compare {
                 stat: "p_holm".into(),
                 op: Op::Lt,
@@ -378,24 +406,39 @@ mod tests {
             }
         );
         assert_eq!(
-            Assertion::parse("not_detectable", true).unwrap(),
+            Assertion::parse("not_detectable", Form::Comparison).unwrap(),
             Assertion::Verdict("not_detectable".into())
         );
         assert!(
-            Assertion::parse("not_detectable", false)
+            Assertion::parse("not_detectable", Form::Summary)
                 .unwrap_err()
                 .contains("no `compare`")
         );
         assert!(
-            Assertion::parse("ci_lo >= 1", false)
+            Assertion::parse("ci_lo >= 1", Form::Summary)
                 .unwrap_err()
                 .contains("unknown statistic `ci_lo`")
         );
         assert!(
-            Assertion::parse("mean >= fast", false)
+            Assertion::parse("mean >= fast", Form::Summary)
                 .unwrap_err()
                 .contains("not a number")
         );
-        assert!(Assertion::parse("mean", false).is_err());
+        assert!(Assertion::parse("mean", Form::Summary).is_err());
+        // A sweep figure names its own statistics: the value and its interval, not a summary.
+        assert_eq!(
+            Assertion::parse("ci_low > 3", Form::Sweep).unwrap(),
+            Assertion::Compare {
+                stat: "ci_low".into(),
+                op: Op::Gt,
+                value: 3.0
+            }
+        );
+        assert!(
+            Assertion::parse("mean > 3", Form::Sweep)
+                .unwrap_err()
+                .contains("one of: value, ci_low, ci_high, found_share")
+        );
+        assert!(Assertion::parse("higher", Form::Sweep).is_err());
     }
 }

@@ -91,13 +91,23 @@ pub const DERIVED_METRICS: &[&str] = &[
     "tokens_per_kwh",
 ];
 
+/// Figures of a rate sweep (the load cells that differ only in `rate`), found by the analysis
+/// with a bootstrap interval over each rate's runs; a claim selects one sweep.
+pub const SWEEP_METRICS: &[&str] = &["knee_rate", "max_rate_at_slo"];
+
+pub fn is_sweep(name: &str) -> bool {
+    SWEEP_METRICS.contains(&name)
+}
+
 /// Metrics with a value per run, which can be compared between selections of runs.
 pub fn per_run() -> impl Iterator<Item = &'static str> {
     AGENT_METRICS.iter().chain(RUN_METRICS).copied()
 }
 
 pub fn all() -> impl Iterator<Item = &'static str> {
-    per_run().chain(DERIVED_METRICS.iter().copied())
+    per_run()
+        .chain(DERIVED_METRICS.iter().copied())
+        .chain(SWEEP_METRICS.iter().copied())
 }
 
 pub fn is_known(name: &str) -> bool {

@@ -16,7 +16,8 @@ use crate::spec::{Cell, Claim, Derive, Spec, metrics};
 /// warning naming the axes.
 pub(super) fn check_pooling(c: &mut Checker, spec: &Spec, cells: &[Cell]) {
     for (i, claim) in spec.claims.iter().enumerate() {
-        if claim.pool || claim.metric.is_none() {
+        // A sweep figure cannot pool: check_sweep_claim insists on one sweep per side.
+        if claim.pool || claim.metric.as_deref().is_none_or(metrics::is_sweep) {
             continue;
         }
         let params: Vec<IndexMap<String, Value>> = cells.iter().map(|c| c.params.clone()).collect();
@@ -81,6 +82,89 @@ pub(super) fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Ce
         for (sel_at, sel) in selections {
             check_selection(c, spec, m, cells, &sel_at, sel);
         }
+        if claim.metric.as_deref().is_some_and(metrics::is_sweep) {
+            check_sweep_claim(c, spec, m, cells, claim, &at);
+        }
+    }
+}
+
+/// A claim on a sweep figure (`knee_rate`, `max_rate_at_slo`) needs a rate sweep to find it
+/// on, and each of its sides must pick out one sweep: every axis but `rate` fixed.
+fn check_sweep_claim(
+    c: &mut Checker,
+    spec: &Spec,
+    m: &Matrix,
+    cells: &[Cell],
+    claim: &Claim,
+    at: &str,
+) {
+    let metric = claim.metric.as_deref().unwrap_or_default();
+    let rates = m.axes.get("rate").map_or(0, Vec::len);
+    if rates < 2 {
+        c.error(
+            &format!("{at}.metric"),
+            format!(
+                "`{metric}` is found along a `rate` axis, but the matrix has {}",
+                if rates == 0 {
+                    "none".to_owned()
+                } else {
+                    "only one rate".to_owned()
+                }
+            ),
+            "sweep the offered rate in the matrix, e.g. `rate: [1, 2, 4, 8]`",
+        );
+        return;
+    }
+    if metric == "max_rate_at_slo" && spec.slo.is_none() {
+        c.error(
+            &format!("{at}.metric"),
+            "`max_rate_at_slo` is the highest rate meeting the SLO, but the spec has no `slo`",
+            "add `slo: {ttft_ms: 1000, tpot_ms: 50, percentile: p99}`",
+        );
+    }
+    if claim.assert.is_some() && claim.compare.is_some() {
+        c.error(
+            &format!("{at}.assert"),
+            "an assertion on two sweeps' figures is not supported: each has its own bootstrap interval, and their ratio has none",
+            "state the ratio (`stated: \"2.0x\"`), or assert on each sweep in a claim of its own (`assert: \"ci_low > 3\"`)",
+        );
+    }
+    let mut sides = vec![(format!("{at}.where"), claim.selection.clone())];
+    if let Some(cmp) = &claim.compare {
+        for (name, side) in [("a", &cmp.a), ("b", &cmp.b)] {
+            let mut sel = claim.selection.clone();
+            sel.extend(side.iter().map(|(k, v)| (k.clone(), v.clone())));
+            sides.push((format!("{at}.compare.{name}"), sel));
+        }
+        sides.remove(0);
+    }
+    let params: Vec<IndexMap<String, Value>> = cells.iter().map(|c| c.params.clone()).collect();
+    for (side_at, sel) in sides {
+        if sel.contains_key("rate") {
+            c.error_at_key(
+                &child_path(&side_at, "rate"),
+                format!(
+                    "`{metric}` is found across every rate of a sweep, so it cannot select one"
+                ),
+                "remove `rate` from the selection",
+            );
+            continue;
+        }
+        let others: Vec<(String, Vec<Value>)> = crate::spec::matrix::pooled_axes(&params, &sel)
+            .into_iter()
+            .filter(|(axis, _)| axis != "rate")
+            .collect();
+        if let Some((axis, values)) = others.first() {
+            let listed: Vec<String> = values.iter().map(compact).collect();
+            c.error(
+                &side_at,
+                format!(
+                    "`{metric}` is a figure of one sweep, but this selection takes in one sweep per {axis} ({})",
+                    listed.join(", ")
+                ),
+                format!("select one, e.g. `{axis}: {}`", compact(&values[0])),
+            );
+        }
     }
 }
 
@@ -99,6 +183,7 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
             .is_some_and(|c| c.a.contains_key("recorded") || c.b.contains_key("recorded"));
     if let Some(metric) = &claim.metric
         && metrics::is_known(metric)
+        && !metrics::is_sweep(metric)
         && !metrics::per_run().any(|m| m == metric)
     {
         c.error(&format!("{at}.metric"), format!("`{metric}` is derived per cell, so a claim cannot re-derive it from runs"), "claim a per-run metric (docs/metrics.md), e.g. `aggregate_tok_s` instead of a cost per 1M tokens");
@@ -111,7 +196,7 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
                 "use `stated:` for recorded figures; keep `assert:` for claims over measured runs",
             );
         }
-        if let Err(e) = Assertion::parse(assert, claim.compare.is_some()) {
+        if let Err(e) = Assertion::parse(assert, crate::spec::claim::Form::of(claim)) {
             c.error(
                 &format!("{at}.assert"),
                 format!("cannot read the assertion: {e}"),
