@@ -4,6 +4,7 @@
 
 pub mod framing;
 mod llamacpp;
+pub mod metrics;
 mod ollama;
 mod openai;
 pub mod tokenize;

@@ -12,5 +12,5 @@ pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest}
 pub use run::{
     AgentRun, Background, DEGRADED_LAG_P99_MS, GpuSample, GroupStats, LagStats, LoadRequest,
     LoadRun, LoadSummary, LoadedModel, Percentiles, PromptBuild, ReportedRequest, RunRecord,
-    RunStatus, ServerSample,
+    RunStatus, ServerCounters, ServerMetrics, ServerMetricsSummary, ServerSample, ServerScrape,
 };

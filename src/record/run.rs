@@ -243,6 +243,102 @@ pub struct LoadRun {
     pub requests_file: String,
     pub requests_sha256: String,
     pub summary: LoadSummary,
+    /// What the servers said of themselves on `/metrics` during the period, where they expose
+    /// it and the backend scrapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<ServerMetrics>,
+}
+
+/// One scrape of the servers' `/metrics`, summed over the servers a period sends to (the KV
+/// cache use is the largest of theirs). Counters count since each server started; only their
+/// differences between two scrapes mean anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCounters {
+    /// Requests being processed, and waiting for a slot (the server's queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<f64>,
+    /// Share of the KV cache in use, in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_usage: Option<f64>,
+    /// Prompt tokens the server handled (computed and found in its cache), of them those found
+    /// in its cache, and tokens it generated: counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<f64>,
+    /// Requests the server finished: a counter (vLLM's request_success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_finished: Option<f64>,
+}
+
+/// A scrape at `t_ms` from the period's start (the midpoint of its request and answer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerScrape {
+    pub t_ms: f64,
+    #[serde(flatten)]
+    pub counters: ServerCounters,
+}
+
+/// The servers' own account of a load period: the scrapes, and the counters' differences over
+/// the measured period reconciled with the client's counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerMetrics {
+    /// The `/metrics` URLs scraped.
+    pub urls: Vec<String>,
+    pub interval_ms: f64,
+    /// Every scrape that answered, in time order.
+    pub scrapes: Vec<ServerScrape>,
+    /// Scrapes that failed, and the first one's reason.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ServerMetricsSummary>,
+}
+
+/// The measured period as the servers counted it: from the scrape at the end of the warm-up
+/// to the one after the last request finished or was cancelled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerMetricsSummary {
+    /// The two scrapes the differences are taken between (ms from the period's start): the
+    /// one at the end of the warm-up, and the last (before the cut, if requests were cut off).
+    pub from_ms: f64,
+    pub to_ms: f64,
+    /// Counter differences between them.
+    pub delta: ServerCounters,
+    /// The client's counts over the same window: the requests that finished well between the
+    /// two scrapes (a warm-up request finishing after the first is one of them, and counted)
+    /// and their output tokens; the prompt tokens of the requests whose first token came
+    /// between them (when the server reads a prompt).
+    pub client_requests: u64,
+    pub client_warmup_requests: u64,
+    pub client_output_tokens: u64,
+    pub client_prompt_tokens: u64,
+    /// Requests of the period that did not finish well (failed or cancelled): a server may
+    /// have counted part of their work.
+    pub client_not_finished: u64,
+    /// server / client - 1, for output tokens and for prompt tokens (none for prompts when
+    /// requests were cut off: the server read prompts the client lost with them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_token_diff: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_token_diff: Option<f64>,
+    /// The queue (waiting requests) and the running requests over the window's scrapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_usage_max: Option<f64>,
 }
 
 /// Load on the machine from outside the experiment during one run.

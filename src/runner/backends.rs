@@ -79,7 +79,11 @@ pub(super) async fn launch_backend(
         return Ok(Vec::new());
     };
     let binary = servers::find_llama_server()?;
-    let args = servers::expand_args(name, &launch.args)?;
+    let mut args = servers::expand_args(name, &launch.args)?;
+    // The page scraped during load runs; llama-server serves it only when asked.
+    if super::scrape::scrapes(b) && !args.iter().any(|a| a == "--metrics") {
+        args.push("--metrics".into());
+    }
     let mut started = Vec::new();
     for i in 0..launch.count.max(1) {
         progress.note(&format!(

@@ -45,6 +45,10 @@ const LEAD: Duration = Duration::from_millis(2);
 /// What a period has done so far, for live progress: updated as requests go and finish.
 #[derive(Debug, Default)]
 pub struct Live {
+    /// When the period's schedule starts (set as it begins): what its offsets count from.
+    pub origin: std::sync::OnceLock<Instant>,
+    /// When the grace ran out with requests still in flight, which were then cancelled.
+    pub cut: std::sync::OnceLock<Instant>,
     pub sent: AtomicU64,
     pub finished: AtomicU64,
     pub errors: AtomicU64,
@@ -181,7 +185,7 @@ pub async fn run_period_with(
     warmup: Duration,
     live: &Live,
 ) -> Vec<LoadRequest> {
-    let origin = Instant::now() + LEAD;
+    let origin = *live.origin.get_or_init(|| Instant::now() + LEAD);
     let mut progress = Progress::default();
     let mut flight = InFlight {
         set: JoinSet::new(),
@@ -242,6 +246,7 @@ pub async fn run_period_with(
             Ok(Some(joined)) => flight.take(joined, &mut out),
             Ok(None) => break,
             Err(_) => {
+                let _ = live.cut.set(Instant::now());
                 flight.set.abort_all();
                 // A request that finished as the grace ran out is kept, not cancelled.
                 while let Some(joined) = flight.set.join_next().await {

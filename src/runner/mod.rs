@@ -14,6 +14,7 @@ mod outcome;
 pub mod program;
 mod progress;
 mod prompts;
+pub mod scrape;
 pub mod servers;
 pub mod session;
 pub mod telemetry;
@@ -40,6 +41,7 @@ use cells::{
 };
 use measure::LagMonitor;
 use outcome::{Measured, load_run, summary_line};
+use scrape::scrape_urls;
 use servers::LaunchError;
 
 /// Seconds an agent program may run before it is killed, unless its spec says otherwise.
@@ -280,6 +282,8 @@ pub async fn run(
                 };
                 let live = Arc::new(load::Live::default());
                 let ticker = progress.follow_load(live.clone(), period.offered_rate);
+                let scraper = scrape_urls(&loaded.spec.backends[&backend_name], &targets)
+                    .map(|(urls, interval)| scrape::Scraper::start(client.clone(), urls, interval, live.clone(), period.warmup));
                 let requests = tokio::select! {
                     r = load::run_period_with(&client, protocol, &targets, period.pacer.as_mut(), limits, period.warmup, &live) => Some(r),
                     _ = interrupt.recv() => None,
@@ -287,7 +291,13 @@ pub async fn run(
                 if let Some(t) = ticker {
                     t.abort();
                 }
-                requests.map(|r| Measured::Load(r, shape, period))
+                match (requests, scraper) {
+                    (Some(r), Some(s)) => {
+                        let metrics = s.finish(&live, period.warmup, &r).await;
+                        Some(Measured::Load(r, shape, period, Some(Box::new(metrics))))
+                    }
+                    (r, _) => r.map(|r| Measured::Load(r, shape, period, None)),
+                }
             } else if matches!(scenario, Some(Scenario::Command { .. })) {
                 if let Some((name, b)) = cold_backend(loaded, &cell.params)
                     && let Some(entry) = running.iter_mut().find(|s| s.name == name)
@@ -346,11 +356,12 @@ pub async fn run(
                         .map(|a| format!("agent {}: {}", a.agent, a.reason.as_deref().unwrap_or("degraded")));
                     (agents, group, None, reason)
                 }
-                Measured::Load(requests, shape, period) => {
+                Measured::Load(requests, shape, period, server_metrics) => {
                     // The requests are on disk before the journal line that points at them.
                     let sha256 = crate::record::requests::write(&paths, &run.run_id, &requests)
                         .map_err(|e| RunError::Other(e.to_string()))?;
-                    let load = load_run(&shape, &period, &requests, &run.run_id, sha256);
+                    let mut load = load_run(&shape, &period, &requests, &run.run_id, sha256);
+                    load.server_metrics = server_metrics.map(|m| *m);
                     let reason = load::degraded_reason(&load.summary);
                     (Vec::new(), None, Some(load), reason)
                 }

@@ -75,6 +75,7 @@ pub(super) enum Measured {
         Vec<crate::record::LoadRequest>,
         crate::spec::load::LoadShape,
         load::Period,
+        Option<Box<crate::record::ServerMetrics>>,
     ),
 }
 
@@ -115,5 +116,6 @@ pub(super) fn load_run(
         requests_file: format!("requests/{run_id}.jsonl"),
         requests_sha256,
         summary: load::summarize(requests, period.offered_rate),
+        server_metrics: None,
     }
 }

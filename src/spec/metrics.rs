@@ -74,6 +74,15 @@ pub const RUN_METRICS: &[&str] = &[
     "in_flight_max",
     "cache_hit_rate",
     "reached_output_share",
+    // The servers' own account (`/metrics`) over the measured period: their token counts
+    // against the client's (server / client - 1), and their queue, running requests and KV
+    // cache use.
+    "server_output_token_diff",
+    "server_prompt_token_diff",
+    "server_queue_mean",
+    "server_queue_max",
+    "server_running_mean",
+    "server_kv_cache_max",
     // Against the spec's `slo`, computed by the analysis from the stored requests.
     "goodput",
     "slo_share",
@@ -131,6 +140,7 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "reached_output_share"
         | "output_reached"
         | "cached_share"
+        | "server_kv_cache_max"
         | "slo_share" => Scale::Logit,
         // Differences that can be zero or negative: a schedule kept exactly has no lag, and
         // a client can send faster than offered.
@@ -139,7 +149,14 @@ pub fn scale(name: &str) -> crate::stats::Scale {
         | "rate_shortfall"
         | "dispatch_lag_p50_ms"
         | "dispatch_lag_p99_ms"
-        | "dispatch_lag_max_ms" => Scale::Linear,
+        | "dispatch_lag_max_ms"
+        // The servers' counts against the client's: zero when they agree. An idle queue is
+        // empty.
+        | "server_output_token_diff"
+        | "server_prompt_token_diff"
+        | "server_queue_mean"
+        | "server_queue_max"
+        | "server_running_mean" => Scale::Linear,
         _ => Scale::Log,
     }
 }

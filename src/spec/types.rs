@@ -152,6 +152,10 @@ pub struct Backend {
     /// backend is llama-server; an endpoint without `server` is generic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<super::params::OpenAiServer>,
+    /// Load runs: scrape each server's `/metrics` (Prometheus text) every this many ms
+    /// (default 1000; 0 turns it off). Launched llama-servers get `--metrics` unless it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -43,6 +43,14 @@ pub(super) struct LeanRecord<'a> {
 #[derive(Deserialize)]
 pub(super) struct LeanLoad {
     pub(super) summary: crate::record::LoadSummary,
+    #[serde(default)]
+    server_metrics: Option<LeanServerMetrics>,
+}
+
+#[derive(Deserialize)]
+struct LeanServerMetrics {
+    #[serde(default)]
+    summary: Option<crate::record::ServerMetricsSummary>,
 }
 
 /// A load run's figures, in the order of RUN_METRICS' load part.
@@ -50,6 +58,11 @@ pub(super) fn load_values(load: Option<&LeanLoad>) -> [Option<f64>; LOAD_METRICS
     let Some(s) = load.map(|l| &l.summary) else {
         return [None; LOAD_METRICS];
     };
+    let server = load
+        .and_then(|l| l.server_metrics.as_ref())
+        .and_then(|m| m.summary.as_ref());
+    let from_server =
+        |f: fn(&crate::record::ServerMetricsSummary) -> Option<f64>| server.and_then(f);
     let shortfall = s
         .offered_rate
         .zip(s.achieved_rate)
@@ -86,6 +99,12 @@ pub(super) fn load_values(load: Option<&LeanLoad>) -> [Option<f64>; LOAD_METRICS
         Some(f64::from(s.in_flight_max)),
         s.cache_hit_rate,
         s.reached_output_share,
+        from_server(|m| m.output_token_diff),
+        from_server(|m| m.prompt_token_diff),
+        from_server(|m| m.waiting_mean),
+        from_server(|m| m.waiting_max),
+        from_server(|m| m.running_mean),
+        from_server(|m| m.kv_cache_usage_max),
         // goodput and slo_share: filled by the analysis from the request files (serving).
         None,
         None,

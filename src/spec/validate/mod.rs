@@ -262,6 +262,21 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
             "give seconds, e.g. `timeout_s: 120`",
         );
     }
+    if let Some(ms) = b.scrape_ms {
+        if !ms.is_finite() || ms < 0.0 || (ms > 0.0 && ms < 100.0) {
+            c.error(
+                &child_path(at, "scrape_ms"),
+                format!("`scrape_ms` is {ms}: scrapes closer than 100 ms apart load the server they measure"),
+                "give milliseconds of at least 100 (`scrape_ms: 1000`, the default), or 0 to turn scraping off",
+            );
+        } else if b.kind == BackendKind::Ollama && ms > 0.0 {
+            c.error(
+                &child_path(at, "scrape_ms"),
+                "Ollama serves no `/metrics` page to scrape",
+                "remove `scrape_ms` (Ollama backends are not scraped)",
+            );
+        }
+    }
 }
 
 fn check_workload(c: &mut Checker, spec: &Spec) {

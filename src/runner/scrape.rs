@@ -1,0 +1,394 @@
+//! The servers' own account of a load period: their `/metrics` scraped at a fixed interval
+//! from the period's start, once more exactly when the warm-up ends, and once after the last
+//! request finished or was cancelled. The counters' differences between those two last
+//! scrapes are the measured period as the servers saw it (never counts since the server
+//! started, never the warm-up), reconciled with what the client counted over the same window.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::backend::metrics;
+use crate::record::{
+    LoadRequest, RunStatus, ServerCounters, ServerMetrics, ServerMetricsSummary, ServerScrape,
+};
+
+/// How long one scrape may take before it counts as failed.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default scrape interval when a backend names none.
+pub const DEFAULT_INTERVAL_MS: f64 = 1000.0;
+
+/// The `/metrics` URLs of the servers a period sends to, and the interval, if the backend
+/// scrapes: not Ollama (it has no such page), not with `scrape_ms: 0`.
+pub fn scrape_urls(
+    backend: &crate::spec::Backend,
+    targets: &[super::measure::Target],
+) -> Option<(Vec<String>, Duration)> {
+    if !scrapes(backend) {
+        return None;
+    }
+    let mut urls: Vec<String> = Vec::new();
+    for t in targets {
+        let url = format!("{}/metrics", t.server.trim_end_matches('/'));
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    let ms = backend.scrape_ms.unwrap_or(DEFAULT_INTERVAL_MS);
+    (!urls.is_empty()).then(|| (urls, Duration::from_secs_f64(ms / 1000.0)))
+}
+
+/// Whether a backend's servers are scraped during load runs.
+pub fn scrapes(backend: &crate::spec::Backend) -> bool {
+    backend.kind != crate::spec::BackendKind::Ollama && backend.scrape_ms != Some(0.0)
+}
+
+struct Collected {
+    scrapes: Vec<(Instant, ServerCounters)>,
+    failed: u32,
+    error: Option<String>,
+}
+
+/// A scrape running beside a period.
+pub struct Scraper {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<Collected>,
+    urls: Vec<String>,
+    interval: Duration,
+}
+
+/// One round: every server's page, read and combined; the time is the midpoint of the round.
+async fn scrape_round(
+    client: &reqwest::Client,
+    urls: &[String],
+) -> (Instant, Result<ServerCounters, String>) {
+    let sent = Instant::now();
+    let pages = futures_util::future::join_all(urls.iter().map(|url| async move {
+        let response = client
+            .get(url)
+            .timeout(SCRAPE_TIMEOUT)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+        metrics::parse(&text).map_err(|e| format!("{url}: {e}"))
+    }))
+    .await;
+    let done = Instant::now();
+    let mid = sent + (done - sent) / 2;
+    let parts: Result<Vec<ServerCounters>, String> = pages.into_iter().collect();
+    (mid, parts.map(|p| metrics::combine(&p)))
+}
+
+impl Scraper {
+    /// Starts scraping `urls` (each a `/metrics` URL) every `interval` from `origin`, and at
+    /// `origin + warmup`. `origin` is when the period's schedule starts; it is awaited, since
+    /// the period sets it when it begins.
+    pub fn start(
+        client: reqwest::Client,
+        urls: Vec<String>,
+        interval: Duration,
+        live: Arc<super::load::Live>,
+        warmup: Duration,
+    ) -> Scraper {
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
+        let scrape_urls = urls.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Collected {
+                scrapes: Vec::new(),
+                failed: 0,
+                error: None,
+            };
+            let mut record = |(at, r): (Instant, Result<ServerCounters, String>)| match r {
+                Ok(c) => out.scrapes.push((at, c)),
+                Err(e) => {
+                    out.failed += 1;
+                    out.error.get_or_insert(e);
+                }
+            };
+            let stop_signal = stopped.notified();
+            tokio::pin!(stop_signal);
+            // The period sets its origin as it starts, a moment after this task does.
+            let origin = loop {
+                if let Some(o) = live.origin.get() {
+                    break *o;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    _ = &mut stop_signal => return out,
+                }
+            };
+            let mut k: u32 = 0;
+            let mut warmup_done = warmup.is_zero();
+            loop {
+                let tick = origin + interval * k;
+                let due = if !warmup_done && origin + warmup <= tick {
+                    warmup_done = true;
+                    origin + warmup
+                } else {
+                    k += 1;
+                    tick
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = &mut stop_signal => break,
+                }
+                record(scrape_round(&client, &scrape_urls).await);
+            }
+            // After the last request: the end of the window.
+            record(scrape_round(&client, &scrape_urls).await);
+            out
+        });
+        Scraper {
+            stop,
+            task,
+            urls,
+            interval,
+        }
+    }
+
+    /// Stops after one last scrape, and reconciles the scrapes with the period's `requests`.
+    pub async fn finish(
+        self,
+        live: &super::load::Live,
+        warmup: Duration,
+        requests: &[LoadRequest],
+    ) -> ServerMetrics {
+        let origin = live.origin.get().copied();
+        self.stop.notify_one();
+        let collected = self.task.await.unwrap_or(Collected {
+            scrapes: Vec::new(),
+            failed: 1,
+            error: Some("the scrape task failed".into()),
+        });
+        let scrapes: Vec<ServerScrape> = match origin {
+            Some(origin) => collected
+                .scrapes
+                .iter()
+                .map(|(at, c)| ServerScrape {
+                    t_ms: super::measure::ms(at.saturating_duration_since(origin)),
+                    counters: *c,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let empty = scrapes.iter().all(|s| metrics::is_empty(&s.counters));
+        let error = collected.error.or_else(|| {
+            (empty && !scrapes.is_empty())
+                .then(|| "the pages have none of the figures read (docs/metrics.md)".to_owned())
+        });
+        ServerMetrics {
+            urls: self.urls,
+            interval_ms: super::measure::ms(self.interval),
+            summary: summarize(
+                &scrapes,
+                super::measure::ms(warmup),
+                origin
+                    .zip(live.cut.get())
+                    .map(|(o, cut)| super::measure::ms(cut.saturating_duration_since(o))),
+                requests,
+            ),
+            scrapes,
+            failed: collected.failed,
+            error,
+        }
+    }
+}
+
+fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    a.zip(b).map(|(a, b)| b - a)
+}
+
+/// server / client - 1; None when the client counted nothing.
+fn relative(server: Option<f64>, client: u64) -> Option<f64> {
+    server
+        .filter(|_| client > 0)
+        .map(|s| s / client as f64 - 1.0)
+}
+
+/// The measured window's figures: from the first scrape at or after the end of the warm-up
+/// (`warmup_ms` from the period's start) to the last scrape, or, when requests were cut off at
+/// `cut_ms` and cancelled, the last scrape before the cut (a server counts a cancelled
+/// request's work as it drops it, and the client never saw that work finish).
+///
+/// A server counts a request's generated tokens when it finishes, and its prompt tokens when
+/// it has read the prompt (just before the first token). So the client's output tokens are
+/// those of the requests that finished well in the window, and its prompt tokens those of the
+/// requests whose first token came in it. After a cut the prompt count cannot be matched: the
+/// server had read prompts of requests the client lost with their cancellation.
+pub fn summarize(
+    scrapes: &[ServerScrape],
+    warmup_ms: f64,
+    cut_ms: Option<f64>,
+    requests: &[LoadRequest],
+) -> Option<ServerMetricsSummary> {
+    let from = scrapes.iter().find(|s| s.t_ms >= warmup_ms)?;
+    let to = match cut_ms {
+        Some(cut) => scrapes.iter().rev().find(|s| s.t_ms < cut)?,
+        None => scrapes.last()?,
+    };
+    if to.t_ms <= from.t_ms {
+        return None;
+    }
+    let within = |t: Option<f64>| t.is_some_and(|t| t > from.t_ms && t <= to.t_ms);
+    let ok = || requests.iter().filter(|r| r.status == RunStatus::Ok);
+    let finished: Vec<&LoadRequest> = ok()
+        .filter(|r| within(r.e2e_ms.map(|e| r.sent_ms + e)))
+        .collect();
+    let started: Vec<&LoadRequest> = ok()
+        .filter(|r| within(r.ttft_ms.map(|t| r.sent_ms + t)))
+        .collect();
+    let cancelled = requests
+        .iter()
+        .filter(|r| r.status != RunStatus::Ok)
+        .count() as u64;
+    let client_output: u64 = finished.iter().filter_map(|r| r.output_tokens).sum();
+    let prompts: Option<u64> = started.iter().map(|r| r.prompt_tokens).sum();
+    let delta = ServerCounters {
+        running: None,
+        waiting: None,
+        kv_cache_usage: None,
+        prompt_tokens: diff(from.counters.prompt_tokens, to.counters.prompt_tokens),
+        cached_prompt_tokens: diff(
+            from.counters.cached_prompt_tokens,
+            to.counters.cached_prompt_tokens,
+        ),
+        output_tokens: diff(from.counters.output_tokens, to.counters.output_tokens),
+        requests_finished: diff(
+            from.counters.requests_finished,
+            to.counters.requests_finished,
+        ),
+    };
+    let window: Vec<&ServerScrape> = scrapes
+        .iter()
+        .filter(|s| s.t_ms >= from.t_ms && s.t_ms <= to.t_ms)
+        .collect();
+    let mean = |f: fn(&ServerCounters) -> Option<f64>| {
+        let v: Vec<f64> = window.iter().filter_map(|s| f(&s.counters)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let max = |f: fn(&ServerCounters) -> Option<f64>| {
+        window
+            .iter()
+            .filter_map(|s| f(&s.counters))
+            .reduce(f64::max)
+    };
+    Some(ServerMetricsSummary {
+        from_ms: from.t_ms,
+        to_ms: to.t_ms,
+        delta,
+        client_requests: finished.len() as u64,
+        client_warmup_requests: finished.iter().filter(|r| r.warmup).count() as u64,
+        client_output_tokens: client_output,
+        client_prompt_tokens: prompts.unwrap_or(0),
+        client_not_finished: cancelled,
+        output_token_diff: relative(delta.output_tokens, client_output),
+        prompt_token_diff: prompts
+            .filter(|_| cut_ms.is_none())
+            .and_then(|p| relative(delta.prompt_tokens, p)),
+        waiting_mean: mean(|c| c.waiting),
+        waiting_max: max(|c| c.waiting),
+        running_mean: mean(|c| c.running),
+        running_max: max(|c| c.running),
+        kv_cache_usage_max: max(|c| c.kv_cache_usage),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(t_ms: f64, output: f64, prompt: f64, waiting: f64) -> ServerScrape {
+        ServerScrape {
+            t_ms,
+            counters: ServerCounters {
+                running: Some(1.0),
+                waiting: Some(waiting),
+                output_tokens: Some(output),
+                prompt_tokens: Some(prompt),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn request(sent: f64, e2e: f64, output: u64, warmup: bool) -> LoadRequest {
+        LoadRequest {
+            index: 0,
+            scheduled_ms: sent,
+            sent_ms: sent,
+            dispatch_lag_ms: 0.0,
+            status: RunStatus::Ok,
+            reason: None,
+            cancelled: false,
+            ttft_ms: Some(e2e / 2.0),
+            e2e_ms: Some(e2e),
+            ttft_from_schedule_ms: Some(e2e / 2.0),
+            e2e_from_schedule_ms: Some(e2e),
+            tpot_ms: None,
+            itl_p50_ms: None,
+            itl_p99_ms: None,
+            output_tokens: Some(output),
+            prompt_tokens: Some(10),
+            cache_n: None,
+            input_tokens_requested: None,
+            output_tokens_requested: None,
+            warmup,
+        }
+    }
+
+    /// Counters at 0 ms (start), 1000 ms (end of the warm-up), 2000 and 3500 ms (the end): the
+    /// window is 1000 to 3500 ms. A warm-up request finishing at 1200 ms is in it; one
+    /// finishing at 900 ms is not.
+    #[test]
+    fn the_window_runs_from_the_end_of_the_warm_up_to_the_last_scrape() {
+        let scrapes = [
+            scrape(0.0, 100.0, 1000.0, 0.0),
+            scrape(1000.0, 132.0, 1010.0, 2.0),
+            scrape(2000.0, 196.0, 1030.0, 4.0),
+            scrape(3500.0, 228.0, 1040.0, 0.0),
+        ];
+        let requests = [
+            request(100.0, 800.0, 32, true), // finishes at 900: before the window
+            request(500.0, 700.0, 32, true), // 1200: a warm-up request in the window
+            request(1100.0, 900.0, 32, false), // 2000
+            request(1600.0, 1000.0, 32, false), // 2600
+            request(2500.0, 900.0, 0, false), // 3400, no output
+        ];
+        let s = summarize(&scrapes, 1000.0, None, &requests).unwrap();
+        assert_eq!((s.from_ms, s.to_ms), (1000.0, 3500.0));
+        assert_eq!(s.delta.output_tokens, Some(96.0));
+        assert_eq!(s.client_output_tokens, 96);
+        assert_eq!(s.output_token_diff, Some(0.0));
+        assert_eq!((s.client_requests, s.client_warmup_requests), (4, 1));
+        // Prompts are counted when read, just before the first token (here half-way through
+        // each request): the warm-up request's came at 850 ms, before the window, so the
+        // client's are the last three requests', 3 x 10, as the server's 1040 - 1010.
+        assert_eq!(s.client_prompt_tokens, 30);
+        assert_eq!(s.prompt_token_diff, Some(0.0));
+        // Cut off at 3000 ms: the window ends at 2000, and prompts cannot be matched.
+        let cut = summarize(&scrapes, 1000.0, Some(3000.0), &requests).unwrap();
+        assert_eq!(cut.to_ms, 2000.0);
+        assert_eq!(cut.delta.output_tokens, Some(64.0));
+        assert_eq!(cut.client_output_tokens, 64, "finished at 1200 and 2000 ms");
+        assert_eq!(cut.prompt_token_diff, None);
+        // The queue over the window's three scrapes: 2, 4, 0.
+        assert_eq!(s.waiting_mean, Some(2.0));
+        assert_eq!(s.waiting_max, Some(4.0));
+    }
+
+    #[test]
+    fn a_server_that_counted_more_shows_the_difference_and_no_window_no_summary() {
+        let scrapes = [scrape(0.0, 0.0, 0.0, 0.0), scrape(1000.0, 101.0, 0.0, 0.0)];
+        let requests = [request(10.0, 500.0, 100, false)];
+        let s = summarize(&scrapes, 0.0, None, &requests).unwrap();
+        assert!((s.output_token_diff.unwrap() - 0.01).abs() < 1e-12);
+        assert!(summarize(&scrapes[..1], 0.0, None, &requests).is_none());
+        assert!(summarize(&[], 0.0, None, &requests).is_none());
+        // Cut off at 900 ms: the window ends at the last scrape before, which is its start.
+        assert!(summarize(&scrapes, 0.0, Some(900.0), &requests).is_none());
+    }
+}
