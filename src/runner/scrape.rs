@@ -128,6 +128,10 @@ impl Scraper {
                 let tick = origin + interval * k;
                 let due = if !warmup_done && origin + warmup <= tick {
                     warmup_done = true;
+                    // A tick at the very end of the warm-up is that scrape.
+                    if origin + warmup == tick {
+                        k += 1;
+                    }
                     origin + warmup
                 } else {
                     k += 1;
