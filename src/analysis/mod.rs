@@ -58,6 +58,8 @@ pub struct Analysis {
     pub claims: Vec<claims::ClaimCheck>,
     /// The TR's rate sweeps: knee and highest rate at the SLO, each with an interval.
     pub sweeps: Vec<serving::Sweep>,
+    /// Per load cell, latency percentiles over all its measured requests pooled.
+    pub pooled: Vec<serving::PooledLatency>,
     pub warnings: Vec<String>,
 }
 
@@ -113,9 +115,9 @@ fn serving_figures(
     root: &Path,
     loaded: &LoadedSpec,
     frames: &mut Frames,
-) -> Result<Vec<serving::Sweep>, AnalysisError> {
+) -> Result<Serving, AnalysisError> {
     if !loaded.has_load_cells() {
-        return Ok(Vec::new());
+        return Ok(Serving::default());
     }
     let paths = TrPaths::new(root, &loaded.spec.id);
     let index: std::collections::HashMap<String, usize> = frame::cell_index(&frames.cells)
@@ -128,6 +130,7 @@ fn serving_figures(
     // Each cell's runs in journal order, as the frame holds them: judged or not.
     let mut judged: Vec<Vec<Option<serving::SloRun>>> = vec![Vec::new(); frames.cells.len()];
     let mut by_cell: std::collections::BTreeMap<usize, Vec<serving::SweepRun>> = Default::default();
+    let mut pools: std::collections::BTreeMap<usize, serving::Pool> = Default::default();
     for r in &records {
         let Some(&cell) = index.get(r.cell_id.as_str()) else {
             continue;
@@ -138,15 +141,13 @@ fn serving_figures(
         if r.warmup || r.status != crate::record::RunStatus::Ok {
             continue;
         }
-        let margin = match slo {
-            Some(slo) => {
-                let requests = crate::record::requests::read(&paths, &r.run_id)
-                    .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
-                judged[cell][slot] = serving::judge(slo, &requests);
-                judged[cell][slot].map(|j| j.slo_margin)
-            }
-            None => None,
-        };
+        let requests = crate::record::requests::read(&paths, &r.run_id)
+            .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
+        pools.entry(cell).or_default().add_run(&requests);
+        let margin = slo.and_then(|slo| {
+            judged[cell][slot] = serving::judge(slo, &requests);
+            judged[cell][slot].map(|j| j.slo_margin)
+        });
         if let (Some(throughput), Some(ttft)) =
             (load.summary.request_throughput, load.summary.ttft_ms.p99)
         {
@@ -173,7 +174,21 @@ fn serving_figures(
         .enumerate()
         .map(|(i, c)| (i, &c.params))
         .collect();
-    Ok(serving::sweeps(&cells, &by_cell, slo.is_some()))
+    Ok(Serving {
+        sweeps: serving::sweeps(&cells, &by_cell, slo.is_some()),
+        pooled: pools
+            .into_iter()
+            .map(|(cell, pool)| pool.finish(cell))
+            .collect(),
+    })
+}
+
+/// What `serving_figures` finds: the rate sweeps' figures and each load cell's pooled
+/// latency percentiles.
+#[derive(Default)]
+struct Serving {
+    sweeps: Vec<serving::Sweep>,
+    pooled: Vec<serving::PooledLatency>,
 }
 
 /// A TR's frames as the analysis sees them: the journal read, and its load runs judged by
@@ -209,7 +224,7 @@ pub fn analyze_frames(
     // Load runs against the SLO first: goodput is a run-level metric like any other, so the
     // statistics and claims below see it.
     let started = std::time::Instant::now();
-    let sweeps = serving_figures(root, loaded, &mut frames)?;
+    let Serving { sweeps, pooled } = serving_figures(root, loaded, &mut frames)?;
     phase("serving: SLO, knee, rate at SLO", started);
     // The per-cell statistics keep every core busy on their own; the relational work (counts,
     // contention, comparisons, claims) is mostly single-threaded, so it runs beside them.
@@ -347,6 +362,7 @@ pub fn analyze_frames(
         comparisons,
         claims,
         sweeps,
+        pooled,
         warnings,
     };
     // Report cells in plan order, whatever order the runs were recorded in.

@@ -294,6 +294,85 @@ pub fn sweeps(
         .collect()
 }
 
+/// A cell's latency percentiles over all its measured requests pooled (every measured run's
+/// requests that finished well, together): what a single long run would show, without an
+/// interval (the requests of one run are not independent). Beside the run-level percentiles,
+/// whose mean over runs has one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PooledLatency {
+    pub cell: usize,
+    /// Requests pooled, and the runs they came from.
+    pub requests: usize,
+    pub runs: usize,
+    pub ttft_ms: crate::record::Percentiles,
+    pub tpot_ms: crate::record::Percentiles,
+    pub e2e_ms: crate::record::Percentiles,
+}
+
+/// A cell's requests gathered run by run, for its pooled percentiles: only the latencies are
+/// kept, not the requests.
+#[derive(Debug, Default, Clone)]
+pub struct Pool {
+    ttft: Vec<f64>,
+    tpot: Vec<f64>,
+    e2e: Vec<f64>,
+    requests: usize,
+    runs: usize,
+}
+
+impl Pool {
+    /// Adds one run's requests (warm-up ones and those that did not finish well left out).
+    pub fn add_run(&mut self, requests: &[LoadRequest]) {
+        self.runs += 1;
+        for r in requests
+            .iter()
+            .filter(|r| !r.warmup && r.status == RunStatus::Ok)
+        {
+            self.requests += 1;
+            self.ttft.extend(r.ttft_ms);
+            self.tpot.extend(r.tpot_ms);
+            self.e2e.extend(r.e2e_ms);
+        }
+    }
+
+    pub fn finish(mut self, cell: usize) -> PooledLatency {
+        let of = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let p = |q: f64| crate::stats::percentile_sorted(v, q);
+            crate::record::Percentiles {
+                p50: p(50.0),
+                p90: p(90.0),
+                p95: p(95.0),
+                p99: p(99.0),
+            }
+        };
+        PooledLatency {
+            cell,
+            requests: self.requests,
+            runs: self.runs,
+            ttft_ms: of(&mut self.ttft),
+            tpot_ms: of(&mut self.tpot),
+            e2e_ms: of(&mut self.e2e),
+        }
+    }
+}
+
+/// Which points are Pareto-optimal when more is better on both axes: no other point is at
+/// least as good on both and better on one. Points with a coordinate that is not finite are
+/// never optimal.
+pub fn pareto(points: &[(f64, f64)]) -> Vec<bool> {
+    let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    points
+        .iter()
+        .map(|p| {
+            finite(p)
+                && !points
+                    .iter()
+                    .any(|q| finite(q) && q.0 >= p.0 && q.1 >= p.1 && (q.0 > p.0 || q.1 > p.1))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +510,46 @@ mod tests {
             lo <= expected && expected <= hi && hi - lo < 0.5,
             "[{lo}, {hi}]"
         );
+    }
+
+    /// Server throughput against per-user speed: more of both is better. (10, 50) and
+    /// (20, 40) and (30, 10) trade one for the other; (15, 30) is beaten by (20, 40), and
+    /// (20, 35) by the same; a point with no TPOT is left out.
+    #[test]
+    fn the_pareto_front_of_throughput_and_interactivity() {
+        let points = [
+            (10.0, 50.0),
+            (15.0, 30.0),
+            (20.0, 40.0),
+            (20.0, 35.0),
+            (30.0, 10.0),
+            (40.0, f64::NAN),
+        ];
+        assert_eq!(pareto(&points), [true, false, true, false, true, false]);
+        // Two equal points are both optimal: neither beats the other.
+        assert_eq!(pareto(&[(1.0, 1.0), (1.0, 1.0)]), [true, true]);
+    }
+
+    #[test]
+    fn pooled_percentiles_take_every_measured_request_of_the_cell() {
+        let run = |ttfts: &[f64]| -> Vec<LoadRequest> {
+            ttfts
+                .iter()
+                .map(|t| request(0.0, *t, 10.0, 100.0, true))
+                .collect()
+        };
+        let mut first = run(&[10.0, 20.0, 30.0]);
+        first[0].warmup = true; // not measured
+        let mut second = run(&[40.0, 50.0]);
+        second[1].status = RunStatus::Degraded; // did not finish well
+        let mut pool = Pool::default();
+        pool.add_run(&first);
+        pool.add_run(&second);
+        let p = pool.finish(3);
+        assert_eq!((p.cell, p.requests, p.runs), (3, 3, 2));
+        // 20, 30, 40: the median is 30.
+        assert_eq!(p.ttft_ms.p50, Some(30.0));
+        assert_eq!(p.e2e_ms.p50, Some(100.0));
     }
 
     #[test]

@@ -13,4 +13,5 @@ pub use run::{
     AgentRun, Background, DEGRADED_LAG_P99_MS, GpuSample, GroupStats, LagStats, LoadRequest,
     LoadRun, LoadSummary, LoadedModel, Percentiles, PromptBuild, ReportedRequest, RunRecord,
     RunStatus, ServerCounters, ServerMetrics, ServerMetricsSummary, ServerSample, ServerScrape,
+    in_flight,
 };

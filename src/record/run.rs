@@ -430,6 +430,34 @@ pub struct LoadRequest {
     pub warmup: bool,
 }
 
+/// Requests in flight every `step_ms` from `from_ms` (offsets from the period's start) to the
+/// last finish or send: sent at or before each step and not yet finished. A request without an
+/// end (failed, cancelled) counts until the last step.
+pub fn in_flight<'r>(
+    requests: impl Iterator<Item = &'r LoadRequest> + Clone,
+    from_ms: f64,
+    step_ms: f64,
+) -> Vec<u32> {
+    let horizon = requests
+        .clone()
+        .map(|r| r.sent_ms + r.e2e_ms.unwrap_or(0.0))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut out = Vec::new();
+    if !from_ms.is_finite() || step_ms <= 0.0 {
+        return out;
+    }
+    let mut t = from_ms;
+    while t <= horizon {
+        let busy = requests
+            .clone()
+            .filter(|r| r.sent_ms <= t && r.e2e_ms.is_none_or(|e| t < r.sent_ms + e))
+            .count() as u32;
+        out.push(busy);
+        t += step_ms;
+    }
+    out
+}
+
 /// Latency percentiles of a load run's requests, in ms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {

@@ -72,7 +72,7 @@ fn jitter(k: usize, n: usize) -> f64 {
 }
 
 /// An axis tick without trailing zeros (50, not 50.0; 0.35, not 0.350).
-fn tick(v: f64) -> String {
+pub fn tick(v: f64) -> String {
     let text = format!("{v:.4}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {
@@ -320,6 +320,15 @@ pub fn over_time(title: &str, y_label: &str, lines: &[Timeline]) -> Result<Strin
     Ok(svg)
 }
 
+/// A horizontal threshold on a figure along an axis: its label, its value, and the band whose
+/// colour it takes.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub label: String,
+    pub value: f64,
+    pub band: usize,
+}
+
 /// One line of a figure along a numeric axis (the offered rate): each point's centre and
 /// interval, and the runs themselves.
 #[derive(Debug, Clone)]
@@ -333,8 +342,15 @@ pub struct Band {
 
 /// A figure of quantities along a numeric axis: per line, every run as a point, the centres
 /// joined, and the interval as a light band; the value axis is logarithmic when the values
-/// span more than two decades (latencies below and beyond a server's capacity).
-pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<String, String> {
+/// span more than two decades (latencies below and beyond a server's capacity). `references`
+/// are thresholds (an SLO's) drawn as dashed lines in the colour of the band they belong to.
+pub fn along(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    bands: &[Band],
+    references: &[Reference],
+) -> Result<String, String> {
     let xs = bands.iter().flat_map(|b| b.points.iter().map(|p| p.0));
     let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
         (l.min(x), h.max(x))
@@ -343,12 +359,17 @@ pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Resul
         return Err(err("a figure along an axis needs points"));
     }
     let pad = ((x_hi - x_lo) * 0.05).max(x_hi.abs() * 0.02).max(1e-9);
-    let ((y_lo, y_hi), log_range) = value_range(bands.iter().flat_map(|b| {
-        b.points
+    let ((y_lo, y_hi), log_range) = value_range(
+        bands
             .iter()
-            .flat_map(|p| [p.1, p.2, p.3])
-            .chain(b.runs.iter().map(|r| r.1))
-    }));
+            .flat_map(|b| {
+                b.points
+                    .iter()
+                    .flat_map(|p| [p.1, p.2, p.3])
+                    .chain(b.runs.iter().map(|r| r.1))
+            })
+            .chain(references.iter().map(|r| r.value)),
+    );
     let log = log_range.is_some();
     let height = 420 + 18 * bands.len() as u32;
     let mut svg = String::new();
@@ -419,6 +440,30 @@ pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Resul
                             PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                         });
                 }
+                for r in references.iter().filter(|r| r.value.is_finite()) {
+                    let color = LINES[r.band % LINES.len()];
+                    chart
+                        .draw_series([plotters::element::DashedPathElement::new(
+                            vec![(x_lo - pad, r.value), (x_hi + pad, r.value)],
+                            6,
+                            4,
+                            color.mix(0.8).stroke_width(1),
+                        )])
+                        .map_err(err)?;
+                    chart
+                        .draw_series([EmptyElement::at((x_hi + pad, r.value))
+                            + Text::new(
+                                r.label.clone(),
+                                (-6, -14),
+                                ("sans-serif", 11).into_font().color(&color).pos(
+                                    plotters::style::text_anchor::Pos::new(
+                                        plotters::style::text_anchor::HPos::Right,
+                                        plotters::style::text_anchor::VPos::Top,
+                                    ),
+                                ),
+                            )])
+                        .map_err(err)?;
+                }
                 legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
             }};
         }
@@ -438,6 +483,305 @@ pub fn along(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Resul
                     .map_err(err)?,
                 y_label.to_owned()
             );
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// One cell of a frontier figure: its centre (the means over its runs), their intervals, the
+/// runs themselves, whether it is Pareto-optimal, and a short tag (its rate).
+#[derive(Debug, Clone)]
+pub struct FrontierPoint {
+    pub x: f64,
+    pub y: f64,
+    pub x_interval: Option<(f64, f64)>,
+    pub y_interval: Option<(f64, f64)>,
+    pub runs: Vec<(f64, f64)>,
+    pub optimal: bool,
+    pub tag: String,
+}
+
+/// A line of cells on a frontier figure (one sweep), in the order they are joined.
+#[derive(Debug, Clone)]
+pub struct FrontierSeries {
+    pub label: String,
+    pub points: Vec<FrontierPoint>,
+}
+
+/// A trade-off figure where more is better on both axes: each cell's runs as faint points,
+/// its centre as a dot with both intervals as a cross, a sweep's cells joined in order, and
+/// the Pareto-optimal cells ringed and tagged.
+pub fn frontier(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[FrontierSeries],
+) -> Result<String, String> {
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let extent = |f: fn(&FrontierPoint) -> Vec<f64>| {
+        all()
+            .flat_map(f)
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+            .max(1e-9)
+            * 1.12
+    };
+    let x_max = extent(|p| {
+        let mut v = vec![p.x];
+        v.extend(p.runs.iter().map(|r| r.0));
+        v.extend(p.x_interval.map(|i| i.1));
+        v
+    });
+    let y_max = extent(|p| {
+        let mut v = vec![p.y];
+        v.extend(p.runs.iter().map(|r| r.1));
+        v.extend(p.y_interval.map(|i| i.1));
+        v
+    });
+    let height = 460 + 18 * series.len() as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(228, 228, 228))
+            .x_label_formatter(&|v: &f64| tick(*v))
+            .y_label_formatter(&|v: &f64| tick(*v))
+            .axis_style(RGBColor(150, 150, 150))
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(err)?;
+        let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
+        for (i, line) in series.iter().enumerate() {
+            let color = LINES[i % LINES.len()];
+            let runs: Vec<(f64, f64)> = line
+                .points
+                .iter()
+                .flat_map(|p| p.runs.iter().copied())
+                .filter(finite)
+                .collect();
+            chart
+                .draw_series(
+                    runs.iter()
+                        .map(|r| Circle::new(*r, 2, color.mix(0.35).filled())),
+                )
+                .map_err(err)?;
+            for p in line.points.iter().filter(|p| finite(&(p.x, p.y))) {
+                if let Some((lo, hi)) = p.x_interval.filter(finite) {
+                    chart
+                        .draw_series([PathElement::new(
+                            vec![(lo, p.y), (hi, p.y)],
+                            color.stroke_width(1),
+                        )])
+                        .map_err(err)?;
+                }
+                if let Some((lo, hi)) = p.y_interval.filter(finite) {
+                    chart
+                        .draw_series([PathElement::new(
+                            vec![(p.x, lo), (p.x, hi)],
+                            color.stroke_width(1),
+                        )])
+                        .map_err(err)?;
+                }
+            }
+            let centres: Vec<(f64, f64)> = line
+                .points
+                .iter()
+                .map(|p| (p.x, p.y))
+                .filter(finite)
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    centres.iter().copied(),
+                    color.mix(0.6).stroke_width(1),
+                ))
+                .map_err(err)?;
+            chart
+                .draw_series(centres.iter().map(|c| Circle::new(*c, 4, color.filled())))
+                .map_err(err)?
+                .label(line.label.clone())
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+        }
+        let optimal: Vec<&FrontierPoint> =
+            all().filter(|p| p.optimal && finite(&(p.x, p.y))).collect();
+        chart
+            .draw_series(
+                optimal
+                    .iter()
+                    .map(|p| Circle::new((p.x, p.y), 8, BLACK.stroke_width(1))),
+            )
+            .map_err(err)?
+            .label("Pareto-optimal")
+            .legend(|(x, y)| Circle::new((x + 9, y), 6, BLACK.stroke_width(1)));
+        // Tags of neighbouring optimal cells alternate above and below, so they do not overlap.
+        let mut by_x = optimal.clone();
+        by_x.sort_by(|a, b| a.x.total_cmp(&b.x));
+        chart
+            .draw_series(by_x.iter().enumerate().map(|(k, p)| {
+                let dy = if k % 2 == 0 { -18 } else { 8 };
+                EmptyElement::at((p.x, p.y))
+                    + Text::new(p.tag.clone(), (9, dy), ("sans-serif", 11).into_font())
+            }))
+            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// A line of a run's timeline: (seconds from the period's start, value), each value holding
+/// until the next.
+#[derive(Debug, Clone)]
+pub struct Steps {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One run over its period: above, counts over time (requests in flight at the client, and
+/// the server's running and queued requests); below, each request's latency at the time it
+/// was sent, warm-up requests in grey; the end of the warm-up marked in both.
+pub fn timeline(
+    title: &str,
+    counts: &[Steps],
+    latency_label: &str,
+    latency: &[(f64, f64, bool)],
+    warmup_s: f64,
+) -> Result<String, String> {
+    let t_max = counts
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .chain(latency.iter().map(|l| l.0))
+        .filter(|t| t.is_finite())
+        .fold(warmup_s, f64::max)
+        .max(1e-3)
+        * 1.02;
+    let count_max = counts
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
+    let ((_, lat_hi), log) = value_range(latency.iter().map(|l| l.1));
+    let (top_h, bottom_h) = (340, 300);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, top_h + bottom_h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(title, ("sans-serif", 17)).map_err(err)?;
+        let (upper, lower) = root.split_vertically(top_h - 24);
+        let mut chart = ChartBuilder::on(&upper)
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..t_max, 0.0..count_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(228, 228, 228))
+            .x_label_formatter(&|v: &f64| tick(*v))
+            .y_label_formatter(&|v: &f64| tick(*v))
+            .axis_style(RGBColor(150, 150, 150))
+            .y_desc("requests")
+            .draw()
+            .map_err(err)?;
+        let warm = RGBColor(150, 150, 150);
+        chart
+            .draw_series([PathElement::new(
+                vec![(warmup_s, 0.0), (warmup_s, count_max)],
+                warm.stroke_width(1),
+            )])
+            .map_err(err)?;
+        for (i, line) in counts.iter().enumerate() {
+            let color = LINES[i % LINES.len()];
+            let steps = line
+                .points
+                .windows(2)
+                .flat_map(|w| [w[0], (w[1].0, w[0].1)])
+                .chain(line.points.last().copied());
+            chart
+                .draw_series(LineSeries::new(steps, color.stroke_width(2)))
+                .map_err(err)?
+                .label(line.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        let mut builder = ChartBuilder::on(&lower);
+        builder
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64);
+        macro_rules! draw {
+            ($chart:expr, $y_desc:expr, $top:expr, $bottom:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .max_light_lines(0)
+                    .bold_line_style(RGBColor(228, 228, 228))
+                    .x_label_formatter(&|v: &f64| tick(*v))
+                    .y_label_formatter(&|v: &f64| tick(*v))
+                    .axis_style(RGBColor(150, 150, 150))
+                    .x_desc("seconds from the period's start (requests by their send)")
+                    .y_desc($y_desc)
+                    .draw()
+                    .map_err(err)?;
+                chart
+                    .draw_series([PathElement::new(
+                        vec![(warmup_s, $bottom), (warmup_s, $top)],
+                        warm.stroke_width(1),
+                    )])
+                    .map_err(err)?;
+                chart
+                    .draw_series(
+                        latency
+                            .iter()
+                            .filter(|l| l.1.is_finite() && l.1 > 0.0)
+                            .map(|l| {
+                                let color = if l.2 { warm } else { LINES[0] };
+                                Circle::new((l.0, l.1), 2, color.mix(0.7).filled())
+                            }),
+                    )
+                    .map_err(err)?;
+            }};
+        }
+        match log {
+            Some((lo, hi)) => draw!(
+                builder
+                    .build_cartesian_2d(0.0..t_max, (lo..hi).log_scale())
+                    .map_err(err)?,
+                format!("{latency_label} (log scale)"),
+                hi,
+                lo
+            ),
+            None => {
+                let top = if lat_hi.is_finite() && lat_hi > 0.0 {
+                    lat_hi * 1.1
+                } else {
+                    1.0
+                };
+                draw!(
+                    builder
+                        .build_cartesian_2d(0.0..t_max, 0.0..top)
+                        .map_err(err)?,
+                    latency_label.to_owned(),
+                    top,
+                    0.0
+                )
+            }
         }
         root.present().map_err(err)?;
     }
@@ -556,16 +900,23 @@ mod tests {
             "offered rate",
             "ms",
             &[band("p50", 1.0), band("p99", 2.0)],
+            &[Reference {
+                label: "SLO 1000 ms".into(),
+                value: 1000.0,
+                band: 1,
+            }],
         )
         .unwrap();
         assert!(well_formed(&svg));
+        assert!(svg.contains("SLO 1000 ms"), "the threshold is named");
+        assert!(svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 2);
         assert!(
             svg.contains("ms (log scale)"),
             "three and more decades get a log axis"
         );
         assert_eq!(svg.matches("<polygon").count(), 2, "one band per line");
         assert!(svg.contains("p50") && svg.contains("p99"));
-        assert!(along("x", "r", "ms", &[]).is_err());
+        assert!(along("x", "r", "ms", &[], &[]).is_err());
     }
 
     #[test]
@@ -598,6 +949,72 @@ mod tests {
             svg,
             "deterministic"
         );
+    }
+
+    #[test]
+    fn a_frontier_rings_and_tags_only_the_pareto_optimal_cells() {
+        let point = |x: f64, y: f64, optimal: bool, tag: &str| FrontierPoint {
+            x,
+            y,
+            x_interval: Some((x * 0.9, x * 1.1)),
+            y_interval: Some((y * 0.9, y * 1.1)),
+            runs: vec![(x * 0.95, y), (x * 1.05, y)],
+            optimal,
+            tag: tag.into(),
+        };
+        let series = [
+            FrontierSeries {
+                label: "np1".into(),
+                points: vec![
+                    point(40.0, 90.0, true, "1/s"),
+                    point(80.0, 60.0, false, "2/s"),
+                ],
+            },
+            FrontierSeries {
+                label: "np2".into(),
+                points: vec![point(100.0, 70.0, true, "4/s")],
+            },
+        ];
+        let svg = frontier("Frontier", "tok/s per server", "tok/s per user", &series).unwrap();
+        assert!(well_formed(&svg));
+        for text in ["np1", "np2", "Pareto-optimal", "1/s", "4/s"] {
+            assert!(svg.contains(text), "{text}");
+        }
+        assert!(!svg.contains(">2/s<"), "a dominated cell is not tagged");
+        // Rings: two on the figure and one in the legend, the only black unfilled circles.
+        let rings = svg
+            .lines()
+            .filter(|l| {
+                l.starts_with("<circle")
+                    && l.contains("stroke=\"#000000\"")
+                    && l.contains("fill=\"none\"")
+            })
+            .count();
+        assert_eq!(rings, 3, "{svg}");
+    }
+
+    #[test]
+    fn a_run_timeline_has_counts_above_and_latencies_below() {
+        let counts = [
+            Steps {
+                label: "in flight (client)".into(),
+                points: vec![(0.0, 0.0), (1.0, 2.0), (2.0, 5.0)],
+            },
+            Steps {
+                label: "queued (server)".into(),
+                points: vec![(0.5, 0.0), (1.5, 1.0), (2.5, 3.0)],
+            },
+        ];
+        let latency = [(0.2, 10.0, true), (1.2, 20.0, false), (2.2, 3000.0, false)];
+        let svg = timeline("One run", &counts, "TTFT, ms", &latency, 1.0).unwrap();
+        assert!(well_formed(&svg));
+        assert!(svg.contains("in flight (client)") && svg.contains("queued (server)"));
+        assert!(
+            svg.contains("TTFT, ms (log scale)"),
+            "10 to 3000 ms spans more than two decades"
+        );
+        let points = svg.lines().filter(|l| l.starts_with("<circle")).count();
+        assert_eq!(points, 3, "a point per request");
     }
 
     #[test]

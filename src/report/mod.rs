@@ -146,6 +146,113 @@ struct CellView {
     /// The rate sweep the cell belongs to (its index in the analysis' sweeps) and its rate.
     #[serde(skip)]
     sweep: Option<(usize, String, f64)>,
+    /// A load cell's latency percentiles over all its measured requests pooled.
+    pooled: Option<analysis::serving::PooledLatency>,
+}
+
+/// One load run over its period, for the timeline figure: the cell and run it is, the
+/// counts over time, each request's TTFT at its send, and the end of the warm-up.
+struct RunTimeline {
+    caption: String,
+    counts: Vec<figures::Steps>,
+    latency: Vec<(f64, f64, bool)>,
+    warmup_s: f64,
+}
+
+/// The run the timeline shows: in the first sweep with a knee, the first rate past the knee
+/// (where the queue starts to build); else the first sweep's highest rate; else the first
+/// load cell. Its first measured run that finished well, with its requests and its servers'
+/// scrapes.
+fn run_timeline(
+    paths: &TrPaths,
+    a: &analysis::Analysis,
+    cells: &[CellView],
+    records: &[record::RunRecord],
+) -> Result<Option<RunTimeline>, ReportError> {
+    let past_knee = a.sweeps.iter().find_map(|s| {
+        let knee = s.knee_rate.value?;
+        let i = s.rates.iter().position(|r| *r > knee)?;
+        Some((s.cells[i], "the first offered rate past the knee"))
+    });
+    let chosen = past_knee
+        .or_else(|| {
+            a.sweeps.first().and_then(|s| {
+                s.cells
+                    .last()
+                    .map(|c| (*c, "the sweep's highest offered rate"))
+            })
+        })
+        .or_else(|| {
+            let order = a.cells_in_order();
+            order
+                .iter()
+                .zip(cells)
+                .find(|(_, v)| v.load)
+                .map(|(c, _)| (*c, "the first load cell"))
+        });
+    let Some((cell, why)) = chosen else {
+        return Ok(None);
+    };
+    let cell_id = &a.cells[cell].cell_id;
+    let Some((record, load)) = records
+        .iter()
+        .filter(|r| &r.cell_id == cell_id && !r.warmup && r.status == record::RunStatus::Ok)
+        .find_map(|r| r.load.as_ref().map(|l| (r, l)))
+    else {
+        return Ok(None);
+    };
+    let requests = record::requests::read(paths, &record.run_id)
+        .map_err(|e| ReportError::Input(Diagnostic::new(e.to_string())))?;
+    const STEP_MS: f64 = 100.0;
+    let in_flight = record::in_flight(requests.iter(), 0.0, STEP_MS);
+    let mut counts = vec![figures::Steps {
+        label: "in flight at the client".into(),
+        points: in_flight
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (k as f64 * STEP_MS / 1000.0, f64::from(*n)))
+            .collect(),
+    }];
+    if let Some(m) = &load.server_metrics {
+        for (label, value) in [
+            (
+                "running at the server",
+                (|c: &record::ServerCounters| c.running)
+                    as fn(&record::ServerCounters) -> Option<f64>,
+            ),
+            ("queued at the server", |c| c.waiting),
+        ] {
+            let points: Vec<(f64, f64)> = m
+                .scrapes
+                .iter()
+                .filter_map(|s| value(&s.counters).map(|v| (s.t_ms / 1000.0, v)))
+                .collect();
+            if !points.is_empty() {
+                counts.push(figures::Steps {
+                    label: label.into(),
+                    points,
+                });
+            }
+        }
+    }
+    let latency = requests
+        .iter()
+        .filter_map(|r| r.ttft_ms.map(|t| (r.sent_ms / 1000.0, t, r.warmup)))
+        .collect();
+    let label = cells
+        .iter()
+        .zip(a.cells_in_order())
+        .find(|(_, c)| *c == cell)
+        .map_or_else(|| a.labels[cell].clone(), |(v, _)| v.figure_label.clone());
+    Ok(Some(RunTimeline {
+        caption: format!(
+            "One run over its period: {label} ({why}), run {} (repetition {}). Above, requests in flight at the client every 100 ms and, where the server was scraped, its running and queued requests; below, each request's time to first token at the moment it was sent, warm-up requests in grey. The grey vertical line ends the warm-up.",
+            record.run_id, record.repetition
+        ),
+        counts,
+        latency,
+        warmup_s: load.warmup_s,
+    }))
 }
 
 #[derive(Serialize)]
@@ -445,12 +552,105 @@ fn load_label(v: &serde_json::Value) -> String {
     parts.join(", ")
 }
 
+/// A sweep of the report: its index among the analysis' sweeps, its label, and its cells with
+/// their rates, by rate.
+type SweepCells<'c> = (usize, String, Vec<(&'c CellView, f64)>);
+
+fn sweeps_of(cells: &[CellView]) -> Vec<SweepCells<'_>> {
+    let mut sweeps: Vec<SweepCells> = Vec::new();
+    for c in cells {
+        if let Some((k, label, rate)) = &c.sweep {
+            match sweeps.iter_mut().find(|(j, _, _)| j == k) {
+                Some((_, _, members)) => members.push((c, *rate)),
+                None => sweeps.push((*k, label.clone(), vec![(c, *rate)])),
+            }
+        }
+    }
+    for (_, _, members) in &mut sweeps {
+        members.sort_by(|a, b| a.1.total_cmp(&b.1));
+    }
+    sweeps
+}
+
+/// The frontier's lines: one per sweep (its cells by rate), or one of every load cell when
+/// the TR has no sweep; Pareto-optimal cells found over all of them together.
+fn frontier_series(cells: &[CellView], sweeps: &[SweepCells]) -> Vec<figures::FrontierSeries> {
+    let point = |c: &CellView, tag: String| -> Option<figures::FrontierPoint> {
+        let x = c.metrics.get("output_tok_s").cloned().flatten()?;
+        let tpot = c.metrics.get("tpot_p50_ms").cloned().flatten()?;
+        let per_user = |ms: f64| if ms > 0.0 { 1000.0 / ms } else { f64::NAN };
+        let xs = c
+            .run_values
+            .get("output_tok_s")
+            .cloned()
+            .unwrap_or_default();
+        let ts = c.run_values.get("tpot_p50_ms").cloned().unwrap_or_default();
+        // Runs pair up only when every run has both figures.
+        let runs = if xs.len() == ts.len() {
+            xs.iter()
+                .zip(&ts)
+                .map(|(x, t)| (*x, per_user(*t)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(figures::FrontierPoint {
+            x: x.center,
+            y: per_user(tpot.center),
+            x_interval: Some((x.ci_low, x.ci_high)),
+            // Faster tokens are a shorter TPOT: the interval's ends swap.
+            y_interval: Some((per_user(tpot.ci_high), per_user(tpot.ci_low))),
+            runs,
+            optimal: false,
+            tag,
+        })
+    };
+    let mut series: Vec<figures::FrontierSeries> = if sweeps.is_empty() {
+        vec![figures::FrontierSeries {
+            label: "load cells".into(),
+            points: cells
+                .iter()
+                .filter(|c| c.load)
+                .filter_map(|c| point(c, format!("C{}", c.n)))
+                .collect(),
+        }]
+    } else {
+        sweeps
+            .iter()
+            .map(|(_, label, members)| figures::FrontierSeries {
+                label: if label.is_empty() {
+                    "rate sweep".into()
+                } else {
+                    label.clone()
+                },
+                points: members
+                    .iter()
+                    .filter_map(|(c, rate)| point(c, format!("{}/s", figures::tick(*rate))))
+                    .collect(),
+            })
+            .collect()
+    };
+    let centres: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| (p.x, p.y)))
+        .collect();
+    let mut optimal = analysis::serving::pareto(&centres).into_iter();
+    for s in &mut series {
+        for p in &mut s.points {
+            p.optimal = optimal.next().unwrap_or(false);
+        }
+    }
+    series
+}
+
 /// The report's figures, drawn from its cells: (figure views for the template, file -> SVG).
 /// A figure whose values no cell has is left out. Each shows every run as a point with the
 /// cell's mean and 95% interval.
 fn draw_figures(
     id: &str,
     cells: &[CellView],
+    timeline: Option<&RunTimeline>,
+    slo: Option<&crate::spec::Slo>,
     hourly_usd: Option<f64>,
 ) -> Result<(Vec<Figure>, FigureFiles), ReportError> {
     let mut views = Vec::new();
@@ -563,19 +763,7 @@ fn draw_figures(
     }
     // Along each rate sweep: latency percentiles, and what was achieved against what was
     // offered, each point with its interval over the runs and the runs themselves.
-    // Each sweep: its index, its label, and its cells with their rates.
-    type SweepCells<'c> = (usize, String, Vec<(&'c CellView, f64)>);
-    let mut sweeps: Vec<SweepCells> = Vec::new();
-    for c in cells {
-        if let Some((k, label, rate)) = &c.sweep {
-            match sweeps.iter_mut().find(|(j, _, _)| j == k) {
-                Some((_, _, members)) => members.push((c, *rate)),
-                None => sweeps.push((*k, label.clone(), vec![(c, *rate)])),
-            }
-        }
-    }
-    for (k, label, mut members) in sweeps {
-        members.sort_by(|a, b| a.1.total_cmp(&b.1));
+    for (k, label, members) in sweeps_of(cells) {
         let band = |metric: &str, name: &str| -> Option<figures::Band> {
             let mut points = Vec::new();
             let mut runs = Vec::new();
@@ -610,6 +798,24 @@ fn draw_figures(
         .iter()
         .filter_map(|(m, n)| band(m, n))
         .collect();
+        // The SLO's thresholds, each in the colour of the latency it bounds.
+        let slo_lines: Vec<figures::Reference> = slo
+            .into_iter()
+            .flat_map(|slo| {
+                [
+                    (slo.ttft_ms, "TTFT", "TTFT p99"),
+                    (slo.tpot_ms, "TPOT", "TPOT p99"),
+                ]
+            })
+            .filter_map(|(value, what, line)| {
+                let band = latency.iter().position(|b| b.label == line)?;
+                Some(figures::Reference {
+                    label: format!("SLO: {what} {} ms", figures::tick(value?)),
+                    value: value?,
+                    band,
+                })
+            })
+            .collect();
         if !latency.is_empty() {
             add(
                 file("latency"),
@@ -621,6 +827,7 @@ fn draw_figures(
                     "offered rate (requests/s)",
                     "ms",
                     &latency,
+                    &slo_lines,
                 ),
             )?;
         }
@@ -643,6 +850,7 @@ fn draw_figures(
                     "offered rate (requests/s)",
                     "requests/s",
                     &served,
+                    &[],
                 ),
             )?;
         }
@@ -662,6 +870,34 @@ fn draw_figures(
             format!("{id}-load-in-flight.svg"),
             "Requests in flight during the measured period of each load cell's first measured run, sampled every 100 ms (the measured period's requests; warm-up requests still in flight at its start are not counted).",
             figures::over_time("Requests in flight", "requests", &shown),
+        )?;
+    }
+    // The interactivity-throughput frontier: each load cell's output tokens per second per
+    // server against per user (1000 / its TPOT p50), a sweep's cells joined by rate.
+    let frontier = frontier_series(cells, &sweeps_of(cells));
+    if frontier.iter().map(|s| s.points.len()).sum::<usize>() >= 2 {
+        add(
+            format!("{id}-frontier.svg"),
+            "Interactivity against throughput: per load cell, output tokens per second of the server (x) and per user, 1000 / TPOT p50 (y); each run a faint point, the cell's means a dot with their 95% CIs as a cross, a sweep's cells joined in order of rate. Ringed cells are Pareto-optimal: no other cell gives both more throughput and more speed per user. Tags are offered rates.",
+            figures::frontier(
+                "Interactivity against throughput",
+                "output tok/s per server",
+                "output tok/s per user (1000 / TPOT p50)",
+                &frontier,
+            ),
+        )?;
+    }
+    if let Some(t) = timeline {
+        add(
+            format!("{id}-timeline.svg"),
+            &t.caption,
+            figures::timeline(
+                "One run over its period",
+                &t.counts,
+                "TTFT, ms",
+                &t.latency,
+                t.warmup_s,
+            ),
         )?;
     }
     let costs: Vec<figures::Row> = cells
@@ -768,6 +1004,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                 load: a.metric(cell, "achieved_rate").is_some()
                     || a.metric(cell, "error_rate").is_some(),
                 in_flight: None,
+                pooled: a.pooled.iter().find(|p| p.cell == cell).cloned(),
                 sweep: a.sweeps.iter().enumerate().find_map(|(k, s)| {
                     let i = s.cells.iter().position(|c| *c == cell)?;
                     let fixed: Vec<String> = s
@@ -807,6 +1044,10 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             view.figure_label = label;
         }
     }
+    let timeline = match &analysed {
+        Some(a) if cells.iter().any(|c| c.load) => run_timeline(&paths, a, &cells, &records)?,
+        _ => None,
+    };
     // How prompts were built, each distinct way once.
     let mut prompt_builds: Vec<record::PromptBuild> = Vec::new();
     for b in records.iter().filter_map(|r| r.prompts.as_ref()) {
@@ -963,6 +1204,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     Ok(Context {
         values: ctx,
         cells,
+        timeline,
         claims: checks,
         issues,
         footer,
@@ -974,6 +1216,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
 struct Context {
     values: serde_json::Value,
     cells: Vec<CellView>,
+    timeline: Option<RunTimeline>,
     claims: Vec<analysis::claims::ClaimCheck>,
     issues: Vec<ValidityIssue>,
     footer: Footer,
@@ -999,12 +1242,19 @@ pub fn render(
     let Context {
         values: mut ctx,
         cells,
+        timeline,
         claims,
         issues,
         footer,
     } = context(root, registry, loaded)?;
     let hourly_usd = ctx["cost_profile"]["hourly_usd"].as_f64();
-    let (views, figures) = draw_figures(&loaded.spec.id, &cells, hourly_usd)?;
+    let (views, figures) = draw_figures(
+        &loaded.spec.id,
+        &cells,
+        timeline.as_ref(),
+        loaded.spec.slo.as_ref(),
+        hourly_usd,
+    )?;
     ctx["figures"] = serde_json::json!(views);
     let ctx = Value::from(Serde(ctx));
     let tmpl = env

@@ -447,24 +447,8 @@ pub fn summarize(requests: &[LoadRequest], offered_rate: Option<f64>) -> LoadSum
     let span_s = (last_end - first_send) / 1000.0;
     let tokens: u64 = ok.iter().filter_map(|r| r.output_tokens).sum();
     let lags: Vec<f64> = requests.iter().map(|r| r.dispatch_lag_ms).collect();
-    // In flight at each step: sent at or before it and not yet finished (a request without
-    // an end counts until the last step).
-    let mut in_flight = Vec::new();
-    if first_send.is_finite() {
-        let horizon = requests
-            .iter()
-            .map(|r| r.sent_ms + r.e2e_ms.unwrap_or(0.0))
-            .fold(last_send, f64::max);
-        let mut t = first_send;
-        while t <= horizon {
-            let busy = requests
-                .iter()
-                .filter(|r| r.sent_ms <= t && r.e2e_ms.is_none_or(|e| t < r.sent_ms + e))
-                .count() as u32;
-            in_flight.push(busy);
-            t += IN_FLIGHT_STEP_MS;
-        }
-    }
+    let in_flight =
+        crate::record::in_flight(requests.iter().copied(), first_send, IN_FLIGHT_STEP_MS);
     LoadSummary {
         requests: n,
         ok: ok.len() as u64,

@@ -17,6 +17,12 @@ use crate::record::{
 /// How long one scrape may take before it counts as failed.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long before the end of the warm-up the window's first scrape is sent. The measured
+/// schedule's first request is due exactly then; a scrape sent before it is answered before
+/// the server reads that request (it handles its tasks in order), so that request falls on
+/// one side of the boundary for both the server and the client.
+pub const MARK_LEAD: Duration = Duration::from_millis(20);
+
 /// Default scrape interval when a backend names none.
 pub const DEFAULT_INTERVAL_MS: f64 = 1000.0;
 
@@ -123,16 +129,17 @@ impl Scraper {
                 }
             };
             let mut k: u32 = 0;
-            let mut warmup_done = warmup.is_zero();
+            let mut warmup_done = false;
             loop {
                 let tick = origin + interval * k;
-                let due = if !warmup_done && origin + warmup <= tick {
+                let mark = (origin + warmup).checked_sub(MARK_LEAD).unwrap_or(origin);
+                let due = if !warmup_done && mark <= tick {
                     warmup_done = true;
-                    // A tick at the very end of the warm-up is that scrape.
-                    if origin + warmup == tick {
+                    // A tick at the very moment is that scrape.
+                    if mark == tick {
                         k += 1;
                     }
-                    origin + warmup
+                    mark
                 } else {
                     k += 1;
                     tick
@@ -214,8 +221,9 @@ fn relative(server: Option<f64>, client: u64) -> Option<f64> {
         .map(|s| s / client as f64 - 1.0)
 }
 
-/// The measured window's figures: from the first scrape at or after the end of the warm-up
-/// (`warmup_ms` from the period's start) to the last scrape, or, when requests were cut off at
+/// The measured window's figures: from the scrape sent just before the end of the warm-up
+/// (`MARK_LEAD` before `warmup_ms` from the period's start) to the last scrape, or, when
+/// requests were cut off at
 /// `cut_ms` and cancelled, the last scrape before the cut (a server counts a cancelled
 /// request's work as it drops it, and the client never saw that work finish).
 ///
@@ -230,7 +238,9 @@ pub fn summarize(
     cut_ms: Option<f64>,
     requests: &[LoadRequest],
 ) -> Option<ServerMetricsSummary> {
-    let from = scrapes.iter().find(|s| s.t_ms >= warmup_ms)?;
+    // A scrape is timed at its midpoint, after it was due.
+    let due_ms = warmup_ms - super::measure::ms(MARK_LEAD);
+    let from = scrapes.iter().find(|s| s.t_ms >= due_ms)?;
     let to = match cut_ms {
         Some(cut) => scrapes.iter().rev().find(|s| s.t_ms < cut)?,
         None => scrapes.last()?,
@@ -344,14 +354,14 @@ mod tests {
         }
     }
 
-    /// Counters at 0 ms (start), 1000 ms (end of the warm-up), 2000 and 3500 ms (the end): the
-    /// window is 1000 to 3500 ms. A warm-up request finishing at 1200 ms is in it; one
+    /// Counters at 0 ms (start), 980 ms (sent 20 ms before the end of the warm-up), 2000 and
+    /// 3500 ms (the end): the window is 980 to 3500 ms. A warm-up request finishing at 1200 ms is in it; one
     /// finishing at 900 ms is not.
     #[test]
     fn the_window_runs_from_the_end_of_the_warm_up_to_the_last_scrape() {
         let scrapes = [
             scrape(0.0, 100.0, 1000.0, 0.0),
-            scrape(1000.0, 132.0, 1010.0, 2.0),
+            scrape(980.0, 132.0, 1010.0, 2.0),
             scrape(2000.0, 196.0, 1030.0, 4.0),
             scrape(3500.0, 228.0, 1040.0, 0.0),
         ];
@@ -363,7 +373,7 @@ mod tests {
             request(2500.0, 900.0, 0, false), // 3400, no output
         ];
         let s = summarize(&scrapes, 1000.0, None, &requests).unwrap();
-        assert_eq!((s.from_ms, s.to_ms), (1000.0, 3500.0));
+        assert_eq!((s.from_ms, s.to_ms), (980.0, 3500.0));
         assert_eq!(s.delta.output_tokens, Some(96.0));
         assert_eq!(s.client_output_tokens, 96);
         assert_eq!(s.output_token_diff, Some(0.0));
