@@ -9,18 +9,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{banterhearts, journal, project, start_pacer};
+use common::{banterhearts, journal, project, serial, start_pacer};
 use sha2::{Digest, Sha256};
 
 /// The pacer process and its address, stopped when the test ends however it ends.
 struct Pacer(std::process::Child, String);
-
-/// One load test at a time: their periods keep schedules to the millisecond, and three at once
-/// on a 2-core machine would measure each other.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn pacer(args: &[&str]) -> Pacer {
     let (child, addr) = start_pacer(args);

@@ -8,16 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    banterhearts, banterhearts_with_model, copy_templates, journal, llama_server_and_model, project,
+    banterhearts, banterhearts_with_model, copy_templates, journal, llama_server_and_model,
+    project, serial,
 };
 use serde_json::Value;
-
-/// Real-server tests run one at a time: parallel servers on 2 cores would disturb each other's
-/// timings, which these tests check.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn f(v: &Value, key: &str) -> f64 {
     v[key]

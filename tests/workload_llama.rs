@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{banterhearts_with_model, journal, project};
+use common::{banterhearts_with_model, journal, project, serial};
 
 fn requests(
     root: &std::path::Path,
@@ -30,6 +30,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn exact_input_lengths_and_a_warm_cache_against_a_cold_one() {
+    let _serial = serial();
     // Fixed and drawn lengths, each warm and cold, every prompt starting with one shared
     // 160-token prefix (a cold prompt starts with its nonce, so it shares nothing).
     let spec = r#"id: TR970
@@ -123,6 +124,7 @@ repetitions: 1
 /// in the server's cache what it shares with the requests before it, and nothing else.
 #[test]
 fn a_trace_replay_reuses_exactly_its_shared_blocks() {
+    let _serial = serial();
     let trace = [
         (0, 600, &[1][..]),
         (1500, 560, &[1][..]),
@@ -196,6 +198,7 @@ repetitions: 1
 /// last turn's answer and the new message, and the server finds the earlier turns cached.
 #[test]
 fn a_three_turn_session_grows_its_prompt_and_reuses_the_cache() {
+    let _serial = serial();
     let spec = r#"id: TR972
 title: sessions
 status: running
@@ -255,6 +258,7 @@ repetitions: 2
 /// included; a run whose requests were cut off ends its window before the cut.
 #[test]
 fn server_metrics_are_scraped_and_reconcile_with_the_client() {
+    let _serial = serial();
     let spec = r#"id: TR972
 title: server telemetry
 status: running
@@ -267,7 +271,7 @@ backends:
     scrape_ms: 250
 workload: {prompts: [hello, "tell me a story"], max_tokens: 24, ignore_eos: true}
 matrix:
-  rate: [1, 8]
+  rate: [2, 8]
   scenario: [{kind: load, arrival: poisson, duration_s: 3, warmup_s: 1, grace_s: 15}]
 repetitions: 1
 "#;
@@ -284,7 +288,7 @@ repetitions: 1
         r["load"]["server_metrics"].clone()
     };
     // Within capacity nothing is cut off, and both counts match.
-    let light = &at(1.0)["summary"];
+    let light = &at(2.0)["summary"];
     assert_eq!(light["client_not_finished"], 0, "{light}");
     for diff in ["output_token_diff", "prompt_token_diff"] {
         assert!(
@@ -318,7 +322,10 @@ repetitions: 1
         assert!(s["to_ms"].as_f64().unwrap() < 19_000.0, "{s}");
         assert!(s["prompt_token_diff"].is_null(), "{s}");
     } else {
-        assert!(s["prompt_token_diff"].as_f64().unwrap().abs() <= 0.02, "{s}");
+        assert!(
+            s["prompt_token_diff"].as_f64().unwrap().abs() <= 0.02,
+            "{s}"
+        );
     }
     assert!(
         s["waiting_max"].as_f64().unwrap() >= 1.0,

@@ -253,3 +253,16 @@ pub(crate) fn text_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
 }
+
+/// Sends a request that is safe to repeat (a tokenizer call, a `/metrics` scrape), and once
+/// more if it failed before the server answered: llama-server closes a kept-alive connection
+/// after a few requests, and the client may pick that connection just as it goes, which fails
+/// the request without its ever reaching the server.
+pub async fn send_repeatable(
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    match make().send().await {
+        Err(e) if e.is_request() || e.is_connect() => make().send().await,
+        other => other,
+    }
+}

@@ -29,8 +29,10 @@ pub struct Tokenizer {
 impl Tokenizer {
     async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
-        let request = authorized(self.client.post(&url).json(&body), self.api_key.as_deref());
-        let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let request = || authorized(self.client.post(&url).json(&body), self.api_key.as_deref());
+        let response = super::send_repeatable(request)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
         if !status.is_success() {

@@ -72,10 +72,7 @@ async fn scrape_round(
 ) -> (Instant, Result<ServerCounters, String>) {
     let sent = Instant::now();
     let pages = futures_util::future::join_all(urls.iter().map(|url| async move {
-        let response = client
-            .get(url)
-            .timeout(SCRAPE_TIMEOUT)
-            .send()
+        let response = crate::backend::send_repeatable(|| client.get(url).timeout(SCRAPE_TIMEOUT))
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| format!("{url}: {e}"))?;

@@ -189,3 +189,12 @@ pub fn start_pacer(args: &[&str]) -> (std::process::Child, String) {
     }
     (pacer, url)
 }
+
+/// One measuring test at a time within a test binary: each drives a real server (or the pacer)
+/// and keeps time to the millisecond, and two at once on a 2-core machine would measure each
+/// other. Hold the guard for the test's length.
+#[allow(dead_code)]
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
