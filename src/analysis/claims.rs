@@ -154,9 +154,9 @@ fn sweep_figure<'a>(
     sel.extend(side.iter().map(|(k, v)| (k.clone(), v.clone())));
     let metric = claim.metric.as_deref().unwrap_or_default();
     let label = if sel.is_empty() {
-        "the rate sweep".to_owned()
+        "the sweep".to_owned()
     } else {
-        format!("the rate sweep at {}", label_of(&sel))
+        format!("the sweep at {}", label_of(&sel))
     };
     let matching: Vec<&Sweep> = sweeps
         .iter()
@@ -167,7 +167,7 @@ fn sweep_figure<'a>(
         .collect();
     let sweep = match matching.as_slice() {
         [one] => *one,
-        [] => return Err(format!("no measured rate sweep matches for {label}")),
+        [] => return Err(format!("no measured sweep matches for {label}")),
         more => {
             return Err(format!(
                 "{label} selects {} sweeps; a sweep figure is of one",
@@ -184,7 +184,7 @@ fn sweep_figure<'a>(
     let rates: Vec<String> = sweep.rates.iter().map(|r| round(*r)).collect();
     Ok((
         figure,
-        format!("{metric} of {label} (rates {})", rates.join(", ")),
+        format!("{metric} of {label} ({} {})", sweep.axis, rates.join(", ")),
     ))
 }
 
@@ -452,9 +452,9 @@ fn evaluate_one(
                 })
                 .collect();
             let mut pooled = crate::spec::claim::pooled_axes(claim, &cells);
-            // A sweep figure spans its rates by definition; that is not pooling.
+            // A sweep figure spans its axis by definition; that is not pooling.
             if sweep_metric {
-                pooled.retain(|(axis, _)| axis != "rate");
+                pooled.retain(|(axis, _)| !super::serving::SWEEP_AXES.contains(&axis.as_str()));
             }
             crate::spec::claim::pooled_text(&pooled)
         }),

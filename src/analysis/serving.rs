@@ -238,44 +238,59 @@ fn with_interval(
 /// Resamples behind each sweep figure's interval.
 pub const RESAMPLES: usize = 2000;
 
-/// One sweep: the cells that differ only in `rate`, and what was found along it.
+pub use crate::spec::metrics::SWEEP_AXES;
+
+/// One sweep: the cells that differ only in the sweep's axis, and what was found along it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sweep {
-    /// The parameters the sweep's cells share (every axis but `rate`).
+    /// `rate` or `concurrency`.
+    pub axis: &'static str,
+    /// The parameters the sweep's cells share (every axis but `axis`).
     pub fixed: serde_json::Map<String, Value>,
-    /// Its cells, by rate ascending.
+    /// Its cells, by the axis' value ascending.
     pub cells: Vec<usize>,
+    /// The axis' values: offered rates, or users. The figures below are in the same unit.
     pub rates: Vec<f64>,
     pub knee_rate: SweepFigure,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rate_at_slo: Option<SweepFigure>,
 }
 
-/// The sweeps of a TR: load cells grouped by every axis but `rate`, each group with at least
-/// two rates; `runs` holds each cell's runs.
+/// The sweeps of a TR: load cells grouped by their sweep axis (`SWEEP_AXES`) and every other
+/// axis, each group with at least two values; `runs` holds each cell's runs.
 pub fn sweeps(
     cells: &[(usize, &serde_json::Map<String, Value>)],
     runs: &BTreeMap<usize, Vec<SweepRun>>,
     with_slo: bool,
 ) -> Vec<Sweep> {
-    // Each group: the parameters its cells share, and its (rate, cell) members.
-    type Group = (serde_json::Map<String, Value>, Vec<(f64, usize)>);
+    // Each group: its axis, the parameters its cells share, and its (value, cell) members.
+    type Group = (
+        &'static str,
+        serde_json::Map<String, Value>,
+        Vec<(f64, usize)>,
+    );
     let mut groups: Vec<Group> = Vec::new();
     for (cell, params) in cells {
-        let Some(rate) = params.get("rate").and_then(Value::as_f64) else {
+        let Some((axis, at)) = SWEEP_AXES
+            .iter()
+            .find_map(|a| params.get(*a).and_then(Value::as_f64).map(|v| (*a, v)))
+        else {
             continue;
         };
         let mut fixed = (*params).clone();
-        fixed.remove("rate");
-        match groups.iter_mut().find(|(f, _)| *f == fixed) {
-            Some((_, members)) => members.push((rate, *cell)),
-            None => groups.push((fixed, vec![(rate, *cell)])),
+        fixed.remove(axis);
+        match groups
+            .iter_mut()
+            .find(|(a, f, _)| *a == axis && *f == fixed)
+        {
+            Some((_, _, members)) => members.push((at, *cell)),
+            None => groups.push((axis, fixed, vec![(at, *cell)])),
         }
     }
     groups
         .into_iter()
-        .filter(|(_, members)| members.len() >= 2)
-        .map(|(fixed, mut members)| {
+        .filter(|(_, _, members)| members.len() >= 2)
+        .map(|(axis, fixed, mut members)| {
             members.sort_by(|a, b| a.0.total_cmp(&b.0));
             let sweep: Vec<(f64, Vec<SweepRun>)> = members
                 .iter()
@@ -283,6 +298,7 @@ pub fn sweeps(
                 .collect();
             let (_, at_least) = max_rate_at_slo(&sweep);
             Sweep {
+                axis,
                 fixed,
                 cells: members.iter().map(|(_, c)| *c).collect(),
                 rates: members.iter().map(|(r, _)| *r).collect(),
@@ -550,6 +566,46 @@ mod tests {
         // 20, 30, 40: the median is 30.
         assert_eq!(p.ttft_ms.p50, Some(30.0));
         assert_eq!(p.e2e_ms.p50, Some(100.0));
+    }
+
+    /// A closed loop swept over its users is a sweep too: the same server saturating at 4
+    /// users gives the knee at 4 users, and its cells group apart from a rate sweep's.
+    #[test]
+    fn a_concurrency_axis_is_a_sweep_of_its_own() {
+        let cell = |axis: &str, v: f64| {
+            let mut m = serde_json::Map::new();
+            m.insert(axis.into(), v.into());
+            m
+        };
+        let params = [
+            cell("concurrency", 1.0),
+            cell("concurrency", 2.0),
+            cell("concurrency", 4.0),
+            cell("concurrency", 8.0),
+            cell("rate", 1.0),
+            cell("rate", 2.0),
+        ];
+        let refs: Vec<(usize, &serde_json::Map<String, Value>)> =
+            params.iter().enumerate().collect();
+        let by_cell: BTreeMap<usize, Vec<SweepRun>> = [
+            runs(1.0, 100.0, 0.1),
+            runs(2.0, 105.0, 0.12),
+            runs(4.0, 110.0, 0.2),
+            runs(5.0, 2000.0, 4.0),
+            runs(1.0, 100.0, 0.1),
+            runs(2.0, 100.0, 0.1),
+        ]
+        .into_iter()
+        .enumerate()
+        .collect();
+        let found = sweeps(&refs, &by_cell, false);
+        assert_eq!(found.len(), 2);
+        let users = found.iter().find(|s| s.axis == "concurrency").unwrap();
+        assert_eq!(users.rates, [1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(users.knee_rate.value, Some(4.0));
+        assert!(users.max_rate_at_slo.is_none(), "no SLO, no rate at it");
+        let rate = found.iter().find(|s| s.axis == "rate").unwrap();
+        assert_eq!(rate.cells, [4, 5]);
     }
 
     #[test]

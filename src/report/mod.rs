@@ -143,9 +143,10 @@ struct CellView {
     /// A load cell's first measured run: requests in flight over its period, for figures.
     #[serde(skip)]
     in_flight: Option<figures::Timeline>,
-    /// The rate sweep the cell belongs to (its index in the analysis' sweeps) and its rate.
+    /// The sweep the cell belongs to: its index in the analysis' sweeps, its label, the
+    /// cell's value on its axis, and the axis (`rate` or `concurrency`).
     #[serde(skip)]
-    sweep: Option<(usize, String, f64)>,
+    sweep: Option<(usize, String, f64, &'static str)>,
     /// A load cell's latency percentiles over all its measured requests pooled.
     pooled: Option<analysis::serving::PooledLatency>,
 }
@@ -172,7 +173,7 @@ fn run_timeline(
     let past_knee = a.sweeps.iter().find_map(|s| {
         let knee = s.knee_rate.value?;
         let i = s.rates.iter().position(|r| *r > knee)?;
-        Some((s.cells[i], "the first offered rate past the knee"))
+        Some((s.cells[i], "the first step past the knee"))
     });
     let chosen = past_knee
         .or_else(|| {
@@ -554,22 +555,30 @@ fn load_label(v: &serde_json::Value) -> String {
 
 /// A sweep of the report: its index among the analysis' sweeps, its label, and its cells with
 /// their rates, by rate.
-type SweepCells<'c> = (usize, String, Vec<(&'c CellView, f64)>);
+type SweepCells<'c> = (usize, String, &'static str, Vec<(&'c CellView, f64)>);
 
 fn sweeps_of(cells: &[CellView]) -> Vec<SweepCells<'_>> {
     let mut sweeps: Vec<SweepCells> = Vec::new();
     for c in cells {
-        if let Some((k, label, rate)) = &c.sweep {
-            match sweeps.iter_mut().find(|(j, _, _)| j == k) {
-                Some((_, _, members)) => members.push((c, *rate)),
-                None => sweeps.push((*k, label.clone(), vec![(c, *rate)])),
+        if let Some((k, label, at, axis)) = &c.sweep {
+            match sweeps.iter_mut().find(|(j, _, _, _)| j == k) {
+                Some((_, _, _, members)) => members.push((c, *at)),
+                None => sweeps.push((*k, label.clone(), axis, vec![(c, *at)])),
             }
         }
     }
-    for (_, _, members) in &mut sweeps {
+    for (_, _, _, members) in &mut sweeps {
         members.sort_by(|a, b| a.1.total_cmp(&b.1));
     }
     sweeps
+}
+
+/// A value on a sweep's axis as a tag: `4/s`, `8 users`.
+fn axis_value(axis: &str, at: f64) -> String {
+    match axis {
+        "rate" => format!("{}/s", figures::tick(at)),
+        _ => format!("{} users", figures::tick(at)),
+    }
 }
 
 /// The frontier's lines: one per sweep (its cells by rate), or one of every load cell when
@@ -617,7 +626,7 @@ fn frontier_series(cells: &[CellView], sweeps: &[SweepCells]) -> Vec<figures::Fr
     } else {
         sweeps
             .iter()
-            .map(|(_, label, members)| figures::FrontierSeries {
+            .map(|(_, label, axis, members)| figures::FrontierSeries {
                 label: if label.is_empty() {
                     "rate sweep".into()
                 } else {
@@ -625,7 +634,7 @@ fn frontier_series(cells: &[CellView], sweeps: &[SweepCells]) -> Vec<figures::Fr
                 },
                 points: members
                     .iter()
-                    .filter_map(|(c, rate)| point(c, format!("{}/s", figures::tick(*rate))))
+                    .filter_map(|(c, at)| point(c, axis_value(axis, *at)))
                     .collect(),
             })
             .collect()
@@ -763,7 +772,20 @@ fn draw_figures(
     }
     // Along each rate sweep: latency percentiles, and what was achieved against what was
     // offered, each point with its interval over the runs and the runs themselves.
-    for (k, label, members) in sweeps_of(cells) {
+    for (k, label, axis, members) in sweeps_of(cells) {
+        let x_label = match axis {
+            "rate" => "offered rate (requests/s)",
+            _ => "concurrent users (closed loop)",
+        };
+        let against = match axis {
+            "rate" => "offered rate",
+            _ => "concurrent users",
+        };
+        let diagonal = if axis == "rate" {
+            " A server that keeps up sits on the diagonal."
+        } else {
+            ""
+        };
         let band = |metric: &str, name: &str| -> Option<figures::Band> {
             let mut points = Vec::new();
             let mut runs = Vec::new();
@@ -820,11 +842,11 @@ fn draw_figures(
             add(
                 file("latency"),
                 &format!(
-                    "Latency against the offered rate{suffix}: each run's percentile (a point), the mean over runs (line) and its 95% CI (band)."
+                    "Latency against the {against}{suffix}: each run's percentile (a point), the mean over runs (line) and its 95% CI (band)."
                 ),
                 figures::along(
-                    &format!("Latency against offered rate{suffix}"),
-                    "offered rate (requests/s)",
+                    &format!("Latency against {against}{suffix}"),
+                    x_label,
                     "ms",
                     &latency,
                     &slo_lines,
@@ -843,11 +865,11 @@ fn draw_figures(
             add(
                 file("throughput"),
                 &format!(
-                    "Requests per second against the offered rate{suffix}: sent, finished, and meeting the SLO; each run (a point), the mean over runs (line) and its 95% CI (band). A server that keeps up sits on the diagonal."
+                    "Requests per second against the {against}{suffix}: sent, finished, and meeting the SLO; each run (a point), the mean over runs (line) and its 95% CI (band).{diagonal}"
                 ),
                 figures::along(
-                    &format!("Served against offered rate{suffix}"),
-                    "offered rate (requests/s)",
+                    &format!("Served against {against}{suffix}"),
+                    x_label,
                     "requests/s",
                     &served,
                     &[],
@@ -1013,7 +1035,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                         .filter(|(k, _)| k.as_str() != "scenario")
                         .map(|(k, v)| format!("{k}={}", display_value(v)))
                         .collect();
-                    Some((k, fixed.join(" "), s.rates[i]))
+                    Some((k, fixed.join(" "), s.rates[i], s.axis))
                 }),
             });
         }
@@ -1168,6 +1190,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             let fixed: Vec<String> = s.fixed.iter().filter(|(k, _)| k.as_str() != "scenario").map(|(k, v)| format!("{k}={}", display_value(v))).collect();
             serde_json::json!({
                 "label": if fixed.is_empty() { "rate sweep".to_owned() } else { fixed.join(" ") },
+                "axis": s.axis,
                 "rates": s.rates.iter().map(|r| as_written(*r)).collect::<Vec<_>>(),
                 "knee": s.knee_rate, "slo_rate": s.max_rate_at_slo,
             })

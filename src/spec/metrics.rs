@@ -104,6 +104,10 @@ pub const DERIVED_METRICS: &[&str] = &[
 /// with a bootstrap interval over each rate's runs; a claim selects one sweep.
 pub const SWEEP_METRICS: &[&str] = &["knee_rate", "max_rate_at_slo"];
 
+/// The axes a sweep runs along: the offered rate of an open loop, or the users of a closed
+/// one (whose offered load grows with them). A cell with both is on the rate's sweep.
+pub const SWEEP_AXES: &[&str] = &["rate", "concurrency"];
+
 pub fn is_sweep(name: &str) -> bool {
     SWEEP_METRICS.contains(&name)
 }

@@ -99,22 +99,19 @@ fn check_sweep_claim(
     at: &str,
 ) {
     let metric = claim.metric.as_deref().unwrap_or_default();
-    let rates = m.axes.get("rate").map_or(0, Vec::len);
-    if rates < 2 {
+    // The sweep's axis: the offered rate, or else the users of a closed loop.
+    let Some(axis) = metrics::SWEEP_AXES
+        .iter()
+        .copied()
+        .find(|a| m.axes.get(*a).is_some_and(|v| v.len() >= 2))
+    else {
         c.error(
             &format!("{at}.metric"),
-            format!(
-                "`{metric}` is found along a `rate` axis, but the matrix has {}",
-                if rates == 0 {
-                    "none".to_owned()
-                } else {
-                    "only one rate".to_owned()
-                }
-            ),
-            "sweep the offered rate in the matrix, e.g. `rate: [1, 2, 4, 8]`",
+            format!("`{metric}` is found along a `rate` or `concurrency` axis, but the matrix sweeps neither"),
+            "sweep the offered rate in the matrix, e.g. `rate: [1, 2, 4, 8]` (or the users, `concurrency: [1, 2, 4, 8]`)",
         );
         return;
-    }
+    };
     if metric == "max_rate_at_slo" && spec.slo.is_none() {
         c.error(
             &format!("{at}.metric"),
@@ -140,19 +137,19 @@ fn check_sweep_claim(
     }
     let params: Vec<IndexMap<String, Value>> = cells.iter().map(|c| c.params.clone()).collect();
     for (side_at, sel) in sides {
-        if sel.contains_key("rate") {
+        if sel.contains_key(axis) {
             c.error_at_key(
-                &child_path(&side_at, "rate"),
+                &child_path(&side_at, axis),
                 format!(
-                    "`{metric}` is found across every rate of a sweep, so it cannot select one"
+                    "`{metric}` is found across every {axis} of a sweep, so it cannot select one"
                 ),
-                "remove `rate` from the selection",
+                format!("remove `{axis}` from the selection"),
             );
             continue;
         }
         let others: Vec<(String, Vec<Value>)> = crate::spec::matrix::pooled_axes(&params, &sel)
             .into_iter()
-            .filter(|(axis, _)| axis != "rate")
+            .filter(|(a, _)| a != axis)
             .collect();
         if let Some((axis, values)) = others.first() {
             let listed: Vec<String> = values.iter().map(compact).collect();
