@@ -534,4 +534,20 @@ fn the_audit_rederives_a_sweeps_knee_and_rate_at_the_slo() {
         !failed.iter().any(|m| m.starts_with("claim `knee`")),
         "{failed:#?}"
     );
+
+    // An SLO every rate meets makes the rate at the SLO a lower bound (the highest rate
+    // measured), which no stated value can be.
+    edit(
+        &spec,
+        "slo: {ttft_ms: 200,",
+        "slo: {ttft_ms: 100000, e2e_ms: 100000,",
+    );
+    edit(&spec, "tpot_ms: 50,", "tpot_ms: 100000,");
+    let (_, findings) = audit(dir.path(), &["TR126"]);
+    let bound = with(&findings, "claim", "error")
+        .into_iter()
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .find(|m| m.starts_with("claim `capacity_at_slo` does not hold"))
+        .unwrap_or_else(|| panic!("{}", show(&findings)));
+    assert!(bound.contains("only a lower bound"), "{bound}");
 }

@@ -257,6 +257,14 @@ fn evaluate_one(
                     }
                 }
                 let values: Option<Vec<f64>> = found.iter().map(|(f, _)| f.value).collect();
+                // A lower bound (every measured rate met the SLO) is not the figure: a stated
+                // value would hold for any rate at least that high.
+                if claim.stated.is_some() && found.iter().any(|(f, _)| f.at_least) {
+                    holds_override = Some(false);
+                    notes.push(
+                        "the figure is only a lower bound (every measured value met the SLO): measure higher to state it".into(),
+                    );
+                }
                 match (values.as_deref(), found.len()) {
                     (Some(&[v]), 1) => (Some(v), Basis::Data, None),
                     (Some(&[a, b]), 2) => {

@@ -345,9 +345,10 @@ impl Pool {
             .filter(|r| !r.warmup && r.status == RunStatus::Ok)
         {
             self.requests += 1;
-            self.ttft.extend(r.ttft_ms);
-            self.tpot.extend(r.tpot_ms);
-            self.e2e.extend(r.e2e_ms);
+            let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+            self.ttft.extend(finite(r.ttft_ms));
+            self.tpot.extend(finite(r.tpot_ms));
+            self.e2e.extend(finite(r.e2e_ms));
         }
     }
 

@@ -89,6 +89,13 @@ fn number(value: &PrometheusValue) -> Option<f64> {
     }
 }
 
+/// Whether a page's generated-token counter grows as tokens are generated (vLLM adds each
+/// engine step's tokens), rather than when a request finishes (llama-server): then a request in
+/// flight at a scrape is counted partly on each side of it.
+pub fn counts_output_per_step(page: &str) -> bool {
+    page.contains("vllm:generation_tokens")
+}
+
 /// Reads one `/metrics` page. An error names what could not be read; a page with none of the
 /// families gives empty counters (the caller says that the server exposes nothing usable).
 pub fn parse(page: &str) -> Result<ServerCounters, String> {
@@ -184,7 +191,12 @@ mod tests {
     /// with their `_created` gauges, per-engine labels, histograms), two engines summed.
     #[test]
     fn vllm_metrics_transcript() {
-        let c = parse(&fixture("vllm-metrics-transcript.txt")).unwrap();
+        let page = fixture("vllm-metrics-transcript.txt");
+        assert!(counts_output_per_step(&page));
+        assert!(!counts_output_per_step(&fixture(
+            "llama-server-metrics.txt"
+        )));
+        let c = parse(&page).unwrap();
         assert_eq!(c.running, Some(3.0));
         assert_eq!(c.waiting, Some(5.0));
         assert_eq!(c.kv_cache_usage, Some(0.42));

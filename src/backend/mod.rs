@@ -262,7 +262,8 @@ pub async fn send_repeatable(
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> reqwest::Result<reqwest::Response> {
     match make().send().await {
-        Err(e) if e.is_request() || e.is_connect() => make().send().await,
+        // A timeout reached the server, or may have: not repeated.
+        Err(e) if (e.is_request() || e.is_connect()) && !e.is_timeout() => make().send().await,
         other => other,
     }
 }

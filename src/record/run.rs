@@ -299,14 +299,19 @@ pub struct ServerMetrics {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<ServerMetricsSummary>,
+    /// A server counted generated tokens step by step (vLLM) rather than as each request
+    /// finished (llama-server): output tokens are matched only when no request straddled the
+    /// window's edges.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_counted_per_step: bool,
 }
 
-/// The measured period as the servers counted it: from the scrape at the end of the warm-up
+/// The measured period as the servers counted it: from the scrape sent just before the warm-up ends
 /// to the one after the last request finished or was cancelled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerMetricsSummary {
     /// The two scrapes the differences are taken between (ms from the period's start): the
-    /// one at the end of the warm-up, and the last (before the cut, if requests were cut off).
+    /// one sent just before the warm-up ends, and the last (before the cut, if requests were cut off).
     pub from_ms: f64,
     pub to_ms: f64,
     /// Counter differences between them.

@@ -502,11 +502,13 @@ pub struct FrontierPoint {
     pub tag: String,
 }
 
-/// A line of cells on a frontier figure (one sweep), in the order they are joined.
+/// A line of cells on a frontier figure (one sweep, joined in order), or cells on no sweep
+/// (not joined).
 #[derive(Debug, Clone)]
 pub struct FrontierSeries {
     pub label: String,
     pub points: Vec<FrontierPoint>,
+    pub joined: bool,
 }
 
 /// A trade-off figure where more is better on both axes: each cell's runs as faint points,
@@ -601,12 +603,14 @@ pub fn frontier(
                 .map(|p| (p.x, p.y))
                 .filter(finite)
                 .collect();
-            chart
-                .draw_series(LineSeries::new(
-                    centres.iter().copied(),
-                    color.mix(0.6).stroke_width(1),
-                ))
-                .map_err(err)?;
+            if line.joined {
+                chart
+                    .draw_series(LineSeries::new(
+                        centres.iter().copied(),
+                        color.mix(0.6).stroke_width(1),
+                    ))
+                    .map_err(err)?;
+            }
             chart
                 .draw_series(centres.iter().map(|c| Circle::new(*c, 4, color.filled())))
                 .map_err(err)?
@@ -909,7 +913,22 @@ mod tests {
         .unwrap();
         assert!(well_formed(&svg));
         assert!(svg.contains("SLO 1000 ms"), "the threshold is named");
-        assert!(svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 2);
+        // A dashed line is drawn as many short segments.
+        let without = along(
+            "TTFT",
+            "offered rate",
+            "ms",
+            &[band("p50", 1.0), band("p99", 2.0)],
+            &[],
+        )
+        .unwrap();
+        let segments = |svg: &str| svg.matches("<polyline").count();
+        assert!(
+            segments(&svg) >= segments(&without) + 10,
+            "{} vs {}",
+            segments(&svg),
+            segments(&without)
+        );
         assert!(
             svg.contains("ms (log scale)"),
             "three and more decades get a log axis"
@@ -969,10 +988,12 @@ mod tests {
                     point(40.0, 90.0, true, "1/s"),
                     point(80.0, 60.0, false, "2/s"),
                 ],
+                joined: true,
             },
             FrontierSeries {
                 label: "np2".into(),
                 points: vec![point(100.0, 70.0, true, "4/s")],
+                joined: true,
             },
         ];
         let svg = frontier("Frontier", "tok/s per server", "tok/s per user", &series).unwrap();
@@ -980,7 +1001,10 @@ mod tests {
         for text in ["np1", "np2", "Pareto-optimal", "1/s", "4/s"] {
             assert!(svg.contains(text), "{text}");
         }
-        assert!(!svg.contains(">2/s<"), "a dominated cell is not tagged");
+        // plotters writes a text's content on a line of its own.
+        let tagged = |tag: &str| svg.lines().any(|l| l.trim() == tag);
+        assert!(tagged("1/s") && tagged("4/s"), "optimal cells are tagged");
+        assert!(!tagged("2/s"), "a dominated cell is not tagged");
         // Rings: two on the figure and one in the legend, the only black unfilled circles.
         let rings = svg
             .lines()

@@ -614,31 +614,34 @@ fn frontier_series(cells: &[CellView], sweeps: &[SweepCells]) -> Vec<figures::Fr
             tag,
         })
     };
-    let mut series: Vec<figures::FrontierSeries> = if sweeps.is_empty() {
-        vec![figures::FrontierSeries {
-            label: "load cells".into(),
-            points: cells
+    let mut series: Vec<figures::FrontierSeries> = sweeps
+        .iter()
+        .map(|(_, label, axis, members)| figures::FrontierSeries {
+            label: if label.is_empty() {
+                format!("{axis} sweep")
+            } else {
+                label.clone()
+            },
+            points: members
                 .iter()
-                .filter(|c| c.load)
-                .filter_map(|c| point(c, format!("C{}", c.n)))
+                .filter_map(|(c, at)| point(c, axis_value(axis, *at)))
                 .collect(),
-        }]
-    } else {
-        sweeps
-            .iter()
-            .map(|(_, label, axis, members)| figures::FrontierSeries {
-                label: if label.is_empty() {
-                    "rate sweep".into()
-                } else {
-                    label.clone()
-                },
-                points: members
-                    .iter()
-                    .filter_map(|(c, at)| point(c, axis_value(axis, *at)))
-                    .collect(),
-            })
-            .collect()
-    };
+            joined: true,
+        })
+        .collect();
+    // Load cells on no sweep: points of their own, tagged by cell, not joined.
+    let alone: Vec<figures::FrontierPoint> = cells
+        .iter()
+        .filter(|c| c.load && c.sweep.is_none())
+        .filter_map(|c| point(c, format!("C{}", c.n)))
+        .collect();
+    if !alone.is_empty() {
+        series.push(figures::FrontierSeries {
+            label: "load cells".into(),
+            points: alone,
+            joined: false,
+        });
+    }
     let centres: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| (p.x, p.y)))
@@ -812,25 +815,35 @@ fn draw_figures(
             format!(" ({label})")
         };
         let file = |what: &str| format!("{id}-sweep{}-{what}.svg", k + 1);
-        let latency: Vec<figures::Band> = [
+        // An SLO at p99 is drawn as dashed lines on the statistic it judges: TTFT p99 timed as
+        // the SLO times it (from the schedule, by default) and TPOT p99.
+        // At another percentile the figure has no such statistic, and no lines.
+        let slo_p99 = slo.filter(|s| s.quantile() == 99.0);
+        let ttft_judged = match slo_p99 {
+            Some(s) if s.from_schedule() => Some(("ttft_sched_p99_ms", "TTFT p99 from schedule")),
+            Some(_) => Some(("ttft_p99_ms", "TTFT p99")),
+            None => None,
+        };
+        // The TTFT p99 shown is the one the SLO judges (the two differ by the dispatch lag).
+        let shown = [
             ("ttft_p50_ms", "TTFT p50"),
-            ("ttft_p99_ms", "TTFT p99"),
+            ttft_judged.unwrap_or(("ttft_p99_ms", "TTFT p99")),
             ("tpot_p99_ms", "TPOT p99"),
-        ]
-        .iter()
-        .filter_map(|(m, n)| band(m, n))
-        .collect();
-        // The SLO's thresholds, each in the colour of the latency it bounds.
-        let slo_lines: Vec<figures::Reference> = slo
+        ];
+        let latency: Vec<(&str, figures::Band)> = shown
+            .iter()
+            .filter_map(|(m, n)| band(m, n).map(|b| (*m, b)))
+            .collect();
+        let slo_lines: Vec<figures::Reference> = slo_p99
             .into_iter()
-            .flat_map(|slo| {
+            .flat_map(|s| {
                 [
-                    (slo.ttft_ms, "TTFT", "TTFT p99"),
-                    (slo.tpot_ms, "TPOT", "TPOT p99"),
+                    (s.ttft_ms, "TTFT", ttft_judged.map(|j| j.0)),
+                    (s.tpot_ms, "TPOT", Some("tpot_p99_ms")),
                 ]
             })
-            .filter_map(|(value, what, line)| {
-                let band = latency.iter().position(|b| b.label == line)?;
+            .filter_map(|(value, what, metric)| {
+                let band = latency.iter().position(|(m, _)| Some(*m) == metric)?;
                 Some(figures::Reference {
                     label: format!("SLO: {what} {} ms", figures::tick(value?)),
                     value: value?,
@@ -838,11 +851,17 @@ fn draw_figures(
                 })
             })
             .collect();
+        let latency: Vec<figures::Band> = latency.into_iter().map(|(_, b)| b).collect();
         if !latency.is_empty() {
             add(
                 file("latency"),
                 &format!(
-                    "Latency against the {against}{suffix}: each run's percentile (a point), the mean over runs (line) and its 95% CI (band)."
+                    "Latency against the {against}{suffix}: each run's percentile (a point), the mean over runs (line) and its 95% CI (band).{}",
+                    if slo_lines.is_empty() {
+                        ""
+                    } else {
+                        " Dashed: the SLO's thresholds, each in the colour of the p99 it judges."
+                    }
                 ),
                 figures::along(
                     &format!("Latency against {against}{suffix}"),
@@ -900,10 +919,10 @@ fn draw_figures(
     if frontier.iter().map(|s| s.points.len()).sum::<usize>() >= 2 {
         add(
             format!("{id}-frontier.svg"),
-            "Interactivity against throughput: per load cell, output tokens per second of the server (x) and per user, 1000 / TPOT p50 (y); each run a faint point, the cell's means a dot with their 95% CIs as a cross, a sweep's cells joined in order of rate. Ringed cells are Pareto-optimal: no other cell gives both more throughput and more speed per user. Tags are offered rates.",
+            "Interactivity against throughput: per load cell, output tokens per second served (x; all the servers a period sends to) and per user, 1000 / TPOT p50 (y); each run a faint point, the cell's means a dot with their 95% CIs as a cross, a sweep's cells joined in order along its axis. Ringed cells are Pareto-optimal over all load cells: no other cell gives both more throughput and more speed per user. Tags are the swept values (offered rates, users) or cell numbers.",
             figures::frontier(
                 "Interactivity against throughput",
-                "output tok/s per server",
+                "output tok/s served",
                 "output tok/s per user (1000 / TPOT p50)",
                 &frontier,
             ),
@@ -1189,7 +1208,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "sweeps": analysed.iter().flat_map(|a| &a.sweeps).map(|s| {
             let fixed: Vec<String> = s.fixed.iter().filter(|(k, _)| k.as_str() != "scenario").map(|(k, v)| format!("{k}={}", display_value(v))).collect();
             serde_json::json!({
-                "label": if fixed.is_empty() { "rate sweep".to_owned() } else { fixed.join(" ") },
+                "label": if fixed.is_empty() { format!("{} sweep", s.axis) } else { fixed.join(" ") },
                 "axis": s.axis,
                 "rates": s.rates.iter().map(|r| as_written(*r)).collect::<Vec<_>>(),
                 "knee": s.knee_rate, "slo_rate": s.max_rate_at_slo,

@@ -1,5 +1,5 @@
 //! The servers' own account of a load period: their `/metrics` scraped at a fixed interval
-//! from the period's start, once more exactly when the warm-up ends, and once after the last
+//! from the period's start, once more just before the warm-up ends, and once after the last
 //! request finished or was cancelled. The counters' differences between those two last
 //! scrapes are the measured period as the servers saw it (never counts since the server
 //! started, never the warm-up), reconciled with what the client counted over the same window.
@@ -46,30 +46,59 @@ pub fn scrape_urls(
     (!urls.is_empty()).then(|| (urls, Duration::from_secs_f64(ms / 1000.0)))
 }
 
-/// Whether a backend's servers are scraped during load runs.
+/// Whether a backend's servers are scraped during load runs: by default llama-servers (kind
+/// llama-cpp, launched ones, `server: llama-server`) and vLLM, which serve `/metrics`; any other
+/// OpenAI-compatible endpoint only when the spec asks with `scrape_ms`; never Ollama.
 pub fn scrapes(backend: &crate::spec::Backend) -> bool {
-    backend.kind != crate::spec::BackendKind::Ollama && backend.scrape_ms != Some(0.0)
+    use crate::spec::BackendKind;
+    use crate::spec::params::OpenAiServer;
+    if backend.scrape_ms == Some(0.0) {
+        return false;
+    }
+    match backend.kind {
+        BackendKind::Ollama => false,
+        BackendKind::LlamaCpp => true,
+        _ if backend.launch.is_some() => true,
+        _ => {
+            matches!(
+                backend.server,
+                Some(OpenAiServer::Vllm | OpenAiServer::LlamaServer)
+            ) || backend.scrape_ms.is_some()
+        }
+    }
 }
 
 struct Collected {
     scrapes: Vec<(Instant, ServerCounters)>,
+    /// Some server counts generated tokens step by step (vLLM), not at each request's end.
+    per_step: bool,
     failed: u32,
     error: Option<String>,
 }
 
-/// A scrape running beside a period.
+/// A scrape running beside a period. Dropped without `finish` (the run was interrupted), it
+/// stops its task.
 pub struct Scraper {
     stop: Arc<Notify>,
-    task: tokio::task::JoinHandle<Collected>,
+    task: Option<tokio::task::JoinHandle<Collected>>,
     urls: Vec<String>,
     interval: Duration,
 }
 
-/// One round: every server's page, read and combined; the time is the midpoint of the round.
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// One round: every server's page, read and combined (and whether one counts generated
+/// tokens step by step); the time is the midpoint of the round.
 async fn scrape_round(
     client: &reqwest::Client,
     urls: &[String],
-) -> (Instant, Result<ServerCounters, String>) {
+) -> (Instant, Result<(ServerCounters, bool), String>) {
     let sent = Instant::now();
     let pages = futures_util::future::join_all(urls.iter().map(|url| async move {
         let response = crate::backend::send_repeatable(|| client.get(url).timeout(SCRAPE_TIMEOUT))
@@ -77,13 +106,20 @@ async fn scrape_round(
             .and_then(|r| r.error_for_status())
             .map_err(|e| format!("{url}: {e}"))?;
         let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
-        metrics::parse(&text).map_err(|e| format!("{url}: {e}"))
+        let counters = metrics::parse(&text).map_err(|e| format!("{url}: {e}"))?;
+        Ok::<_, String>((counters, metrics::counts_output_per_step(&text)))
     }))
     .await;
     let done = Instant::now();
     let mid = sent + (done - sent) / 2;
-    let parts: Result<Vec<ServerCounters>, String> = pages.into_iter().collect();
-    (mid, parts.map(|p| metrics::combine(&p)))
+    let parts: Result<Vec<(ServerCounters, bool)>, String> = pages.into_iter().collect();
+    (
+        mid,
+        parts.map(|p| {
+            let counters: Vec<ServerCounters> = p.iter().map(|(c, _)| *c).collect();
+            (metrics::combine(&counters), p.iter().any(|(_, s)| *s))
+        }),
+    )
 }
 
 impl Scraper {
@@ -103,11 +139,15 @@ impl Scraper {
         let task = tokio::spawn(async move {
             let mut out = Collected {
                 scrapes: Vec::new(),
+                per_step: false,
                 failed: 0,
                 error: None,
             };
-            let mut record = |(at, r): (Instant, Result<ServerCounters, String>)| match r {
-                Ok(c) => out.scrapes.push((at, c)),
+            let mut record = |(at, r): (Instant, Result<(ServerCounters, bool), String>)| match r {
+                Ok((c, per_step)) => {
+                    out.scrapes.push((at, c));
+                    out.per_step |= per_step;
+                }
                 Err(e) => {
                     out.failed += 1;
                     out.error.get_or_insert(e);
@@ -141,6 +181,13 @@ impl Scraper {
                     k += 1;
                     tick
                 };
+                // Ticks missed while a slow round ran are skipped, not fired back to back.
+                let now = Instant::now();
+                if due < now && k > 0 {
+                    let behind = now.saturating_duration_since(origin).as_secs_f64()
+                        / interval.as_secs_f64().max(1e-9);
+                    k = k.max(behind.ceil() as u32);
+                }
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
                     _ = &mut stop_signal => break,
@@ -153,7 +200,7 @@ impl Scraper {
         });
         Scraper {
             stop,
-            task,
+            task: Some(task),
             urls,
             interval,
         }
@@ -161,15 +208,21 @@ impl Scraper {
 
     /// Stops after one last scrape, and reconciles the scrapes with the period's `requests`.
     pub async fn finish(
-        self,
+        mut self,
         live: &super::load::Live,
         warmup: Duration,
         requests: &[LoadRequest],
     ) -> ServerMetrics {
         let origin = live.origin.get().copied();
         self.stop.notify_one();
-        let collected = self.task.await.unwrap_or(Collected {
+        let task = self.task.take();
+        let joined = match task {
+            Some(t) => t.await.ok(),
+            None => None,
+        };
+        let collected = joined.unwrap_or(Collected {
             scrapes: Vec::new(),
+            per_step: false,
             failed: 1,
             error: Some("the scrape task failed".into()),
         });
@@ -190,7 +243,7 @@ impl Scraper {
                 .then(|| "the pages have none of the figures read (docs/metrics.md)".to_owned())
         });
         ServerMetrics {
-            urls: self.urls,
+            urls: std::mem::take(&mut self.urls),
             interval_ms: super::measure::ms(self.interval),
             summary: summarize(
                 &scrapes,
@@ -198,8 +251,10 @@ impl Scraper {
                 origin
                     .zip(live.cut.get())
                     .map(|(o, cut)| super::measure::ms(cut.saturating_duration_since(o))),
+                collected.per_step,
                 requests,
             ),
+            output_counted_per_step: collected.per_step,
             scrapes,
             failed: collected.failed,
             error,
@@ -233,6 +288,7 @@ pub fn summarize(
     scrapes: &[ServerScrape],
     warmup_ms: f64,
     cut_ms: Option<f64>,
+    output_per_step: bool,
     requests: &[LoadRequest],
 ) -> Option<ServerMetricsSummary> {
     // A scrape is timed at its midpoint, after it was due.
@@ -246,6 +302,11 @@ pub fn summarize(
         return None;
     }
     let within = |t: Option<f64>| t.is_some_and(|t| t > from.t_ms && t <= to.t_ms);
+    let in_flight_at = |t: f64| {
+        requests
+            .iter()
+            .any(|r| r.sent_ms <= t && r.e2e_ms.is_none_or(|e| r.sent_ms + e > t))
+    };
     let ok = || requests.iter().filter(|r| r.status == RunStatus::Ok);
     let finished: Vec<&LoadRequest> = ok()
         .filter(|r| within(r.e2e_ms.map(|e| r.sent_ms + e)))
@@ -297,7 +358,10 @@ pub fn summarize(
         client_output_tokens: client_output,
         client_prompt_tokens: prompts.unwrap_or(0),
         client_not_finished: cancelled,
-        output_token_diff: relative(delta.output_tokens, client_output),
+        // A server that counts generated tokens step by step (vLLM) has counted part of any
+        // request in flight at the window's start, or cut off at its end: no match then.
+        output_token_diff: relative(delta.output_tokens, client_output)
+            .filter(|_| !output_per_step || (cut_ms.is_none() && !in_flight_at(from.t_ms))),
         prompt_token_diff: prompts
             .filter(|_| cut_ms.is_none())
             .and_then(|p| relative(delta.prompt_tokens, p)),
@@ -369,7 +433,7 @@ mod tests {
             request(1600.0, 1000.0, 32, false), // 2600
             request(2500.0, 900.0, 0, false), // 3400, no output
         ];
-        let s = summarize(&scrapes, 1000.0, None, &requests).unwrap();
+        let s = summarize(&scrapes, 1000.0, None, false, &requests).unwrap();
         assert_eq!((s.from_ms, s.to_ms), (980.0, 3500.0));
         assert_eq!(s.delta.output_tokens, Some(96.0));
         assert_eq!(s.client_output_tokens, 96);
@@ -381,11 +445,16 @@ mod tests {
         assert_eq!(s.client_prompt_tokens, 30);
         assert_eq!(s.prompt_token_diff, Some(0.0));
         // Cut off at 3000 ms: the window ends at 2000, and prompts cannot be matched.
-        let cut = summarize(&scrapes, 1000.0, Some(3000.0), &requests).unwrap();
+        let cut = summarize(&scrapes, 1000.0, Some(3000.0), false, &requests).unwrap();
         assert_eq!(cut.to_ms, 2000.0);
         assert_eq!(cut.delta.output_tokens, Some(64.0));
         assert_eq!(cut.client_output_tokens, 64, "finished at 1200 and 2000 ms");
         assert_eq!(cut.prompt_token_diff, None);
+        // A server counting step by step (vLLM) had part of the warm-up request in flight at
+        // 980 ms (sent at 500, done at 1200) before the window: its output is not matched.
+        let per_step = summarize(&scrapes, 1000.0, None, true, &requests).unwrap();
+        assert_eq!(per_step.output_token_diff, None);
+        assert_eq!(per_step.prompt_token_diff, Some(0.0));
         // The queue over the window's three scrapes: 2, 4, 0.
         assert_eq!(s.waiting_mean, Some(2.0));
         assert_eq!(s.waiting_max, Some(4.0));
@@ -395,11 +464,11 @@ mod tests {
     fn a_server_that_counted_more_shows_the_difference_and_no_window_no_summary() {
         let scrapes = [scrape(0.0, 0.0, 0.0, 0.0), scrape(1000.0, 101.0, 0.0, 0.0)];
         let requests = [request(10.0, 500.0, 100, false)];
-        let s = summarize(&scrapes, 0.0, None, &requests).unwrap();
+        let s = summarize(&scrapes, 0.0, None, false, &requests).unwrap();
         assert!((s.output_token_diff.unwrap() - 0.01).abs() < 1e-12);
-        assert!(summarize(&scrapes[..1], 0.0, None, &requests).is_none());
-        assert!(summarize(&[], 0.0, None, &requests).is_none());
+        assert!(summarize(&scrapes[..1], 0.0, None, false, &requests).is_none());
+        assert!(summarize(&[], 0.0, None, false, &requests).is_none());
         // Cut off at 900 ms: the window ends at the last scrape before, which is its start.
-        assert!(summarize(&scrapes, 0.0, Some(900.0), &requests).is_none());
+        assert!(summarize(&scrapes, 0.0, Some(900.0), false, &requests).is_none());
     }
 }

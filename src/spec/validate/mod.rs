@@ -269,6 +269,12 @@ fn check_backend(c: &mut Checker, at: &str, b: &Backend) {
                 format!("`scrape_ms` is {ms}: scrapes closer than 100 ms apart load the server they measure"),
                 "give milliseconds of at least 100 (`scrape_ms: 1000`, the default), or 0 to turn scraping off",
             );
+        } else if b.server == Some(crate::spec::params::OpenAiServer::Openai) && ms > 0.0 {
+            c.error(
+                &child_path(at, "scrape_ms"),
+                "the OpenAI API serves no `/metrics` page to scrape",
+                "remove `scrape_ms`",
+            );
         } else if b.kind == BackendKind::Ollama && ms > 0.0 {
             c.error(
                 &child_path(at, "scrape_ms"),
