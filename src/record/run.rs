@@ -275,7 +275,7 @@ pub struct ServerCounters {
     pub requests_finished: Option<f64>,
 }
 
-/// A scrape at `t_ms` from the period's start (the midpoint of its request and answer).
+/// A scrape at `t_ms` from the period's start (when its answer arrived).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ServerScrape {
     pub t_ms: f64,

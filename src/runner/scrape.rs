@@ -94,12 +94,15 @@ impl Drop for Scraper {
 }
 
 /// One round: every server's page, read and combined (and whether one counts generated
-/// tokens step by step); the time is the midpoint of the round.
+/// tokens step by step); the time is when the last answer arrived. A server reads its counters
+/// for a scrape between batches, after sending the tokens of the batch it was running: a token
+/// the client received before the answer was counted before the scrape, and one received after
+/// it was counted after. (Timed at the round's midpoint instead, a scrape that waited for a
+/// busy server's batch split that batch's prompts between the two sides.)
 async fn scrape_round(
     client: &reqwest::Client,
     urls: &[String],
 ) -> (Instant, Result<(ServerCounters, bool), String>) {
-    let sent = Instant::now();
     let pages = futures_util::future::join_all(urls.iter().map(|url| async move {
         let response = crate::backend::send_repeatable(|| client.get(url).timeout(SCRAPE_TIMEOUT))
             .await
@@ -110,11 +113,10 @@ async fn scrape_round(
         Ok::<_, String>((counters, metrics::counts_output_per_step(&text)))
     }))
     .await;
-    let done = Instant::now();
-    let mid = sent + (done - sent) / 2;
+    let answered = Instant::now();
     let parts: Result<Vec<(ServerCounters, bool)>, String> = pages.into_iter().collect();
     (
-        mid,
+        answered,
         parts.map(|p| {
             let counters: Vec<ServerCounters> = p.iter().map(|(c, _)| *c).collect();
             (metrics::combine(&counters), p.iter().any(|(_, s)| *s))
@@ -291,7 +293,7 @@ pub fn summarize(
     output_per_step: bool,
     requests: &[LoadRequest],
 ) -> Option<ServerMetricsSummary> {
-    // A scrape is timed at its midpoint, after it was due.
+    // A scrape is timed when answered, after it was due.
     let due_ms = warmup_ms - super::measure::ms(MARK_LEAD);
     let from = scrapes.iter().find(|s| s.t_ms >= due_ms)?;
     let to = match cut_ms {
