@@ -223,6 +223,30 @@ pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String,
     Ok(svg)
 }
 
+/// The mesh every figure with two numeric axes draws: light gridlines, grey axes, ticks without
+/// trailing zeros, and the axes' descriptions.
+fn light_mesh<X, Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    x_desc: Option<&str>,
+    y_desc: &str,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.max_light_lines(0)
+        .bold_line_style(RGBColor(228, 228, 228))
+        .x_label_formatter(&|v: &f64| tick(*v))
+        .y_label_formatter(&|v: &f64| tick(*v))
+        .axis_style(RGBColor(150, 150, 150))
+        .y_desc(y_desc);
+    if let Some(x) = x_desc {
+        mesh.x_desc(x);
+    }
+    mesh.draw().map_err(err)
+}
+
 /// The legend of a figure with named lines, in one style for every figure.
 fn legend<'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
@@ -283,17 +307,7 @@ pub fn over_time(title: &str, y_label: &str, lines: &[Timeline]) -> Result<Strin
             .y_label_area_size(56)
             .build_cartesian_2d(0.0..t_max, 0.0..y_max)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .max_light_lines(0)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .x_label_formatter(&|v: &f64| tick(*v))
-            .y_label_formatter(&|v: &f64| tick(*v))
-            .axis_style(RGBColor(150, 150, 150))
-            .x_desc("seconds from the period's start")
-            .y_desc(y_label)
-            .draw()
-            .map_err(err)?;
+        light_mesh(&mut chart, Some("seconds from the period's start"), y_label)?;
         for (i, line) in lines.iter().enumerate() {
             let color = LINES[i % LINES.len()];
             // Steps, not slopes: each sample holds until the next one.
@@ -386,17 +400,7 @@ pub fn along(
         macro_rules! draw {
             ($chart:expr, $y_desc:expr) => {{
                 let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .max_light_lines(0)
-                    .bold_line_style(RGBColor(228, 228, 228))
-                    .x_label_formatter(&|v: &f64| tick(*v))
-                    .y_label_formatter(&|v: &f64| tick(*v))
-                    .axis_style(RGBColor(150, 150, 150))
-                    .x_desc(x_label)
-                    .y_desc($y_desc)
-                    .draw()
-                    .map_err(err)?;
+                light_mesh(&mut chart, Some(x_label), $y_desc.as_ref())?;
                 for (i, band) in bands.iter().enumerate() {
                     let color = LINES[i % LINES.len()];
                     let finite = |v: f64| v.is_finite() && (!log || v > 0.0);
@@ -481,7 +485,7 @@ pub fn along(
                 builder
                     .build_cartesian_2d(x_range, bottom..top)
                     .map_err(err)?,
-                y_label.to_owned()
+                y_label
             );
         }
         root.present().map_err(err)?;
@@ -553,17 +557,7 @@ pub fn frontier(
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .max_light_lines(0)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .x_label_formatter(&|v: &f64| tick(*v))
-            .y_label_formatter(&|v: &f64| tick(*v))
-            .axis_style(RGBColor(150, 150, 150))
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .draw()
-            .map_err(err)?;
+        light_mesh(&mut chart, Some(x_label), y_label)?;
         let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
         for (i, line) in series.iter().enumerate() {
             let color = LINES[i % LINES.len()];
@@ -691,16 +685,7 @@ pub fn timeline(
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..t_max, 0.0..count_max)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .max_light_lines(0)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .x_label_formatter(&|v: &f64| tick(*v))
-            .y_label_formatter(&|v: &f64| tick(*v))
-            .axis_style(RGBColor(150, 150, 150))
-            .y_desc("requests")
-            .draw()
-            .map_err(err)?;
+        light_mesh(&mut chart, None, "requests")?;
         let warm = RGBColor(150, 150, 150);
         chart
             .draw_series([PathElement::new(
@@ -732,17 +717,11 @@ pub fn timeline(
         macro_rules! draw {
             ($chart:expr, $y_desc:expr, $top:expr, $bottom:expr) => {{
                 let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .max_light_lines(0)
-                    .bold_line_style(RGBColor(228, 228, 228))
-                    .x_label_formatter(&|v: &f64| tick(*v))
-                    .y_label_formatter(&|v: &f64| tick(*v))
-                    .axis_style(RGBColor(150, 150, 150))
-                    .x_desc("seconds from the period's start (requests by their send)")
-                    .y_desc($y_desc)
-                    .draw()
-                    .map_err(err)?;
+                light_mesh(
+                    &mut chart,
+                    Some("seconds from the period's start (requests by their send)"),
+                    &$y_desc,
+                )?;
                 chart
                     .draw_series([PathElement::new(
                         vec![(warmup_s, $bottom), (warmup_s, $top)],
@@ -781,7 +760,7 @@ pub fn timeline(
                     builder
                         .build_cartesian_2d(0.0..t_max, 0.0..top)
                         .map_err(err)?,
-                    latency_label.to_owned(),
+                    latency_label,
                     top,
                     0.0
                 )
