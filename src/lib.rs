@@ -11,6 +11,7 @@ pub mod audit;
 pub mod backend;
 pub mod catalogue;
 pub mod cli;
+pub mod cluster;
 pub mod diagnostic;
 pub mod pacer;
 pub mod plan;

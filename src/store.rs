@@ -17,6 +17,24 @@ impl TrPaths {
             data_dir: root.join("data").join(tr),
         }
     }
+    /// A replication's data set: the same layout, beside the original data.
+    pub fn replication(root: &Path, tr: &str, name: &str) -> TrPaths {
+        TrPaths {
+            data_dir: Self::new(root, tr).replications_dir().join(name),
+        }
+    }
+    pub fn replications_dir(&self) -> PathBuf {
+        self.data_dir.join("replications")
+    }
+    /// One shard of this data set: the same layout under `shards/`.
+    pub fn shard(&self, shard: &crate::plan::shard::Shard) -> TrPaths {
+        TrPaths {
+            data_dir: self.shards_dir().join(shard.dir_name()),
+        }
+    }
+    pub fn shards_dir(&self) -> PathBuf {
+        self.data_dir.join("shards")
+    }
     pub fn runs(&self) -> PathBuf {
         self.data_dir.join("runs.jsonl")
     }

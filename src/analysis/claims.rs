@@ -469,6 +469,66 @@ fn evaluate_one(
     })
 }
 
+/// Resamples behind a claim's interval.
+const INTERVAL_RESAMPLES: usize = 2000;
+
+/// A 95% interval of a claim's figure from `evidence`, as `evaluate` derives the figure: a
+/// percentile bootstrap of the runs behind each side (the run is the unit), or a sweep
+/// figure's own bootstrap interval. None where the figure rests on imported figures, compares
+/// two sweeps (their figures are not means of runs), or has no runs.
+pub fn interval(
+    loaded: &LoadedSpec,
+    claim: &Claim,
+    evidence: Evidence,
+) -> PolarsResult<Option<(f64, f64)>> {
+    let metric = claim.metric.as_deref().unwrap_or_default();
+    if crate::spec::metrics::is_sweep(metric) {
+        if claim.compare.is_some() {
+            return Ok(None);
+        }
+        let figure = sweep_figure(loaded, claim, evidence.sweeps, &IndexMap::new()).ok();
+        return Ok(figure.and_then(|(f, _)| f.ci_low.zip(f.ci_high)));
+    }
+    if !claim.of.is_empty() {
+        return Ok(None);
+    }
+    let stated = claim.stated.as_deref().and_then(|s| Stated::parse(s).ok());
+    let level = |x: f64| if is_fraction(metric) { x * 100.0 } else { x };
+    let sides = match &claim.compare {
+        Some(cmp) => vec![
+            side(loaded, claim, evidence.frames, &cmp.a)?,
+            side(loaded, claim, evidence.frames, &cmp.b)?,
+        ],
+        None => {
+            let sel = if claim.selection.contains_key("recorded") {
+                claim.selection.clone()
+            } else {
+                IndexMap::new()
+            };
+            vec![side(loaded, claim, evidence.frames, &sel)?]
+        }
+    };
+    if sides.iter().any(|s| s.recorded) {
+        return Ok(None);
+    }
+    let groups: Vec<&[f64]> = sides.iter().map(|s| s.values.as_slice()).collect();
+    let figure = |means: &[f64]| match means {
+        [m] => Some(level(*m)),
+        [a, b] => {
+            let (value, _) = two_sides(claim, stated.as_ref(), level(*a), level(*b));
+            Some(scaled(claim, value, String::new()).0)
+        }
+        _ => None,
+    };
+    Ok(stats::bootstrap_means(
+        &groups,
+        figure,
+        INTERVAL_RESAMPLES,
+        0.95,
+        0x5EED,
+    ))
+}
+
 /// How a claim's two sides give its figure: `derive`, or else what the stated unit implies.
 fn derive_of(claim: &Claim, stated: Option<&Stated>) -> Derive {
     claim.derive.unwrap_or(match stated.map(|s| &s.unit) {

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod contention;
 pub mod cost;
 pub mod frame;
+pub mod replication;
 pub mod scaling;
 pub mod serving;
 pub mod summary;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::diagnostic::Diagnostic;
+use crate::plan;
 use crate::spec::matrix::label_of as matrix_label;
 use crate::spec::{LoadedSpec, RunOrder};
 use crate::stats;
@@ -84,8 +86,16 @@ impl Analysis {
 
 /// Analyses a TR's journal.
 pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisError> {
-    let paths = TrPaths::new(root, &loaded.spec.id);
-    let journal = paths.runs();
+    analyze_set(root, loaded, &TrPaths::new(root, &loaded.spec.id))
+}
+
+/// The analysis of one data set of the TR: its own data, or a replication's (`set`).
+pub fn analyze_set(
+    root: &Path,
+    loaded: &LoadedSpec,
+    set: &TrPaths,
+) -> Result<Analysis, AnalysisError> {
+    let journal = set.runs();
     if !journal.is_file() {
         return Err(AnalysisError::Input(no_runs(
             loaded,
@@ -104,7 +114,7 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
             NO_FINISHED_RUNS,
         )));
     }
-    analyze_frames(root, loaded, frames)
+    analyze_frames(root, set, loaded, frames)
 }
 
 /// The serving figures of a TR's load runs: with an SLO, each run judged by it from its
@@ -112,14 +122,13 @@ pub fn analyze(root: &Path, loaded: &LoadedSpec) -> Result<Analysis, AnalysisErr
 /// and claims see them); and the rate sweeps' knee and highest rate at the SLO. A TR without
 /// load runs reads nothing more.
 fn serving_figures(
-    root: &Path,
+    paths: &TrPaths,
     loaded: &LoadedSpec,
     frames: &mut Frames,
 ) -> Result<Serving, AnalysisError> {
     if !loaded.has_load_cells() {
         return Ok(Serving::default());
     }
-    let paths = TrPaths::new(root, &loaded.spec.id);
     let index: std::collections::HashMap<String, usize> = frame::cell_index(&frames.cells)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -141,7 +150,7 @@ fn serving_figures(
         if r.warmup || r.status != crate::record::RunStatus::Ok {
             continue;
         }
-        let requests = crate::record::requests::read(&paths, &r.run_id)
+        let requests = crate::record::requests::read(paths, &r.run_id)
             .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
         pools.entry(cell).or_default().add_run(&requests);
         let margin = slo.and_then(|slo| {
@@ -194,9 +203,98 @@ struct Serving {
 /// A TR's frames as the analysis sees them: the journal read, and its load runs judged by
 /// the spec's SLO (for commands that compare runs without the whole analysis).
 pub fn frames_of(root: &Path, loaded: &LoadedSpec) -> Result<Frames, AnalysisError> {
-    let mut frames = frame::load(&TrPaths::new(root, &loaded.spec.id).runs())?;
-    serving_figures(root, loaded, &mut frames)?;
+    let paths = TrPaths::new(root, &loaded.spec.id);
+    let mut frames = frame::load(&paths.runs())?;
+    serving_figures(&paths, loaded, &mut frames)?;
     Ok(frames)
+}
+
+/// A claim figure's 95% interval, if it has one.
+type ClaimInterval = Option<(f64, f64)>;
+
+/// Every claim checked on one data set, with its figure's 95% interval there.
+fn claims_on(
+    loaded: &LoadedSpec,
+    set: &TrPaths,
+) -> Result<(Vec<claims::ClaimCheck>, Vec<ClaimInterval>), AnalysisError> {
+    let mut frames = frame::load(&set.runs())?;
+    let Serving { sweeps, .. } = serving_figures(set, loaded, &mut frames)?;
+    let comparisons = compare::claim_comparisons(&frames, loaded)?;
+    let evidence = claims::Evidence {
+        frames: Some(&frames),
+        comparisons: &comparisons,
+        sweeps: &sweeps,
+    };
+    let checks = claims::evaluate(loaded, evidence)?;
+    let intervals = (loaded.spec.claims.iter())
+        .map(|c| claims::interval(loaded, c, evidence))
+        .collect::<PolarsResult<_>>()?;
+    Ok((checks, intervals))
+}
+
+/// The replications of a TR kept beside its data, by name.
+pub fn replication_names(root: &Path, tr: &str) -> Vec<String> {
+    let dir = TrPaths::new(root, tr).replications_dir();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("runs.jsonl").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Judges each claim of a TR on its replication `name`: the original figure against the
+/// replication's interval.
+pub fn replication(
+    root: &Path,
+    loaded: &LoadedSpec,
+    name: &str,
+) -> Result<replication::Replication, AnalysisError> {
+    let tr = &loaded.spec.id;
+    let (original_set, set) = (TrPaths::new(root, tr), TrPaths::replication(root, tr, name));
+    if !crate::record::journal::has_finished_runs(&set.runs()) {
+        return Err(AnalysisError::Input(
+            Diagnostic::new(format!("replication `{name}` of {tr} has no finished runs"))
+                .in_file(set.runs())
+                .help(format!(
+                    "run it: `banterhearts replicate {tr} --name {name}`"
+                )),
+        ));
+    }
+    let (original, _) = claims_on(loaded, &original_set)?;
+    let (replicated, intervals) = claims_on(loaded, &set)?;
+    let digests = crate::record::journal::read_digests(&set.runs())
+        .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
+    let planned = plan::build(loaded);
+    let ids: std::collections::HashSet<&str> = planned
+        .runs
+        .iter()
+        .filter(|r| !r.warmup)
+        .map(|r| r.run_id.as_str())
+        .collect();
+    let runs = digests
+        .runs
+        .iter()
+        .filter(|r| ids.contains(r.run_id.as_str()))
+        .count();
+    let mut machines: Vec<String> = crate::record::read_manifest(&set)
+        .map_err(AnalysisError::Input)?
+        .into_iter()
+        .flat_map(|m| m.sessions)
+        .map(|s| format!("{} ({} logical CPUs)", s.host.cpu, s.host.logical_cpus))
+        .collect();
+    machines.sort();
+    machines.dedup();
+    Ok(replication::Replication {
+        name: name.to_owned(),
+        runs,
+        planned: planned.measured_runs(),
+        machines,
+        claims: replication::judge(loaded, &original, &replicated, &intervals),
+    })
 }
 
 /// What a TR without runs to analyse is said to have.
@@ -218,13 +316,14 @@ fn phase(name: &str, since: std::time::Instant) {
 
 pub fn analyze_frames(
     root: &Path,
+    set: &TrPaths,
     loaded: &LoadedSpec,
     mut frames: Frames,
 ) -> Result<Analysis, AnalysisError> {
     // Load runs against the SLO first: goodput is a run-level metric like any other, so the
     // statistics and claims below see it.
     let started = std::time::Instant::now();
-    let Serving { sweeps, pooled } = serving_figures(root, loaded, &mut frames)?;
+    let Serving { sweeps, pooled } = serving_figures(set, loaded, &mut frames)?;
     phase("serving: SLO, knee, rate at SLO", started);
     // The per-cell statistics keep every core busy on their own; the relational work (counts,
     // contention, comparisons, claims) is mostly single-threaded, so it runs beside them.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Location};
+use crate::plan::shard::Shard;
 use crate::store::{self, TrPaths};
 
 /// Provenance of every runner invocation on a TR (data/<TR>/manifest.json).
@@ -25,6 +26,20 @@ pub struct Session {
     pub servers: Vec<ServerProvenance>,
     pub planned_runs: usize,
     pub pending_runs: usize,
+    /// The part of the plan this session ran, when it ran a shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Set on the sessions `merge` copied into the TR's data: where they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<MergedFrom>,
+}
+
+/// A merged session's origin: the shard directory (relative to the TR's data directory) and
+/// the session's number there. Merging again finds it by these and adds nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    pub shard: String,
+    pub session: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

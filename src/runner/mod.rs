@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::plan::{self, PlannedRun};
+use crate::plan::{self, PlannedRun, shard::Shard};
 use crate::spec::{LoadedSpec, Scenario, matrix::label_of};
 
 /// A cell's parameters: axis name -> value.
@@ -46,12 +46,30 @@ use servers::LaunchError;
 
 /// Seconds an agent program may run before it is killed, unless its spec says otherwise.
 const DEFAULT_PROGRAM_TIMEOUT_S: f64 = 300.0;
-const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens", "agent"];
+const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens", "agent", "hardware"];
 const DEFAULT_TIMEOUT_S: f64 = 300.0;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub quiet: bool,
+    /// Run only this part of the plan, into its own journal under `data/<TR>/shards/`.
+    pub shard: Option<Shard>,
+    /// Run the plan again into `data/<TR>/replications/<name>/`, beside the original data.
+    pub replication: Option<String>,
+}
+
+impl RunOptions {
+    /// Where this invocation's journal, manifest, requests and logs go.
+    pub fn paths(&self, root: &Path, tr: &str) -> TrPaths {
+        let set = match &self.replication {
+            Some(name) => TrPaths::replication(root, tr, name),
+            None => TrPaths::new(root, tr),
+        };
+        match &self.shard {
+            Some(shard) => set.shard(shard),
+            None => set,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,18 +116,26 @@ pub async fn run(
     check_runnable(loaded).map_err(RunError::Input)?;
     let prompts = prompts(loaded)?;
     let plan = plan::build(loaded);
-    let paths = TrPaths::new(root, &loaded.spec.id);
+    let paths = opts.paths(root, &loaded.spec.id);
+    let mine: Vec<&PlannedRun> = match &opts.shard {
+        Some(shard) => shard.runs(&plan, |c| plan::hardware_of(&plan.cells[c])),
+        None => plan.runs.iter().collect(),
+    };
     let (mut journal, recorded, set_aside) = Journal::open(&paths)?;
     let manifest = manifest::read_manifest(&paths).map_err(|d| RunError::Input(d.into()))?;
-    let pending: Vec<&PlannedRun> = plan
-        .runs
+    let pending: Vec<&PlannedRun> = mine
         .iter()
+        .copied()
         .filter(|r| !journal.contains(&r.run_id))
         .collect();
     let mut summary = RunSummary {
-        planned: plan.runs.len(),
-        already_recorded: plan.runs.len() - pending.len(),
+        planned: mine.len(),
+        already_recorded: mine.len() - pending.len(),
         ..RunSummary::default()
+    };
+    let plan_name = match &opts.shard {
+        Some(shard) => format!("{} {shard}", plan.tr),
+        None => plan.tr.clone(),
     };
     crate::record::requests::sweep(&paths, |id| journal.contains(id))
         .map_err(|e| RunError::Other(format!("{}: {e}", paths.requests_dir().display())))?;
@@ -124,19 +150,17 @@ pub async fn run(
     }
     if pending.is_empty() {
         progress.note(&format!(
-            "{}: all {} planned runs are recorded in {}",
-            plan.tr,
-            plan.runs.len(),
+            "{plan_name}: all {} planned runs are recorded in {}",
+            mine.len(),
             paths.runs().display()
         ));
         return Ok(summary);
     }
     if summary.already_recorded > 0 {
         progress.note(&format!(
-            "{}: resuming; {} of {} runs already recorded, {} to go",
-            plan.tr,
+            "{plan_name}: resuming; {} of {} runs already recorded, {} to go",
             summary.already_recorded,
-            plan.runs.len(),
+            mine.len(),
             pending.len()
         ));
     }
@@ -189,8 +213,10 @@ pub async fn run(
         spec_sha256: store::sha256_hex(loaded.source.as_bytes()),
         host: telemetry::host_info(),
         servers: servers_info,
-        planned_runs: plan.runs.len(),
+        planned_runs: mine.len(),
         pending_runs: pending.len(),
+        shard: opts.shard.clone(),
+        merged_from: None,
     };
     if let Err(e) = manifest::append_session(&paths, &plan.tr, manifest, session) {
         stop_servers(running).await;

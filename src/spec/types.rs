@@ -49,6 +49,11 @@ pub struct Spec {
     /// protocol is in docs/agent-protocol.md). An `agent` axis picks one by name.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub agents: IndexMap<String, AgentProgram>,
+    /// Where cells run when the plan is submitted to a scheduler (`submit --slurm`, `--k8s`):
+    /// name -> placement. A `hardware` axis picks one per cell; comparisons along that axis
+    /// compare machines on purpose.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub hardware: IndexMap<String, Hardware>,
     /// Axes to sweep (name -> list of values) plus optional `exclude` and `include` lists,
     /// with GitHub Actions semantics: include is applied after exclude. Omit for one cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +94,24 @@ pub struct Spec {
 
 fn one() -> i64 {
     1
+}
+
+/// One hardware value's placement on the schedulers `submit` writes for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    /// Slurm partition (`sbatch --partition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Slurm generic resources per task (`sbatch --gres`), e.g. `gpu:h100:1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gres: Option<String>,
+    /// Kubernetes node labels the shard's pods must match (`nodeSelector`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub node_selector: IndexMap<String, String>,
+    /// Kubernetes resource limits per pod, e.g. `nvidia.com/gpu: "1"`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub resources: IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

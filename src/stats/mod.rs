@@ -2,10 +2,12 @@
 //! Reference values for the tests come from scipy (scripts/reference-stats.py ->
 //! tests/fixtures/stats_reference.json).
 
+mod bootstrap;
 mod compare;
 mod describe;
 mod interval;
 
+pub use bootstrap::bootstrap_means;
 pub use compare::{
     Comparison, Verdict, compare, hedges_g, holm, mann_whitney, mann_whitney_u, welch_t,
 };

@@ -88,6 +88,7 @@ pub(super) fn check(
         check_axis_references(&mut c, spec, matrix, cells);
         check_request_params(&mut c, spec, matrix, cells);
         check_agent_programs(&mut c, spec, matrix);
+        check_hardware(&mut c, spec, matrix);
         check_workflow(&mut c, spec);
         check_claims(&mut c, spec, matrix, cells);
         check_pooling(&mut c, spec, cells);
@@ -788,6 +789,60 @@ fn check_agent_programs(c: &mut Checker, spec: &Spec, m: &Matrix) {
             c.error(
                 &at,
                 format!("agent program `{}` is not defined", compact(value)),
+                help,
+            );
+        }
+    }
+}
+
+/// A `hardware` axis names placements defined under `hardware:`, and several placements
+/// need the axis that says which cell runs where.
+fn check_hardware(c: &mut Checker, spec: &Spec, m: &Matrix) {
+    let names: Vec<&str> = spec.hardware.keys().map(String::as_str).collect();
+    if spec.hardware.len() > 1 && !m.axes.contains_key("hardware") {
+        c.error(
+            "hardware",
+            "several hardware placements but no `hardware` axis says which cell runs where",
+            format!("add `hardware: [{}]` to the matrix", names.join(", ")),
+        );
+    }
+    for (name, h) in &spec.hardware {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            c.error_at_key(
+                &format!("hardware.{name}"),
+                format!("hardware name `{name}` is not a plain name"),
+                "use letters, digits, `-`, `_` and `.`: it names a directory and a job",
+            );
+        }
+        if h.partition.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            c.error(
+                &format!("hardware.{name}.partition"),
+                "the partition is empty",
+                "name a Slurm partition, or leave `partition` out for the default one",
+            );
+        }
+    }
+    for (at, value) in axis_values(m, "hardware") {
+        let name = value.as_str().unwrap_or_default();
+        if !spec.hardware.contains_key(name) {
+            let help = did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
+                if names.is_empty() {
+                    "define it under `hardware:`, e.g. `hardware: {cpu-a: {partition: a}}`"
+                        .to_owned()
+                } else {
+                    format!(
+                        "define it under `hardware:` (defined: {})",
+                        names.join(", ")
+                    )
+                }
+            });
+            c.error(
+                &at,
+                format!("hardware `{}` is not defined", compact(value)),
                 help,
             );
         }

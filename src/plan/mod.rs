@@ -6,6 +6,8 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod shard;
+
 use crate::spec::{Cell, LoadedSpec, RunOrder};
 use crate::store::sha256_hex;
 
@@ -46,6 +48,14 @@ impl Plan {
     pub fn warmup_runs(&self) -> usize {
         self.runs.iter().filter(|r| r.warmup).count()
     }
+}
+
+/// The hardware value a cell runs on (its `hardware` axis), if the spec has one.
+pub fn hardware_of(cell: &PlannedCell) -> Option<String> {
+    cell.params
+        .get("hardware")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 pub fn cell_id(cell: &Cell) -> String {

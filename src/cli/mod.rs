@@ -18,6 +18,8 @@ use crate::report;
 use crate::runner;
 use crate::spec::{self, Spec, matrix::display_value};
 
+mod cluster;
+
 /// Exit code for a usage or input error (bad spec, unknown TR).
 pub const EXIT_INPUT: u8 = 2;
 
@@ -71,7 +73,24 @@ pub enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        part: cluster::PartArgs,
     },
+    /// Put a TR's shards together into its data (every run once; conflicts and other spec
+    /// versions refused). Safe to repeat.
+    Merge {
+        /// TR id (TR124) or spec file.
+        tr: String,
+        /// Merge the shards of this replication instead of the original data.
+        #[arg(long)]
+        replication: Option<String>,
+    },
+    /// Run a TR's shards on a scheduler: a Slurm job array plus a dependent merge, analyze and
+    /// report job, or Kubernetes Indexed Job manifests.
+    Submit(cluster::SubmitArgs),
+    /// Run a TR's plan again into a replication data set beside its data, and judge each
+    /// claim: does the original figure fall in the replication's interval?
+    Replicate(cluster::ReplicateArgs),
     /// Statistics per cell, contention, claim comparisons, cost and energy: writes
     /// data/TR/summary.{csv,parquet} (and cost.csv, comparisons.json when the spec has them).
     Analyze {
@@ -173,7 +192,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
     match &cli.command {
         Command::Validate { specs } => validate(&cli.root, specs),
         Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
-        Command::Run { tr, quiet } => run_tr(&cli.root, tr, *quiet),
+        Command::Run { tr, quiet, part } => {
+            let options = part.options(&cli.root, tr, *quiet)?;
+            run_tr(&cli.root, tr, options)
+        }
+        Command::Merge { tr, replication } => {
+            cluster::merge_cmd(&cli.root, tr, replication.as_deref())
+        }
+        Command::Submit(args) => cluster::submit_cmd(&cli.root, args),
+        Command::Replicate(args) => cluster::replicate_cmd(&cli.root, args),
         Command::Analyze { tr } => analyze_tr(&cli.root, tr),
         Command::Report { tr, all } => report_cmd(&cli.root, tr.as_deref(), *all),
         Command::Index => index_cmd(&cli.root),
@@ -348,7 +375,7 @@ fn validate(root: &Path, files: &[PathBuf]) -> Result<ExitCode, Diagnostics> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
+fn run_tr(root: &Path, tr: &str, options: runner::RunOptions) -> Result<ExitCode, Diagnostics> {
     let registry = load_one(root, tr)?;
     let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
     // Only the ring provider is compiled in; install it for HTTPS endpoints.
@@ -361,7 +388,7 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
                 "cannot start the async runtime: {e}"
             )))
         })?;
-    let options = runner::RunOptions { quiet };
+    let quiet = options.quiet;
     let summary = match runtime.block_on(runner::run(root, loaded, &options)) {
         Ok(s) => s,
         Err(runner::RunError::Input(d)) => return Err(d),
@@ -374,10 +401,11 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
     let id = &loaded.spec.id;
     if summary.interrupted {
         eprintln!(
-            "interrupted: {} run(s) recorded in this session, {} of {} in total; the run in flight was dropped.\nrun `banterhearts run {id}` again to resume.",
+            "interrupted: {} run(s) recorded in this session, {} of {} in total; the run in flight was dropped.\nrun `{}` again to resume.",
             summary.recorded,
             summary.already_recorded + summary.recorded,
-            summary.planned
+            summary.planned,
+            cluster::resume_command(id, &options)
         );
         return Ok(ExitCode::from(130));
     }
@@ -386,7 +414,7 @@ fn run_tr(root: &Path, tr: &str, quiet: bool) -> Result<ExitCode, Diagnostics> {
             "{id}: recorded {} run(s) ({} degraded) in {}",
             summary.recorded,
             summary.degraded,
-            crate::store::TrPaths::new(root, id).runs().display()
+            options.paths(root, id).runs().display()
         );
     }
     if let Some(c) = summary
