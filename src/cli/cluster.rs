@@ -463,3 +463,40 @@ pub fn replication_text(tr: &str, r: &analysis::replication::Replication) -> Str
     ));
     out
 }
+
+/// Where the TR's data and each of its shards stand, for `plan` (empty before any run).
+pub fn progress_text(root: &Path, plan: &crate::plan::Plan) -> String {
+    let set = TrPaths::new(root, &plan.tr);
+    let recorded: std::collections::HashSet<String> =
+        crate::record::journal::read_digests(&set.runs())
+            .map(|d| d.runs.into_iter().map(|r| r.run_id).collect())
+            .unwrap_or_default();
+    let shards = merge::shard_progress(plan, &set, |id| recorded.contains(id));
+    if recorded.is_empty() && shards.is_empty() {
+        return String::new();
+    }
+    let ids: std::collections::HashSet<&str> =
+        plan.runs.iter().map(|r| r.run_id.as_str()).collect();
+    let mut out = format!(
+        "recorded: {} of {} runs in {}\n",
+        recorded
+            .iter()
+            .filter(|id| ids.contains(id.as_str()))
+            .count(),
+        plan.runs.len(),
+        set.runs().display()
+    );
+    for s in &shards {
+        out.push_str(&format!(
+            "  shard {:<16} {:>6} of {:>6} runs recorded{}\n",
+            s.shard,
+            s.recorded,
+            s.planned,
+            match s.unmerged {
+                0 => String::new(),
+                n => format!(", {n} not merged yet (`banterhearts merge {}`)", plan.tr),
+            }
+        ));
+    }
+    out
+}

@@ -65,6 +65,9 @@ pub enum Command {
         tr: String,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Every cell of a large plan's table (by default the first 50 and the totals).
+        #[arg(long)]
+        all: bool,
     },
     /// Run a TR's plan against its servers; resumes where an earlier run stopped.
     Run {
@@ -191,7 +194,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
     match &cli.command {
         Command::Validate { specs } => validate(&cli.root, specs),
-        Command::Plan { tr, format } => show_plan(&cli.root, tr, *format),
+        Command::Plan { tr, format, all } => show_plan(&cli.root, tr, *format, *all),
         Command::Run { tr, quiet, part } => {
             let options = part.options(&cli.root, tr, *quiet)?;
             run_tr(&cli.root, tr, options)
@@ -853,7 +856,7 @@ fn load_one(root: &Path, tr: &str) -> Result<Registry, Diagnostics> {
     }
 }
 
-fn show_plan(root: &Path, tr: &str, format: Format) -> Result<ExitCode, Diagnostics> {
+fn show_plan(root: &Path, tr: &str, format: Format, all: bool) -> Result<ExitCode, Diagnostics> {
     let registry = load_one(root, tr)?;
     let loaded = registry.resolve(tr).map_err(Diagnostics::from)?;
     let plan = plan::build(loaded);
@@ -862,7 +865,11 @@ fn show_plan(root: &Path, tr: &str, format: Format) -> Result<ExitCode, Diagnost
             "{}\n",
             serde_json::to_string_pretty(&plan).expect("plan serializes")
         )),
-        Format::Table => print_out(&plan_table(&loaded.spec, &plan)),
+        Format::Table => print_out(&format!(
+            "{}{}",
+            plan_table(&loaded.spec, &plan, all),
+            cluster::progress_text(root, &plan)
+        )),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -904,19 +911,28 @@ fn compact_json(v: &impl serde::Serialize) -> String {
         .replace('"', "")
 }
 
-fn plan_table(spec: &Spec, plan: &plan::Plan) -> String {
+/// Rows of a plan's table unless `--all` asks for every cell.
+const PLAN_ROWS: usize = 50;
+
+fn plan_table(spec: &Spec, plan: &plan::Plan, all: bool) -> String {
     let mut table = Table::new();
     table.load_style(presets::ASCII_MARKDOWN);
     let mut header = vec!["#".to_owned(), "cell".to_owned()];
     header.extend(plan.axes.iter().cloned());
     header.push("runs".into());
     table.set_header(header);
-    for cell in &plan.cells {
-        let runs = plan
-            .runs
-            .iter()
-            .filter(|r| r.cell == cell.index && !r.warmup)
-            .count();
+    // Counted in one pass: per cell, a scan of every run made a 100,000-cell table quadratic.
+    let mut measured = vec![0usize; plan.cells.len()];
+    for r in plan.runs.iter().filter(|r| !r.warmup) {
+        measured[r.cell] += 1;
+    }
+    let shown = if all {
+        plan.cells.len()
+    } else {
+        PLAN_ROWS.min(plan.cells.len())
+    };
+    for cell in &plan.cells[..shown] {
+        let runs = measured[cell.index];
         let mut row = vec![(cell.index + 1).to_string(), cell.id.clone()];
         row.extend(cell.params.values().map(display_value));
         row.push(runs.to_string());
@@ -927,8 +943,14 @@ fn plan_table(spec: &Spec, plan: &plan::Plan) -> String {
         n => format!(" (+{n} warm-up runs)"),
     };
     let workload = spec.workload.as_ref().map_or(String::new(), workload_line);
+    let more = match plan.cells.len() - shown {
+        0 => String::new(),
+        n => format!(
+            "\n... and {n} more cells (`--all` shows every one, `--format json` the whole plan)"
+        ),
+    };
     format!(
-        "{}: {}\norder: {}, repetitions: {}, warm-up per cell: {}\n{workload}\n{table}\n\n{} cells x {} repetitions = {} measured runs{warm}\n",
+        "{}: {}\norder: {}, repetitions: {}, warm-up per cell: {}\n{workload}\n{table}{more}\n\n{} cells x {} repetitions = {} measured runs{warm}\n",
         spec.id,
         spec.title,
         plan.order,

@@ -378,3 +378,39 @@ fn check_one_spec_version(shards: &[ShardData]) -> Result<(), Diagnostics> {
     }
     Ok(())
 }
+
+/// One shard's progress: its runs in the plan, those it has recorded, and those of them the
+/// data set does not hold yet (recorded but not merged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProgress {
+    pub shard: String,
+    pub planned: usize,
+    pub recorded: usize,
+    pub unmerged: usize,
+}
+
+/// The progress of every shard of the data set at `set`; `merged` says whether the data set
+/// holds a run. A directory whose name is no shard's counts its runs against no plan.
+pub fn shard_progress(
+    plan: &plan::Plan,
+    set: &TrPaths,
+    merged: impl Fn(&str) -> bool,
+) -> Vec<ShardProgress> {
+    shard_dirs(set)
+        .into_iter()
+        .map(|(name, paths)| {
+            let recorded: Vec<String> = journal::read_digests(&paths.runs())
+                .map(|d| d.runs.into_iter().map(|r| r.run_id).collect())
+                .unwrap_or_default();
+            let planned = plan::shard::Shard::from_dir_name(&name).map_or(0, |s| {
+                s.runs(plan, |c| plan::hardware_of(&plan.cells[c])).len()
+            });
+            ShardProgress {
+                unmerged: recorded.iter().filter(|id| !merged(id)).count(),
+                recorded: recorded.len(),
+                planned,
+                shard: name,
+            }
+        })
+        .collect()
+}

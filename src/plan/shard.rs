@@ -73,6 +73,26 @@ impl Shard {
         }
     }
 
+    /// The shard a directory under `shards/` holds (the inverse of `dir_name`).
+    pub fn from_dir_name(name: &str) -> Option<Shard> {
+        let (hardware, own) = match name.rsplit_once('/') {
+            Some((h, own)) => (Some(h.to_owned()), own),
+            None => (None, name),
+        };
+        let (own, by) = match own.strip_suffix("-by-run") {
+            Some(own) => (own, ShardBy::Run),
+            None => (own, ShardBy::Cell),
+        };
+        let (i, n) = own.split_once("-of-")?;
+        let shard = Shard {
+            index: i.parse().ok()?,
+            count: n.parse().ok()?,
+            by,
+            hardware,
+        };
+        (shard.index < shard.count && shard.dir_name() == name).then_some(shard)
+    }
+
     /// The plan's runs that belong to this shard, in execution order. `hardware_of` names the
     /// hardware value of a cell (None without a hardware axis).
     pub fn runs<'p>(
