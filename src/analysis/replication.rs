@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::claims::{ClaimCheck, Outcome};
-use crate::spec::claim::Stated;
+use crate::spec::claim::{Stated, Unit};
 use crate::spec::{Claim, LoadedSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +52,11 @@ pub struct ClaimReplication {
     pub outcome: Outcome,
     /// The judgement in one sentence.
     pub sentence: String,
+    /// The figures as the claim writes them, for tables: the original, the replication's
+    /// with its interval, and the verdict with the difference.
+    pub original_text: Option<String>,
+    pub replicated_text: Option<String>,
+    pub verdict_text: String,
 }
 
 /// One replication of a TR and its verdicts.
@@ -97,9 +102,27 @@ fn judge_one(
 ) -> ClaimReplication {
     use super::claims::Basis;
     let stated = claim.stated.as_deref().and_then(|s| Stated::parse(s).ok());
+    let fraction = claim
+        .metric
+        .as_deref()
+        .is_some_and(super::compare::is_fraction);
     let show = |x: f64| match &stated {
         Some(s) => s.format(x),
+        // Fractions (efficiency) are derived in percent.
+        None if fraction => format!("{x:.1}%"),
         None => format!("{}", (x * 1000.0).round() / 1000.0),
+    };
+    // Two changes in percent differ in percentage points.
+    let points = stated
+        .as_ref()
+        .filter(|s| s.unit == Unit::Percent)
+        .map(|s| Stated {
+            unit: Unit::Points,
+            ..s.clone()
+        });
+    let show_difference = |x: f64| match &points {
+        Some(p) => p.format(x),
+        None => show(x),
     };
     let (o, r) = (original.derived, replicated.derived);
     let difference = o.zip(r).map(|(o, r)| r - o);
@@ -135,8 +158,8 @@ fn judge_one(
                 "original {} lies outside the replication's {}: the replication differs by {} ({} beyond its interval)",
                 show(o),
                 with_interval(r),
-                signed(show(r - o)),
-                show(outside).trim_start_matches('+')
+                signed(show_difference(r - o)),
+                show_difference(outside).trim_start_matches('+')
             )
         }
         (_, Some(o), Some(r)) => format!(
@@ -146,7 +169,14 @@ fn judge_one(
         ),
         _ => String::new(),
     };
+    let verdict_text = match (agreement, difference) {
+        (Agreement::Differs, Some(d)) => format!("differs by {}", signed(show_difference(d))),
+        (a, _) => a.label().to_owned(),
+    };
     ClaimReplication {
+        original_text: o.map(show),
+        replicated_text: r.map(with_interval),
+        verdict_text,
         id: claim.id.clone(),
         original: o,
         stated: claim.stated.clone(),

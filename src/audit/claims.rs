@@ -139,49 +139,63 @@ fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests
         if cmp.a.contains_key("recorded") || cmp.b.contains_key("recorded") {
             continue;
         }
-        let sessions: BTreeSet<u32> = journal
-            .runs
-            .iter()
-            .filter(|r| {
-                let Some(params) = journal.params.get(&r.cell_id) else {
-                    return false;
-                };
-                !r.warmup
-                    && (selects(claim, &cmp.a, |k| params.get(k))
-                        || selects(claim, &cmp.b, |k| params.get(k)))
-            })
-            .map(|r| r.session)
-            .collect();
-        let used: Vec<&record::Session> = manifest
-            .sessions
-            .iter()
-            .filter(|s| sessions.contains(&s.id))
-            .collect();
-        let hosts: BTreeSet<String> = used
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} ({} CPUs, {:.1} GB)",
-                    s.host.cpu, s.host.logical_cpus, s.host.memory_gb
-                )
-            })
-            .collect();
-        let builds: BTreeSet<String> = used
-            .iter()
-            .flat_map(|s| s.servers.iter().filter_map(|v| v.build.clone()))
-            .collect();
+        // Along the hardware axis the machines differ on purpose; each side must still be
+        // one machine (and one build) of its own.
+        let along_hardware = matches!(
+            (cmp.a.get("hardware"), cmp.b.get("hardware")),
+            (Some(a), Some(b)) if !values_equal(a, b)
+        );
+        let sides: Vec<(&str, Vec<&IndexMap<String, Value>>)> = if along_hardware {
+            vec![(" on side A", vec![&cmp.a]), (" on side B", vec![&cmp.b])]
+        } else {
+            vec![("", vec![&cmp.a, &cmp.b])]
+        };
         let mut mixed = Vec::new();
-        if hosts.len() > 1 {
-            mixed.push(format!(
-                "machines {}",
-                hosts.into_iter().collect::<Vec<_>>().join(" / ")
-            ));
-        }
-        if builds.len() > 1 {
-            mixed.push(format!(
-                "server builds {}",
-                builds.into_iter().collect::<Vec<_>>().join(" / ")
-            ));
+        for (side, selections) in sides {
+            let sessions: BTreeSet<u32> = journal
+                .runs
+                .iter()
+                .filter(|r| {
+                    let Some(params) = journal.params.get(&r.cell_id) else {
+                        return false;
+                    };
+                    !r.warmup
+                        && selections
+                            .iter()
+                            .any(|sel| selects(claim, sel, |k| params.get(k)))
+                })
+                .map(|r| r.session)
+                .collect();
+            let used: Vec<&record::Session> = manifest
+                .sessions
+                .iter()
+                .filter(|s| sessions.contains(&s.id))
+                .collect();
+            let hosts: BTreeSet<String> = used
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({} CPUs, {:.1} GB)",
+                        s.host.cpu, s.host.logical_cpus, s.host.memory_gb
+                    )
+                })
+                .collect();
+            let builds: BTreeSet<String> = used
+                .iter()
+                .flat_map(|s| s.servers.iter().filter_map(|v| v.build.clone()))
+                .collect();
+            if hosts.len() > 1 {
+                mixed.push(format!(
+                    "machines{side} {}",
+                    hosts.into_iter().collect::<Vec<_>>().join(" / ")
+                ));
+            }
+            if builds.len() > 1 {
+                mixed.push(format!(
+                    "server builds{side} {}",
+                    builds.into_iter().collect::<Vec<_>>().join(" / ")
+                ));
+            }
         }
         if !mixed.is_empty() {
             out.push(
@@ -189,11 +203,19 @@ fn mixed_provenance(root: &Path, loaded: &LoadedSpec, journal: &journal::Digests
                     &loaded.spec.id,
                     Severity::Warning,
                     "provenance",
-                    format!(
-                        "claim `{}` compares runs recorded on different {}",
-                        claim.id,
-                        mixed.join(" and ")
-                    ),
+                    if along_hardware {
+                        format!(
+                            "claim `{}` compares hardware values, as it may, but within a side its runs were recorded on different {}",
+                            claim.id,
+                            mixed.join(" and ")
+                        )
+                    } else {
+                        format!(
+                            "claim `{}` compares runs recorded on different {}",
+                            claim.id,
+                            mixed.join(" and ")
+                        )
+                    },
                 )
                 .at(location(loaded, i, "compare")),
             );
@@ -214,4 +236,67 @@ pub(super) fn selects<'p>(
         .iter()
         .chain(side.iter())
         .all(|(k, v)| param(k).is_some_and(|w| values_equal(v, w)))
+}
+
+/// Each replication's verdicts: a claim whose original figure lies outside the replication's
+/// interval does not replicate (a warning: the finding may be true of one machine only); a
+/// replication short of runs is said so.
+pub fn replications(
+    loaded: &LoadedSpec,
+    replications: &[analysis::replication::Replication],
+) -> Vec<Finding> {
+    use analysis::replication::Agreement;
+    let id = &loaded.spec.id;
+    let mut out = Vec::new();
+    for r in replications {
+        let place = format!("data/{id}/replications/{}/runs.jsonl", r.name);
+        if r.runs < r.planned {
+            out.push(
+                Finding::new(
+                    id,
+                    Severity::Warning,
+                    "replication",
+                    format!(
+                        "replication `{}` has {} of {} planned measured runs; `banterhearts replicate {id} --name {}` resumes it",
+                        r.name, r.runs, r.planned, r.name
+                    ),
+                )
+                .at(place.clone()),
+            );
+        }
+        for (i, c) in r.claims.iter().enumerate() {
+            if c.agreement == Agreement::Differs {
+                out.push(
+                    Finding::new(
+                        id,
+                        Severity::Warning,
+                        "replication",
+                        format!(
+                            "claim `{}` does not replicate in `{}`: {}",
+                            c.id, r.name, c.sentence
+                        ),
+                    )
+                    .at(location(loaded, i, "id")),
+                );
+            }
+        }
+        out.push(Finding::new(
+            id,
+            Severity::Note,
+            "replication",
+            format!(
+                "replication `{}` on {}: {} of {} claims consistent, {} differ",
+                r.name,
+                if r.machines.is_empty() {
+                    "an unrecorded machine".to_owned()
+                } else {
+                    r.machines.join("; ")
+                },
+                r.count(Agreement::Consistent),
+                r.claims.len(),
+                r.count(Agreement::Differs)
+            ),
+        ));
+    }
+    out
 }

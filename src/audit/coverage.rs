@@ -19,7 +19,7 @@ pub fn check(
     let id = &loaded.spec.id;
     let paths = TrPaths::new(root, id);
     let journal_path = paths.runs();
-    let mut out = Vec::new();
+    let mut out = shards(loaded, &paths, digests);
     let Some(digests) = digests else {
         let imported = loaded.spec.recorded.len();
         match (loaded.spec.status, imported) {
@@ -145,6 +145,60 @@ pub fn check(
             "plan-vs-data",
             format!("{degraded} of {} measured runs are degraded ({:.1}%); they are counted, not averaged", measured.len(), degraded as f64 / measured.len() as f64 * 100.0),
         ));
+    }
+    out
+}
+
+/// Each shard's progress: runs recorded in a shard but not merged are not in the data the
+/// report and claims read (a warning); a shard short of its runs is noted.
+fn shards(
+    loaded: &LoadedSpec,
+    paths: &TrPaths,
+    digests: Option<&Result<journal::Digests, journal::JournalError>>,
+) -> Vec<Finding> {
+    if !paths.shards_dir().is_dir() {
+        return Vec::new();
+    }
+    let id = &loaded.spec.id;
+    let merged: HashSet<&str> = match digests {
+        Some(Ok(d)) => d.runs.iter().map(|r| r.run_id.as_str()).collect(),
+        _ => HashSet::new(),
+    };
+    let plan = plan::build(loaded);
+    let mut out = Vec::new();
+    for s in crate::record::shards::shard_progress(&plan, paths, |r| merged.contains(r)) {
+        let at = paths
+            .shards_dir()
+            .join(&s.shard)
+            .join("runs.jsonl")
+            .display()
+            .to_string();
+        if s.unmerged > 0 {
+            out.push(
+                Finding::new(
+                    id,
+                    Severity::Warning,
+                    "shards",
+                    format!(
+                        "shard {} has {} run(s) not merged into the data; `banterhearts merge {id}` adds them",
+                        s.shard, s.unmerged
+                    ),
+                )
+                .at(at.clone()),
+            );
+        }
+        out.push(
+            Finding::new(
+                id,
+                Severity::Note,
+                "shards",
+                format!(
+                    "shard {}: {} of {} runs recorded",
+                    s.shard, s.recorded, s.planned
+                ),
+            )
+            .at(at),
+        );
     }
     out
 }

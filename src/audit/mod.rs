@@ -191,6 +191,7 @@ pub fn audit(root: &Path, registry: &Registry, problems: &Diagnostics, only: &[S
         ));
         if let Ok(r) = &rendered {
             findings.extend(validity::check(root, loaded, &r.issues));
+            findings.extend(claims::replications(loaded, &r.replications));
         }
         findings.extend(regeneration::check(root, loaded, &rendered));
     }

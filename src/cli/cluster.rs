@@ -471,7 +471,7 @@ pub fn progress_text(root: &Path, plan: &crate::plan::Plan) -> String {
         crate::record::journal::read_digests(&set.runs())
             .map(|d| d.runs.into_iter().map(|r| r.run_id).collect())
             .unwrap_or_default();
-    let shards = merge::shard_progress(plan, &set, |id| recorded.contains(id));
+    let shards = crate::record::shards::shard_progress(plan, &set, |id| recorded.contains(id));
     if recorded.is_empty() && shards.is_empty() {
         return String::new();
     }

@@ -6,6 +6,7 @@ pub mod journal;
 pub mod manifest;
 pub mod requests;
 mod run;
+pub mod shards;
 
 pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};

@@ -63,6 +63,8 @@ pub struct Rendered {
     pub claims: Vec<analysis::claims::ClaimCheck>,
     /// The threats to validity the spec's thresholds find, per cell.
     pub issues: Vec<ValidityIssue>,
+    /// Each replication kept beside the data, with its verdict per claim.
+    pub replications: Vec<analysis::replication::Replication>,
     /// The inputs' hashes as printed in the footer (the audit's staleness check compares
     /// them with the committed report's, without hashing the journal again).
     pub footer: Footer,
@@ -280,12 +282,31 @@ pub struct Footer {
     pub tool_version: String,
 }
 
+/// The hash of a report's data: its journal's, or with replications kept beside it, of the
+/// journal's and each replication journal's hashes together (a new replication run makes the
+/// report stale as new runs do).
+fn data_hash(root: &Path, tr: &str) -> String {
+    let own = file_hash(&TrPaths::new(root, tr).runs());
+    let names = analysis::replication_names(root, tr);
+    if names.is_empty() {
+        return own;
+    }
+    let mut text = own;
+    for name in names {
+        text.push_str(&format!(
+            "\n{name} {}",
+            file_hash(&TrPaths::replication(root, tr, &name).runs())
+        ));
+    }
+    sha256_hex(text.as_bytes())
+}
+
 impl Footer {
     /// The footer a report of `loaded` rendered now would carry.
     pub fn current(root: &Path, loaded: &LoadedSpec) -> Footer {
         Footer {
             spec_sha256: sha256_hex(loaded.source.as_bytes()),
-            data_sha256: file_hash(&TrPaths::new(root, &loaded.spec.id).runs()),
+            data_sha256: data_hash(root, &loaded.spec.id),
             template_sha256: file_hash(&templates_dir(root).join(template_name(loaded))),
             tool_version: env!("CARGO_PKG_VERSION").into(),
         }
@@ -1175,6 +1196,20 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         })
         .collect();
     let footer = Footer::current(root, loaded);
+    let replications = analysed
+        .as_ref()
+        .map(|_| {
+            analysis::replication_names(root, &spec.id)
+                .iter()
+                .map(|name| analysis::replication(root, loaded, name))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|e| match e {
+            analysis::AnalysisError::Input(d) => ReportError::Input(d),
+            other => ReportError::Input(Diagnostic::new(other.to_string())),
+        })?
+        .unwrap_or_default();
     let ctx = serde_json::json!({
         "tr": {
             "id": spec.id, "title": spec.title, "phase": spec.phase, "question": spec.question,
@@ -1226,6 +1261,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
         "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &issues, reasons.as_ref().unwrap_or(&BTreeMap::new()))).unwrap_or_default(),
         "claims": claims,
+        "replications": replications,
         "recorded": spec.recorded.iter().map(|(k, r)| (k.clone(), serde_json::json!({"value": as_written(r.value), "unit": r.unit, "source": r.source, "note": r.note}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "footer": &footer,
     });
@@ -1249,6 +1285,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         timeline,
         claims: checks,
         issues,
+        replications,
         footer,
     })
 }
@@ -1261,6 +1298,7 @@ struct Context {
     timeline: Option<RunTimeline>,
     claims: Vec<analysis::claims::ClaimCheck>,
     issues: Vec<ValidityIssue>,
+    replications: Vec<analysis::replication::Replication>,
     footer: Footer,
 }
 
@@ -1287,6 +1325,7 @@ pub fn render(
         timeline,
         claims,
         issues,
+        replications,
         footer,
     } = context(root, registry, loaded)?;
     let hourly_usd = ctx["cost_profile"]["hourly_usd"].as_f64();
@@ -1309,6 +1348,7 @@ pub fn render(
         figures,
         claims,
         issues,
+        replications,
         footer,
     })
 }
