@@ -60,7 +60,14 @@ pub(super) fn check_claims(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Ce
             );
         }
         if claim.assert.is_none() && claim.stated.is_none() {
-            c.error(&at, format!("claim `{}` has neither `assert` nor `stated`", claim.id), "add `assert: \"ci_low >= 0.95\"` or `stated: \"+15.2%\"` so the audit can check it");
+            c.error(
+                &at,
+                format!("claim `{}` has neither `assert` nor `stated`", claim.id),
+                format!(
+                    "add `assert: \"{}\"` or `stated: \"+15.2%\"` so the audit can check it",
+                    assertion_example(claim)
+                ),
+            );
         }
         check_claim_form(c, spec, claim, &at);
         if let Some(metric) = &claim.metric
@@ -197,7 +204,10 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
             c.error(
                 &format!("{at}.assert"),
                 format!("cannot read the assertion: {e}"),
-                "write `<statistic> <op> <number>`, e.g. `ci_low >= 0.95`; see docs/spec.md",
+                format!(
+                    "write `<statistic> <op> <number>`, e.g. `{}`; see docs/spec.md",
+                    assertion_example(claim)
+                ),
             );
         }
         if claim.metric.is_none() {
@@ -309,5 +319,15 @@ fn check_selection(
             "selection matches no cell of the matrix",
             "check the values against the matrix axes",
         );
+    }
+}
+
+/// An assertion of the claim's own form, for help texts: a comparison's statistics differ
+/// from a summary's and a sweep's.
+fn assertion_example(claim: &crate::spec::Claim) -> &'static str {
+    match crate::spec::claim::Form::of(claim) {
+        crate::spec::claim::Form::Comparison => "ratio_ci_low > 1",
+        crate::spec::claim::Form::Sweep => "ci_low >= 4",
+        crate::spec::claim::Form::Summary => "ci_low >= 0.95",
     }
 }
