@@ -9,21 +9,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{banterhearts, files, project, start_pacer};
+use common::{Pacer, banterhearts, files, pacer, project};
 use serde_json::Value;
 
-struct Pacer(std::process::Child, String);
-
-impl Drop for Pacer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pacer() -> Pacer {
-    let (child, addr) = start_pacer(&["--ttft-ms", "2", "--itl-ms", "1", "--tokens", "4"]);
-    Pacer(child, addr)
+fn fast_pacer() -> Pacer {
+    pacer(&["--ttft-ms", "2", "--itl-ms", "1", "--tokens", "4"])
 }
 
 /// Three agent cells and three load cells, two repetitions and a warm-up each.
@@ -63,9 +53,9 @@ fn run_shard(root: &Path, shard: &str, by: &str) {
 
 #[test]
 fn shards_merge_into_the_plan_each_run_once_and_merging_again_changes_nothing() {
-    let p = pacer();
+    let p = fast_pacer();
     for by in ["cell", "run"] {
-        let dir = project(&[("TR970.yaml", &spec(&p.1, "merge"))]);
+        let dir = project(&[("TR970.yaml", &spec(&p.addr, "merge"))]);
         let root = dir.path();
         for shard in ["0/3", "1/3", "2/3"] {
             run_shard(root, shard, by);
@@ -156,8 +146,8 @@ fn shards_merge_into_the_plan_each_run_once_and_merging_again_changes_nothing() 
 
 #[test]
 fn merge_refuses_conflicts_other_spec_versions_and_runs_outside_the_plan() {
-    let p = pacer();
-    let dir = project(&[("TR970.yaml", &spec(&p.1, "merge"))]);
+    let p = fast_pacer();
+    let dir = project(&[("TR970.yaml", &spec(&p.addr, "merge"))]);
     let root = dir.path();
     run_shard(root, "0/2", "cell");
     run_shard(root, "1/2", "cell");
@@ -218,12 +208,12 @@ fn merge_refuses_conflicts_other_spec_versions_and_runs_outside_the_plan() {
     std::fs::write(&shard1, &original1).unwrap();
 
     // Shards from two versions of the spec.
-    let dir = project(&[("TR970.yaml", &spec(&p.1, "merge"))]);
+    let dir = project(&[("TR970.yaml", &spec(&p.addr, "merge"))]);
     let root = dir.path();
     run_shard(root, "0/2", "cell");
     std::fs::write(
         root.join("experiments/TR970.yaml"),
-        spec(&p.1, "merge, retitled"),
+        spec(&p.addr, "merge, retitled"),
     )
     .unwrap();
     run_shard(root, "1/2", "cell");
@@ -247,10 +237,10 @@ fn merge_refuses_conflicts_other_spec_versions_and_runs_outside_the_plan() {
     unchanged(root);
 
     // A run the plan does not have (the matrix lost a value after the shard ran).
-    let dir = project(&[("TR970.yaml", &spec(&p.1, "merge"))]);
+    let dir = project(&[("TR970.yaml", &spec(&p.addr, "merge"))]);
     let root = dir.path();
     run_shard(root, "0/1", "cell");
-    let narrowed = spec(&p.1, "merge").replace("[0.2, 0.5, 0.8]", "[0.2, 0.5]");
+    let narrowed = spec(&p.addr, "merge").replace("[0.2, 0.5, 0.8]", "[0.2, 0.5]");
     std::fs::write(root.join("experiments/TR970.yaml"), narrowed).unwrap();
     let out = banterhearts(root, &["merge", "TR970"]);
     assert_eq!(out.code, 2);

@@ -9,17 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use common::{banterhearts, journal, project, start_pacer};
+use common::{banterhearts, journal, pacer, project};
 use serde_json::Value;
-
-struct Pacer(std::process::Child, String);
-
-impl Drop for Pacer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spec(url: &str) -> String {
     format!(
@@ -112,8 +103,8 @@ fn each_hardware_value_is_an_array_on_its_partition() {
 
 #[test]
 fn hardware_shards_run_their_own_cells_and_merge_into_the_plan() {
-    let (child, url) = start_pacer(&["--ttft-ms", "2", "--itl-ms", "1", "--tokens", "4"]);
-    let _pacer = Pacer(child, url.clone());
+    let pacer = pacer(&["--ttft-ms", "2", "--itl-ms", "1", "--tokens", "4"]);
+    let url = pacer.addr.clone();
     let dir = project(&[("TR972.yaml", &spec(&url))]);
     let root = dir.path();
     for (h, shard) in [("cpu-a", "0/2"), ("cpu-a", "1/2"), ("h100", "0/1")] {

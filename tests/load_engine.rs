@@ -14,21 +14,7 @@ use banterhearts::runner::load::{PeriodLimits, run_period, summarize};
 use banterhearts::runner::measure::Target;
 use banterhearts::schedule::{Arrival, ClosedLoop, Limit, OpenLoop, OpenLoopPacer};
 use banterhearts::spec::params::{Dialect, OpenAiServer};
-
-/// The pacer process, stopped when the test ends however it ends.
-struct Pacer(std::process::Child, String);
-
-impl Drop for Pacer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pacer(args: &[&str]) -> Pacer {
-    let (child, addr) = common::start_pacer(args);
-    Pacer(child, format!("http://{addr}"))
-}
+use common::pacer;
 
 fn target(url: &str, tokens: u32) -> Target {
     Target {
@@ -80,7 +66,7 @@ fn open_loop_requests_leave_on_schedule_and_never_early() {
     let records = runtime().block_on(run_period(
         &client,
         protocol(),
-        &target(&server.1, 8),
+        &target(&format!("http://{}", server.addr), 8),
         &mut p,
         limits(2000),
     ));
@@ -143,7 +129,7 @@ fn closed_loop_users_keep_at_most_their_number_in_flight() {
     let records = runtime().block_on(run_period(
         &client,
         protocol(),
-        &target(&server.1, 12),
+        &target(&format!("http://{}", server.addr), 12),
         &mut p,
         limits(2000),
     ));
@@ -179,7 +165,7 @@ fn requests_in_flight_past_the_grace_are_cancelled_and_kept() {
     let records = runtime().block_on(run_period(
         &client,
         protocol(),
-        &target(&server.1, 200),
+        &target(&format!("http://{}", server.addr), 200),
         &mut p,
         limits(150),
     ));

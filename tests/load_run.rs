@@ -9,23 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{banterhearts, journal, project, serial, start_pacer};
+use common::{banterhearts, journal, pacer, project, serial};
 use sha2::{Digest, Sha256};
-
-/// The pacer process and its address, stopped when the test ends however it ends.
-struct Pacer(std::process::Child, String);
-
-fn pacer(args: &[&str]) -> Pacer {
-    let (child, addr) = start_pacer(args);
-    Pacer(child, addr)
-}
-
-impl Drop for Pacer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spec(id: &str, url: &str, matrix: &str, repetitions: u32) -> String {
     format!(
@@ -67,7 +52,7 @@ fn assert_requests_complete(root: &Path, tr: &str, records: &[serde_json::Value]
 fn a_rate_sweep_records_each_period_and_its_requests() {
     let _serial = serial();
     let pacer = pacer(&["--ttft-ms", "5", "--itl-ms", "2", "--tokens", "8"]);
-    let url = pacer.1.clone();
+    let url = pacer.addr.clone();
     let matrix = "  rate: [20, 40]\n  scenario: [{kind: load, arrival: constant, duration_s: 1, warmup_s: 0.25}]\n";
     // An SLO every request meets (the pacer answers in about 20 ms).
     let text = spec("TR961", &url, matrix, 2) + "slo: {ttft_ms: 1000, e2e_ms: 2000}\n";
@@ -154,7 +139,7 @@ fn a_rate_sweep_records_each_period_and_its_requests() {
 fn closed_loop_users_never_exceed_their_number() {
     let _serial = serial();
     let pacer = pacer(&["--ttft-ms", "5", "--itl-ms", "3", "--tokens", "8"]);
-    let url = pacer.1.clone();
+    let url = pacer.addr.clone();
     let matrix = "  concurrency: [1, 3]\n  scenario: [{kind: load, requests: 15}]\n";
     let dir = project(&[("TR962.yaml", &spec("TR962", &url, matrix, 1))]);
     let out = banterhearts(dir.path(), &["run", "TR962", "--quiet"]);
@@ -180,7 +165,7 @@ fn closed_loop_users_never_exceed_their_number() {
 fn kill_nine_during_load_runs_loses_at_most_the_run_in_flight() {
     let _serial = serial();
     let pacer = pacer(&["--ttft-ms", "3", "--itl-ms", "1", "--tokens", "8"]);
-    let url = pacer.1.clone();
+    let url = pacer.addr.clone();
     let matrix = "  rate: [100, 200]\n  scenario: [{kind: load, arrival: poisson, duration_s: 0.4, warmup_s: 0.1}]\n";
     let dir = project(&[("TR963.yaml", &spec("TR963", &url, matrix, 6))]);
     let runs = dir.path().join("data/TR963/runs.jsonl");
@@ -255,7 +240,7 @@ fn a_thousand_request_trace_replays_on_its_own_times() {
     }
     let spec = format!(
         "id: TR964\ntitle: trace\nstatus: running\nquestion: does a replay keep the trace's times?\nbackends:\n  pacer: {{kind: llama-cpp, endpoints: [\"http://{}\"]}}\nworkload: {{max_tokens: 4}}\nmatrix:\n  scenario: [{{kind: load, trace: traces/mooncake.jsonl, time_scale: 2}}]\nrepetitions: 1\n",
-        pacer.1
+        pacer.addr
     );
     let dir = project(&[("TR964.yaml", &spec)]);
     std::fs::create_dir_all(dir.path().join("experiments/traces")).unwrap();

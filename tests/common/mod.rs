@@ -198,3 +198,22 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A pacer process stopped when the test ends, however it ends; `addr` is its host:port.
+pub struct Pacer {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `start_pacer`, stopped on drop.
+pub fn pacer(args: &[&str]) -> Pacer {
+    let (child, addr) = start_pacer(args);
+    Pacer { child, addr }
+}
