@@ -63,6 +63,9 @@ pub struct Analysis {
     /// Per load cell, latency percentiles over all its measured requests pooled.
     pub pooled: Vec<serving::PooledLatency>,
     pub warnings: Vec<String>,
+    /// Per cell, its rows of `metrics` (sorted by cell): a lookup scanned every cell's
+    /// metrics, which made a 5,000-cell table take seconds.
+    metric_rows: Vec<std::ops::Range<usize>>,
 }
 
 impl Analysis {
@@ -78,9 +81,8 @@ impl Analysis {
     }
 
     pub fn metric(&self, cell: usize, name: &str) -> Option<&MetricSummary> {
-        self.metrics
-            .iter()
-            .find(|m| m.cell == cell && m.metric == name)
+        let rows = self.metric_rows.get(cell)?.clone();
+        self.metrics[rows].iter().find(|m| m.metric == name)
     }
 }
 
@@ -436,7 +438,10 @@ pub fn analyze_frames(
     phase("cost", started);
 
     let plan_cells = crate::plan::planned_cells(loaded);
-    let position = |cell: &CellInfo| plan_cells.iter().position(|p| p.id == cell.cell_id);
+    let by_id: std::collections::HashMap<&str, usize> = (plan_cells.iter().enumerate())
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    let position = |cell: &CellInfo| by_id.get(cell.cell_id.as_str()).copied();
     let labels = frames
         .cells
         .iter()
@@ -463,6 +468,7 @@ pub fn analyze_frames(
         sweeps,
         pooled,
         warnings,
+        metric_rows: Vec::new(),
     };
     // Report cells in plan order, whatever order the runs were recorded in.
     let rank: Vec<usize> = {
@@ -476,6 +482,14 @@ pub fn analyze_frames(
     a.metrics.sort_by_key(|m| rank[m.cell]);
     a.runs.sort_by_key(|r| rank[r.cell]);
     a.cost.sort_by_key(|c| rank[c.cell]);
+    a.metric_rows = vec![0..0; a.cells.len()];
+    let mut start = 0;
+    for i in 1..=a.metrics.len() {
+        if i == a.metrics.len() || a.metrics[i].cell != a.metrics[start].cell {
+            a.metric_rows[a.metrics[start].cell] = start..i;
+            start = i;
+        }
+    }
     Ok(a)
 }
 
@@ -496,7 +510,12 @@ fn write_csv(path: &Path, df: &mut DataFrame) -> Result<(), AnalysisError> {
 pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
     let paths = TrPaths::new(root, &a.tr);
     let label = |cell: usize| a.labels[cell].clone();
-    let runs_of = |cell: usize| a.runs.iter().find(|r| r.cell == cell);
+    // Indexed once: a search of every cell's counts per metric row was quadratic in cells.
+    let mut by_cell: Vec<Option<&CellRuns>> = vec![None; a.cells.len()];
+    for r in &a.runs {
+        by_cell[r.cell] = Some(r);
+    }
+    let runs_of = |cell: usize| by_cell.get(cell).copied().flatten();
     let m = &a.metrics;
     let mut summary = df!(
         "cell_id" => m.iter().map(|r| a.cells[r.cell].cell_id.clone()).collect::<Vec<_>>(),

@@ -598,8 +598,10 @@ fn load_table(a: &analysis::Analysis, cells: &[usize]) -> Table {
         "errors",
         "lag p99 ms (worst)",
     ]);
-    for &i in cells {
-        let runs = a.runs.iter().find(|r| r.cell == i);
+    let runs_of: std::collections::HashMap<usize, &analysis::summary::CellRuns> =
+        a.runs.iter().map(|r| (r.cell, r)).collect();
+    for &i in cells.iter().take(TABLE_ROWS) {
+        let runs = runs_of.get(&i).copied();
         let m = |name: &str| a.metric(i, name).map(|s| &s.stats);
         let center = |name: &str| m(name).map_or("-".into(), |s| fmt_num(s.center));
         let pair = |lo: &str, hi: &str| format!("{} / {}", center(lo), center(hi));
@@ -647,8 +649,19 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
     let is_load = |i: usize| a.metric(i, "error_rate").is_some();
     let (load_cells, agent_cells): (Vec<usize>, Vec<usize>) =
         a.cells_in_order().into_iter().partition(|i| is_load(*i));
-    for i in agent_cells.iter().copied() {
-        let runs = a.runs.iter().find(|r| r.cell == i);
+    // Looked up by cell through indexes: searching per cell made large tables quadratic.
+    let runs_of: std::collections::HashMap<usize, &analysis::summary::CellRuns> =
+        a.runs.iter().map(|r| (r.cell, r)).collect();
+    let contention_of: std::collections::HashMap<usize, _> =
+        a.contention.cells.iter().map(|c| (c.cell, c)).collect();
+    let cost_of: std::collections::HashMap<usize, _> = a.cost.iter().map(|c| (c.cell, c)).collect();
+    let mut more = 0;
+    for (shown, i) in agent_cells.iter().copied().enumerate() {
+        if shown == TABLE_ROWS {
+            more = agent_cells.len() - shown;
+            break;
+        }
+        let runs = runs_of.get(&i).copied();
         let m = |name: &str| a.metric(i, name);
         let decode = m("decode_tok_s").map_or("-".into(), |s| {
             format!(
@@ -660,16 +673,11 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
         });
         let eff = m("parallel_efficiency")
             .map_or("-".into(), |s| format!("{:.1}%", s.stats.mean * 100.0));
-        let contended = a
-            .contention
-            .cells
-            .iter()
-            .find(|c| c.cell == i)
+        let contended = contention_of
+            .get(&i)
             .map_or("-".into(), |c| format!("{}/{}", c.contended, c.agents));
-        let usd = a
-            .cost
-            .iter()
-            .find(|c| c.cell == i)
+        let usd = cost_of
+            .get(&i)
             .and_then(|c| c.usd_per_1m)
             .map_or("-".into(), |u| format!("{u:.4}"));
         table.add_row(vec![
@@ -688,8 +696,27 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
     if !agent_cells.is_empty() {
         out.push_str(&format!("\n{table}\n"));
     }
+    if more > 0 {
+        out.push_str(&format!(
+            "... and {more} more cells: every cell is in {}\n",
+            crate::store::TrPaths::new(root, &loaded.spec.id)
+                .data_dir
+                .join("summary.csv")
+                .display()
+        ));
+    }
     if !load_cells.is_empty() {
         out.push_str(&format!("\n{}\n", load_table(&a, &load_cells)));
+        if load_cells.len() > TABLE_ROWS {
+            out.push_str(&format!(
+                "... and {} more load cells: every cell is in {}\n",
+                load_cells.len() - TABLE_ROWS,
+                crate::store::TrPaths::new(root, &loaded.spec.id)
+                    .data_dir
+                    .join("summary.csv")
+                    .display()
+            ));
+        }
     }
     for c in &a.comparisons {
         let holm = c
@@ -911,8 +938,9 @@ fn compact_json(v: &impl serde::Serialize) -> String {
         .replace('"', "")
 }
 
-/// Rows of a plan's table unless `--all` asks for every cell.
-const PLAN_ROWS: usize = 50;
+/// Rows of a plan's or an analysis' table (`plan --all` shows every cell; the analysis has
+/// every cell in summary.csv).
+const TABLE_ROWS: usize = 50;
 
 fn plan_table(spec: &Spec, plan: &plan::Plan, all: bool) -> String {
     let mut table = Table::new();
@@ -929,7 +957,7 @@ fn plan_table(spec: &Spec, plan: &plan::Plan, all: bool) -> String {
     let shown = if all {
         plan.cells.len()
     } else {
-        PLAN_ROWS.min(plan.cells.len())
+        TABLE_ROWS.min(plan.cells.len())
     };
     for cell in &plan.cells[..shown] {
         let runs = measured[cell.index];

@@ -143,6 +143,44 @@ pub fn values_equal_by(a: &Value, b: &Value, numbers_equal: &impl Fn(f64, f64) -
     }
 }
 
+/// A text equal for two values exactly when `values_equal` says so (numbers as f64, object
+/// keys in any order), for finding equal values by hash rather than pairwise.
+pub fn equality_key(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Number(n) => match n.as_f64() {
+                // -0.0 == 0.0, as values_equal compares them.
+                Some(x) => out.push_str(&format!("n{:?}", if x == 0.0 { 0.0 } else { x })),
+                None => out.push_str(&format!("N{n}")),
+            },
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    write(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (k, v) in entries {
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    write(v, out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
 /// Sorts object keys recursively, independent of serde_json's map implementation.
 fn canonical(v: &Value) -> Value {
     match v {
@@ -316,5 +354,38 @@ mod tests {
         };
         assert_eq!(a.key(), b.key());
         assert_eq!(a.key(), r#"{"a":{"x":2,"y":1},"b":1}"#);
+    }
+
+    // The key agrees with values_equal on every pair of a mixed sample.
+    #[test]
+    fn equality_keys_agree_with_values_equal() {
+        let values: Vec<Value> = [
+            "1",
+            "1.0",
+            "-0.0",
+            "0",
+            "2",
+            "\"1\"",
+            "[1, 2]",
+            "[1.0, 2]",
+            "[2, 1]",
+            "{\"a\": 1, \"b\": [1]}",
+            "{\"b\": [1.0], \"a\": 1.0}",
+            "{\"a\": 1}",
+            "null",
+            "true",
+        ]
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+        for a in &values {
+            for b in &values {
+                assert_eq!(
+                    equality_key(a) == equality_key(b),
+                    values_equal(a, b),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
 }

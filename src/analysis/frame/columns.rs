@@ -398,10 +398,14 @@ impl Columns {
         self.run_values.iter_mut().for_each(Floats::clear);
     }
 
-    /// The rows as (agents, runs) frames of cell `cell`.
-    pub(super) fn into_frames(self, cell: u32) -> PolarsResult<(DataFrame, DataFrame)> {
+    /// The rows as (agents, runs) frames, each row's cell given.
+    pub(super) fn into_frames_of(
+        self,
+        agent_cells: Vec<u32>,
+        run_cells: Vec<u32>,
+    ) -> PolarsResult<(DataFrame, DataFrame)> {
         let mut agent_cols: Vec<Column> = vec![
-            Column::new("cell".into(), vec![cell; self.agent_run.len()]),
+            Column::new("cell".into(), agent_cells),
             UInt64Chunked::from_vec("run".into(), self.agent_run).into_column(),
             Column::new("ok".into(), self.agent_ok),
             Column::new("warmup".into(), self.agent_warmup),
@@ -414,7 +418,7 @@ impl Columns {
                 .map(|(name, v)| v.into_column(name)),
         );
         let mut run_cols: Vec<Column> = vec![
-            Column::new("cell".into(), vec![cell; self.run_ok.len()]),
+            Column::new("cell".into(), run_cells),
             Column::new("ok".into(), self.run_ok),
             Column::new("warmup".into(), self.run_warmup),
             Column::new("repetition".into(), self.run_repetition),

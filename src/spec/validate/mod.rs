@@ -575,8 +575,9 @@ fn parse_matrix(c: &mut Checker, spec: &Spec) -> Option<Matrix> {
                     );
                 }
                 Some(values) => {
+                    let mut seen = std::collections::HashSet::new();
                     for (i, v) in values.iter().enumerate() {
-                        if values[..i].iter().any(|w| values_equal(v, w)) {
+                        if !seen.insert(super::matrix::equality_key(v)) {
                             c.error(
                                 &index_path(&at, i),
                                 format!("axis `{key}` lists a value twice"),
@@ -1089,23 +1090,24 @@ fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]
             .workload
             .as_ref()
             .is_some_and(|w| w.ignore_eos)
-            .then_some((
-                "ignore_eos",
-                "workload.ignore_eos".to_owned(),
-                Value::Bool(true),
-            ));
+            .then_some(("ignore_eos", true, Value::Bool(true)));
         let axes = cell
             .params
             .iter()
             .filter(|(k, _)| params::REQUEST_PARAMS.contains(&k.as_str()))
-            .map(|(k, v)| {
-                let at = axis_values(m, k)
-                    .into_iter()
-                    .find(|(_, written)| values_equal(written, v))
-                    .map_or_else(|| format!("matrix.{k}"), |(at, _)| at);
-                (k.as_str(), at, v.clone())
-            });
-        for (param, at, value) in axes.chain(workload_eos) {
+            .map(|(k, v)| (k.as_str(), false, v.clone()));
+        // Where a value is written, found only for a value in error: finding it for every
+        // cell made a large matrix quadratic.
+        let at_of = |param: &str, from_workload: bool, value: &Value| {
+            if from_workload {
+                return "workload.ignore_eos".to_owned();
+            }
+            axis_values(m, param)
+                .into_iter()
+                .find(|(_, written)| values_equal(written, value))
+                .map_or_else(|| format!("matrix.{param}"), |(at, _)| at)
+        };
+        for (param, from_workload, value) in axes.chain(workload_eos) {
             let unsupported = (param.to_owned(), name.clone());
             if reported.contains(&unsupported) {
                 continue;
@@ -1113,7 +1115,7 @@ fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]
             if let Err(help) = params::field(dialect, param) {
                 reported.push(unsupported);
                 c.error(
-                    &at,
+                    &at_of(param, from_workload, &value),
                     format!(
                         "backend `{name}` ({}) does not take `{param}`: the server would ignore or refuse it",
                         dialect.name()
@@ -1127,7 +1129,7 @@ fn check_request_params(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]
                 }
                 reported.push(bad_value);
                 c.error(
-                    &at,
+                    &at_of(param, from_workload, &value),
                     format!("`{param}` cannot be {}", compact(&value)),
                     help,
                 );
