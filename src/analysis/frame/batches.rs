@@ -176,6 +176,7 @@ impl Merger {
         let (mut agent_cells, mut run_cells) = (Vec::new(), Vec::new());
         let mut by_cell = self.by_cell;
         by_cell.resize_with(cells.len(), Columns::new);
+        all.reserve_for(&by_cell);
         for (cell, columns) in by_cell.into_iter().enumerate() {
             let (a, r) = (all.agent_run.len(), all.run_ok.len());
             let (na, nr) = (columns.agent_run.len(), columns.run_ok.len());

@@ -367,6 +367,32 @@ impl Columns {
     }
 
     /// Appends `other`'s rows after this one's.
+    /// Room for every row of `parts`, reserved exactly: appended into columns that grew by
+    /// doubling, a million runs would briefly need twice their memory.
+    pub(super) fn reserve_for(&mut self, parts: &[Columns]) {
+        let agents: usize = parts.iter().map(|c| c.agent_run.len()).sum();
+        let runs: usize = parts.iter().map(|c| c.run_ok.len()).sum();
+        self.agent_run.reserve_exact(agents);
+        self.agent_repetition.reserve_exact(agents);
+        self.agent_ok.reserve_exact(agents);
+        self.agent_warmup.reserve_exact(agents);
+        self.run_repetition.reserve_exact(runs);
+        self.run_ok.reserve_exact(runs);
+        self.run_warmup.reserve_exact(runs);
+        let reserve = |mine: &mut Floats, seen: bool, rows: usize| {
+            if seen {
+                mine.values.reserve_exact(rows);
+                mine.valid.reserve(rows);
+            }
+        };
+        for (i, mine) in self.agent_values.iter_mut().enumerate() {
+            reserve(mine, parts.iter().any(|c| c.agent_values[i].seen_value), agents);
+        }
+        for (i, mine) in self.run_values.iter_mut().enumerate() {
+            reserve(mine, parts.iter().any(|c| c.run_values[i].seen_value), runs);
+        }
+    }
+
     pub(super) fn append(&mut self, other: &Columns) {
         self.agent_run.extend_from_slice(&other.agent_run);
         self.agent_repetition
