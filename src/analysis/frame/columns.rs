@@ -386,7 +386,11 @@ impl Columns {
             }
         };
         for (i, mine) in self.agent_values.iter_mut().enumerate() {
-            reserve(mine, parts.iter().any(|c| c.agent_values[i].seen_value), agents);
+            reserve(
+                mine,
+                parts.iter().any(|c| c.agent_values[i].seen_value),
+                agents,
+            );
         }
         for (i, mine) in self.run_values.iter_mut().enumerate() {
             reserve(mine, parts.iter().any(|c| c.run_values[i].seen_value), runs);

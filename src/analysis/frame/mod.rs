@@ -376,10 +376,10 @@ mod tests {
     #[test]
     fn the_merger_appends_batches_in_file_order() {
         let batch = |ttft: f64| {
-            let mut columns = Columns::new();
+            let mut batch = batches::Batch::default();
             let line = record("a", ttft);
-            columns.push(0, &serde_json::from_str(&line).unwrap());
-            vec![columns]
+            batch.rows(0).push(0, &serde_json::from_str(&line).unwrap());
+            batch
         };
         let mut merger = Merger::default();
         for i in [2u64, 0, 3, 1] {
