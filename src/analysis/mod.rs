@@ -80,6 +80,13 @@ impl Analysis {
         cells
     }
 
+    /// Every metric summary of one cell.
+    pub fn metrics_of(&self, cell: usize) -> &[MetricSummary] {
+        self.metric_rows
+            .get(cell)
+            .map_or(&[], |rows| &self.metrics[rows.clone()])
+    }
+
     pub fn metric(&self, cell: usize, name: &str) -> Option<&MetricSummary> {
         let rows = self.metric_rows.get(cell)?.clone();
         self.metrics[rows].iter().find(|m| m.metric == name)

@@ -58,6 +58,17 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
     let t: ValidityThresholds = loaded.spec.validity.unwrap_or_default();
     let metrics = judged_metrics(loaded);
     let mut out = Vec::new();
+    // Indexed once; a search per cell made the assessment quadratic in cells.
+    let runs_of: std::collections::HashMap<usize, _> = a.runs.iter().map(|r| (r.cell, r)).collect();
+    let mut loads_of: std::collections::HashMap<&str, Vec<(&str, LoadGate)>> = Default::default();
+    for r in digests.runs.iter().filter(|r| !r.warmup) {
+        if let Some(l) = r.load {
+            loads_of
+                .entry(r.cell_id.as_str())
+                .or_default()
+                .push((r.run_id.as_str(), l));
+        }
+    }
     for cell in a.cells_in_order() {
         let mut push = |kind, metric: Option<String>, message: String| {
             out.push(Issue {
@@ -67,7 +78,7 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
                 message,
             })
         };
-        if let Some(r) = a.runs.iter().find(|r| r.cell == cell) {
+        if let Some(r) = runs_of.get(&cell) {
             let measured = r.runs - r.degraded;
             if measured < t.min_runs {
                 push(
@@ -127,7 +138,10 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
                 ),
             );
         }
-        load_gates(&t, digests, &a.cells[cell].cell_id, &mut push);
+        let loads = loads_of
+            .get(a.cells[cell].cell_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        load_gates(&t, loads, &mut push);
         let measured: Vec<(&str, f64)> = digests
             .runs
             .iter()
@@ -165,16 +179,9 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
 /// the degraded runs as well; it is named here so that the reason is plain.
 fn load_gates(
     t: &ValidityThresholds,
-    digests: &Digests,
-    cell_id: &str,
+    runs: &[(&str, LoadGate)],
     push: &mut impl FnMut(IssueKind, Option<String>, String),
 ) {
-    let runs: Vec<(&str, LoadGate)> = digests
-        .runs
-        .iter()
-        .filter(|r| !r.warmup && r.cell_id == cell_id)
-        .filter_map(|r| r.load.map(|l| (r.run_id.as_str(), l)))
-        .collect();
     if runs.is_empty() {
         return;
     }

@@ -8,7 +8,7 @@ mod index;
 
 pub use index::{catalogue_counts, measured_runs, render_index};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -372,6 +372,18 @@ fn degraded_reasons(digests: &record::journal::Digests) -> BTreeMap<String, BTre
     out
 }
 
+/// The measured, ok runs of each cell (by cell id), in journal order.
+fn measured_ok_by_cell(records: &[record::RunRecord]) -> HashMap<&str, Vec<&record::RunRecord>> {
+    let mut by_cell: HashMap<&str, Vec<&record::RunRecord>> = HashMap::new();
+    for r in records
+        .iter()
+        .filter(|r| !r.warmup && r.status == record::RunStatus::Ok)
+    {
+        by_cell.entry(r.cell_id.as_str()).or_default().push(r);
+    }
+    by_cell
+}
+
 /// Threats to validity that follow from the data itself. Cells are named C1, C2, ... as in
 /// the report's tables.
 fn threats(
@@ -382,9 +394,13 @@ fn threats(
     reasons: &BTreeMap<String, BTreeMap<String, u32>>,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    let mut issues_of: HashMap<usize, Vec<&analysis::validity::Issue>> = HashMap::new();
+    for i in issues {
+        issues_of.entry(i.cell).or_default().push(i);
+    }
     for (n, cell) in a.cells_in_order().into_iter().enumerate() {
         let label = format!("C{}", n + 1);
-        for issue in issues.iter().filter(|i| i.cell == cell) {
+        for issue in issues_of.get(&cell).into_iter().flatten().copied() {
             let why = match issue.kind {
                 analysis::validity::IssueKind::Degraded => {
                     let why: Vec<String> = reasons
@@ -497,14 +513,12 @@ fn session_turns(
 ) -> Vec<serde_json::Value> {
     let Some(a) = analysed else { return Vec::new() };
     let order = a.cells_in_order();
+    let by_cell = measured_ok_by_cell(records);
     let mut out = Vec::new();
     for (view, &cell) in cells.iter().zip(&order) {
         let cell_id = &a.cells[cell].cell_id;
         let mut turns: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = Vec::new();
-        for r in records
-            .iter()
-            .filter(|r| &r.cell_id == cell_id && !r.warmup && r.status == record::RunStatus::Ok)
-        {
+        for r in by_cell.get(cell_id.as_str()).into_iter().flatten() {
             for agent in &r.agents {
                 for (k, q) in agent.requests.iter().enumerate() {
                     if turns.len() <= k {
@@ -1030,9 +1044,22 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     };
     let mut cells = Vec::new();
     if let Some(a) = &analysed {
+        // Everything per cell looked up through an index: searching the lists for each cell
+        // made a 20,000-cell report take most of a minute.
+        let runs_of: HashMap<usize, _> = a.runs.iter().map(|r| (r.cell, r)).collect();
+        let contention_of: HashMap<usize, _> =
+            a.contention.cells.iter().map(|c| (c.cell, c)).collect();
+        let cost_of: HashMap<usize, _> = a.cost.iter().map(|c| (c.cell, c)).collect();
+        let pooled_of: HashMap<usize, _> = a.pooled.iter().map(|p| (p.cell, p)).collect();
+        let mut sweep_of: HashMap<usize, (usize, usize)> = HashMap::new();
+        for (k, s) in a.sweeps.iter().enumerate() {
+            for (i, c) in s.cells.iter().enumerate() {
+                sweep_of.entry(*c).or_insert((k, i));
+            }
+        }
         for (n, cell) in a.cells_in_order().into_iter().enumerate() {
-            let r = a.runs.iter().find(|r| r.cell == cell);
-            let contention = a.contention.cells.iter().find(|c| c.cell == cell);
+            let r = runs_of.get(&cell).copied();
+            let contention = contention_of.get(&cell).copied();
             cells.push(CellView {
                 n: n + 1,
                 label: a.labels[cell].clone(),
@@ -1055,39 +1082,37 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                     .collect(),
                 contended: contention.map(|c| c.contended),
                 agents_compared: contention.map(|c| c.agents),
-                cost: a.cost.iter().find(|c| c.cell == cell).cloned(),
+                cost: cost_of.get(&cell).map(|c| (*c).clone()),
                 figure_label: String::new(),
                 run_values: a
-                    .metrics
+                    .metrics_of(cell)
                     .iter()
-                    .filter(|m| m.cell == cell && !m.run_values.is_empty())
+                    .filter(|m| !m.run_values.is_empty())
                     .map(|m| (m.metric.clone(), m.run_values.clone()))
                     .collect(),
                 load: a.metric(cell, "achieved_rate").is_some()
                     || a.metric(cell, "error_rate").is_some(),
                 in_flight: None,
-                pooled: a.pooled.iter().find(|p| p.cell == cell).cloned(),
-                sweep: a.sweeps.iter().enumerate().find_map(|(k, s)| {
-                    let i = s.cells.iter().position(|c| *c == cell)?;
+                pooled: pooled_of.get(&cell).map(|p| (*p).clone()),
+                sweep: sweep_of.get(&cell).map(|&(k, i)| {
+                    let s = &a.sweeps[k];
                     let fixed: Vec<String> = s
                         .fixed
                         .iter()
                         .filter(|(k, _)| k.as_str() != "scenario")
                         .map(|(k, v)| format!("{k}={}", display_value(v)))
                         .collect();
-                    Some((k, fixed.join(" "), s.rates[i], s.axis))
+                    (k, fixed.join(" "), s.rates[i], s.axis)
                 }),
             });
         }
         if cells.iter().any(|c| c.load) {
             let order = a.cells_in_order();
+            let by_cell = measured_ok_by_cell(&records);
             for (view, &cell) in cells.iter_mut().zip(&order) {
-                let cell_id = &a.cells[cell].cell_id;
-                view.in_flight = records
-                    .iter()
-                    .filter(|r| {
-                        &r.cell_id == cell_id && !r.warmup && r.status == record::RunStatus::Ok
-                    })
+                view.in_flight = (by_cell.get(a.cells[cell].cell_id.as_str()))
+                    .into_iter()
+                    .flatten()
                     .find_map(|r| r.load.as_ref())
                     .map(|l| figures::Timeline {
                         label: String::new(),

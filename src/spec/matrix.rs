@@ -26,21 +26,28 @@ pub fn varying_axes<'c, P>(cells: impl IntoIterator<Item = P>) -> Vec<(String, V
 where
     P: IntoIterator<Item = (&'c String, &'c Value)>,
 {
-    let mut seen: Vec<(String, Vec<Value>)> = Vec::new();
+    // Values found by key, not compared pairwise: an axis of 20,000 values was quadratic.
+    let mut seen: Vec<(String, Vec<Value>, std::collections::HashSet<String>)> = Vec::new();
     for params in cells {
         for (axis, value) in params {
-            match seen.iter_mut().find(|(a, _)| a == axis) {
-                Some((_, values)) => {
-                    if !values.iter().any(|v| values_equal(v, value)) {
+            match seen.iter_mut().find(|(a, _, _)| a == axis) {
+                Some((_, values, keys)) => {
+                    if keys.insert(equality_key(value)) {
                         values.push(value.clone());
                     }
                 }
-                None => seen.push((axis.clone(), vec![value.clone()])),
+                None => seen.push((
+                    axis.clone(),
+                    vec![value.clone()],
+                    std::collections::HashSet::from([equality_key(value)]),
+                )),
             }
         }
     }
-    seen.retain(|(_, values)| values.len() > 1);
-    seen
+    seen.into_iter()
+        .filter(|(_, values, _)| values.len() > 1)
+        .map(|(axis, values, _)| (axis, values))
+        .collect()
 }
 
 /// The axes whose values differ among the cells `selection` picks: what a statistic over
