@@ -27,6 +27,12 @@ matrix:
   temperature: [0.2, 0.5, 0.8]
 repetitions: {repetitions}
 warmup: 1
+claims:
+  - id: steady
+    text: Temperature does not move decode detectably.
+    metric: decode_tok_s
+    compare: {{a: {{temperature: 0.8}}, b: {{temperature: 0.2}}}}
+    assert: not_detectable
 "#
     )
 }
@@ -147,6 +153,34 @@ fn a_two_shard_job_array_merges_into_the_plan() {
     // The dependent job analysed and reported the merged data.
     assert!(root.join("data/TR971/summary.csv").is_file());
     assert!(root.join("reports/TR971.md").is_file());
+
+    // A replication submitted the same way: its shards merge into the replication's data and
+    // the finishing job judges the claim.
+    let out = banterhearts_with_model(root, &["replicate", "TR971", "--slurm", "--name", "again"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("judge each claim"), "{}", out.stdout);
+    let (array, merge) = job_ids(&out.stdout);
+    wait_gone(&[&array, &merge], Duration::from_secs(300));
+    let log = std::fs::read_to_string(root.join(format!(
+        "data/TR971/replications/again/jobs/slurm-banterhearts-TR971-replication-again-merge-{merge}.out"
+    )))
+    .unwrap_or_default();
+    assert_eq!(job_state(&merge), "COMPLETED", "{log}");
+    assert!(
+        log.contains("replication `again`, 6 of 6 measured runs"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("steady") && (l.contains("consistent") || l.contains("differs"))),
+        "{log}"
+    );
+    let replica = journal(root, "TR971/replications/again");
+    let ids: BTreeSet<String> = replica
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, plan_ids(root));
 }
 
 #[test]

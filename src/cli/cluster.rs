@@ -317,8 +317,13 @@ pub fn submit_cmd(root: &Path, args: &SubmitArgs) -> Result<ExitCode, Diagnostic
                 .iter()
                 .filter_map(|(_, i)| i.as_deref())
                 .collect();
+            let what = if sub.replication.is_some() {
+                "merge the replication's shards and judge each claim"
+            } else {
+                "merge, analyze and report"
+            };
             out.push_str(&format!(
-                "submitted job {id}: merge, analyze and report once every shard succeeded, {}\nfollow them: squeue -j {},{id}; output in {}\n",
+                "submitted job {id}: {what} once every shard succeeded, {}\nfollow them: squeue -j {},{id}; output in {}\n",
                 path.display(),
                 ids.join(","),
                 sub.jobs_dir.display()
