@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{Pacer, banterhearts, files, pacer, project};
+use common::{Pacer, banterhearts, files, pacer, plan_run_ids, project};
 use serde_json::Value;
 
 fn fast_pacer() -> Pacer {
@@ -28,18 +28,6 @@ fn lines(path: &Path) -> Vec<Value> {
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn plan_ids(root: &Path) -> BTreeSet<String> {
-    let out = banterhearts(root, &["plan", "TR970", "--format", "json"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
-    plan["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["run_id"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -93,7 +81,7 @@ fn shards_merge_into_the_plan_each_run_once_and_merging_again_changes_nothing() 
         assert_eq!(ids.len(), unique.len(), "a run merged twice");
         assert_eq!(
             unique,
-            plan_ids(root),
+            plan_run_ids(root, "TR970"),
             "the merged runs are the unsharded plan"
         );
         // Each run keeps its shard's provenance: its session is the shard's, renumbered.

@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{banterhearts_with_model, copy_templates, journal, project, serial};
-use serde_json::Value;
+use common::{banterhearts_with_model, copy_templates, journal, plan_run_ids, project, serial};
 
 fn spec(repetitions: u32, max_tokens: u32) -> String {
     format!(
@@ -97,17 +96,6 @@ fn job_state(id: &str) -> String {
         .to_owned()
 }
 
-fn plan_ids(root: &Path) -> BTreeSet<String> {
-    let out = banterhearts_with_model(root, &["plan", "TR971", "--format", "json"]);
-    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
-    plan["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["run_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn assert_merged_is_the_plan(root: &Path) {
     let merged = journal(root, "TR971");
     let ids: Vec<&str> = merged
@@ -118,7 +106,7 @@ fn assert_merged_is_the_plan(root: &Path) {
     assert_eq!(ids.len(), unique.len(), "a run merged twice");
     assert_eq!(
         unique,
-        plan_ids(root),
+        plan_run_ids(root, "TR971"),
         "the merged runs are the unsharded plan"
     );
     assert!(merged.iter().all(|r| r["status"] == "ok"));
@@ -180,7 +168,7 @@ fn a_two_shard_job_array_merges_into_the_plan() {
         .iter()
         .map(|r| r["run_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids, plan_ids(root));
+    assert_eq!(ids, plan_run_ids(root, "TR971"));
 }
 
 #[test]

@@ -61,7 +61,14 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
     // Indexed once; a search per cell made the assessment quadratic in cells.
     let runs_of: std::collections::HashMap<usize, _> = a.runs.iter().map(|r| (r.cell, r)).collect();
     let mut loads_of: std::collections::HashMap<&str, Vec<(&str, LoadGate)>> = Default::default();
+    let mut measured_of: std::collections::HashMap<&str, Vec<(&str, f64)>> = Default::default();
     for r in digests.runs.iter().filter(|r| !r.warmup) {
+        if let (RunStatus::Ok, Some(share)) = (r.status, r.background_share) {
+            measured_of
+                .entry(r.cell_id.as_str())
+                .or_default()
+                .push((r.run_id.as_str(), share));
+        }
         if let Some(l) = r.load {
             loads_of
                 .entry(r.cell_id.as_str())
@@ -142,14 +149,9 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
             .get(a.cells[cell].cell_id.as_str())
             .map_or(&[][..], Vec::as_slice);
         load_gates(&t, loads, &mut push);
-        let measured: Vec<(&str, f64)> = digests
-            .runs
-            .iter()
-            .filter(|r| {
-                !r.warmup && r.status == RunStatus::Ok && r.cell_id == a.cells[cell].cell_id
-            })
-            .filter_map(|r| r.background_share.map(|s| (r.run_id.as_str(), s)))
-            .collect();
+        let measured = measured_of
+            .get(a.cells[cell].cell_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
         let flagged: Vec<&(&str, f64)> = measured
             .iter()
             .filter(|(_, s)| *s > t.background_share)

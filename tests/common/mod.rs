@@ -217,3 +217,16 @@ pub fn pacer(args: &[&str]) -> Pacer {
     let (child, addr) = start_pacer(args);
     Pacer { child, addr }
 }
+
+/// The run ids of a TR's plan, from `plan --format json`.
+pub fn plan_run_ids(root: &Path, tr: &str) -> std::collections::BTreeSet<String> {
+    let out = banterhearts(root, &["plan", tr, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_owned())
+        .collect()
+}
