@@ -255,15 +255,24 @@ pub fn replication_names(root: &Path, tr: &str) -> Vec<String> {
     names
 }
 
-/// Judges each claim of a TR on its replication `name`: the original figure against the
-/// replication's interval.
+/// Every claim of a TR checked on its own data (what a replication is judged against).
+pub fn original_claims(
+    root: &Path,
+    loaded: &LoadedSpec,
+) -> Result<Vec<claims::ClaimCheck>, AnalysisError> {
+    claims_on(loaded, &TrPaths::new(root, &loaded.spec.id)).map(|(checks, _)| checks)
+}
+
+/// Judges each claim of a TR on its replication `name`: the original figure (from
+/// `original`, the claims checked on the TR's own data) against the replication's interval.
 pub fn replication(
     root: &Path,
     loaded: &LoadedSpec,
+    original: &[claims::ClaimCheck],
     name: &str,
 ) -> Result<replication::Replication, AnalysisError> {
     let tr = &loaded.spec.id;
-    let (original_set, set) = (TrPaths::new(root, tr), TrPaths::replication(root, tr, name));
+    let set = TrPaths::replication(root, tr, name);
     if !crate::record::journal::has_finished_runs(&set.runs()) {
         return Err(AnalysisError::Input(
             Diagnostic::new(format!("replication `{name}` of {tr} has no finished runs"))
@@ -273,7 +282,6 @@ pub fn replication(
                 )),
         ));
     }
-    let (original, _) = claims_on(loaded, &original_set)?;
     let (replicated, intervals) = claims_on(loaded, &set)?;
     let digests = crate::record::journal::read_digests(&set.runs())
         .map_err(|e| AnalysisError::Input(Diagnostic::new(e.to_string())))?;
@@ -302,7 +310,7 @@ pub fn replication(
         runs,
         planned: planned.measured_runs(),
         machines,
-        claims: replication::judge(loaded, &original, &replicated, &intervals),
+        claims: replication::judge(loaded, original, &replicated, &intervals),
     })
 }
 

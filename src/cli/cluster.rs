@@ -430,7 +430,8 @@ pub fn replicate_cmd(root: &Path, args: &ReplicateArgs) -> Result<ExitCode, Diag
     if code == ExitCode::from(130) {
         return Ok(code);
     }
-    let r = analysis::replication(root, loaded, &name).map_err(analysis_error)?;
+    let original = analysis::original_claims(root, loaded).map_err(analysis_error)?;
+    let r = analysis::replication(root, loaded, &original, &name).map_err(analysis_error)?;
     print_out(&replication_text(&tr, &r));
     Ok(ExitCode::SUCCESS)
 }

@@ -80,7 +80,9 @@ pub fn merge(loaded: &LoadedSpec, set: &TrPaths) -> Result<MergeSummary, Diagnos
         return Err(errors);
     }
 
-    let (mut journal, _) = open_merged(set)?;
+    let mut journal = Journal::open(set)
+        .map(|(j, _, _)| j)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string()).in_file(set.runs())))?;
     let main_text = read_text(&set.runs())?;
     let main = parse_lines(&set.runs(), &main_text)?;
     // Where each run is already recorded: the merged journal first, then shard by shard.
@@ -248,51 +250,31 @@ fn read_text(path: &Path) -> Result<String, Diagnostics> {
     }
 }
 
-/// Every complete line's record and its line number; a torn last line is not a finished run.
+/// Every complete line's record and its line number (a torn last line is no finished run).
 fn parse_lines(path: &Path, text: &str) -> Result<Vec<(usize, RunRecord)>, Diagnostics> {
-    let complete = text.rfind('\n').map_or(0, |i| i + 1);
-    let mut records = Vec::new();
-    for (i, line) in text[..complete].lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record = serde_json::from_str(line).map_err(|e| {
-            at_line(
-                path,
-                text,
-                i + 1,
-                format!("unreadable run record ({})", journal::line_error(&e)),
-            )
-            .help("the shard's journal is damaged: move the line aside by hand, then merge again")
-        })?;
-        records.push((i + 1, record));
-    }
-    Ok(records)
-}
-
-fn open_merged(set: &TrPaths) -> Result<(Journal, journal::Digests), Diagnostics> {
-    Journal::open(set)
-        .map(|(j, d, _)| (j, d))
-        .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string()).in_file(set.runs())))
+    journal::numbered_records(path, text).map_err(|e| match e {
+        journal::JournalError::Corrupt { line, message, .. } => at_line(
+            path,
+            text,
+            line,
+            format!("unreadable run record ({message})"),
+        )
+        .help("the journal is damaged: move the line aside by hand, then merge again")
+        .into(),
+        other => Diagnostic::new(other.to_string()).in_file(path).into(),
+    })
 }
 
 /// Reads and locks every shard: a shard whose runner still holds its lock is not merged.
 fn read_shards(set: &TrPaths) -> Result<Vec<ShardData>, Diagnostics> {
     let mut shards = Vec::new();
     for (name, paths) in shards::shard_dirs(set) {
-        let lock_path = paths.lock();
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string()).in_file(&lock_path)))?;
-        if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
-            return Err(Diagnostic::new(format!("shard {name} is still running"))
-                .in_file(&lock_path)
-                .help("wait for it to finish (a Slurm merge job waits with --dependency=afterok), then merge again")
-                .into());
-        }
+        let lock = journal::lock(&paths).map_err(|e| match e {
+            journal::JournalError::Locked(at) => Diagnostic::new(format!("shard {name} is still running"))
+                .in_file(at)
+                .help("wait for it to finish (a Slurm merge job waits with --dependency=afterok), then merge again"),
+            other => Diagnostic::new(other.to_string()).in_file(paths.lock()),
+        })?;
         let text = read_text(&paths.runs())?;
         let records = parse_lines(&paths.runs(), &text)?;
         let manifest = manifest::read_manifest(&paths).map_err(Diagnostics::from)?;

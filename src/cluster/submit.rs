@@ -88,15 +88,12 @@ impl Submission {
                         .cloned()
                         .unwrap_or_default(),
                 };
-                let cells: Vec<usize> = plan
-                    .cells
-                    .iter()
-                    .filter(|c| hardware.is_none() || plan::hardware_of(c) == hardware)
-                    .map(|c| c.index)
+                let here: Vec<bool> = (plan.cells.iter())
+                    .map(|c| hardware.is_none() || plan::hardware_of(c) == hardware)
                     .collect();
-                let runs = plan.runs.iter().filter(|r| cells.contains(&r.cell)).count();
+                let runs = plan.runs.iter().filter(|r| here[r.cell]).count();
                 let units = match by {
-                    ShardBy::Cell => cells.len(),
+                    ShardBy::Cell => here.iter().filter(|h| **h).count(),
                     ShardBy::Run => runs,
                 };
                 Placement {

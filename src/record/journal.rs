@@ -81,7 +81,7 @@ pub fn read_records(path: &Path) -> Result<Vec<RunRecord>, JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(path)(e)),
     };
-    parse_complete_lines(path, &text).map(|(records, _)| records)
+    numbered_records(path, &text).map(|records| records.into_iter().map(|(_, r)| r).collect())
 }
 
 /// What bookkeeping needs of a record (which run, which cell, how it ended, in which session),
@@ -256,9 +256,12 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalErro
     Ok((digests, tail))
 }
 
-/// Parses every newline-terminated line; returns the records and the byte length they span
-/// (anything after it is a torn final line).
-fn parse_complete_lines(path: &Path, text: &str) -> Result<(Vec<RunRecord>, usize), JournalError> {
+/// Every newline-terminated line's record with its 1-based line number; a torn last line (no
+/// newline) is no finished run and is left out.
+pub(crate) fn numbered_records(
+    path: &Path,
+    text: &str,
+) -> Result<Vec<(usize, RunRecord)>, JournalError> {
     let complete = text.rfind('\n').map_or(0, |i| i + 1);
     let mut records = Vec::new();
     for (i, line) in text[..complete].lines().enumerate() {
@@ -270,9 +273,26 @@ fn parse_complete_lines(path: &Path, text: &str) -> Result<(Vec<RunRecord>, usiz
             line: i + 1,
             message: line_error(&e),
         })?;
-        records.push(record);
+        records.push((i + 1, record));
     }
-    Ok((records, complete))
+    Ok(records)
+}
+
+/// Takes a data set's lock, held as long as the file is: a second runner (or a merge of a
+/// shard still running) is refused. The OS releases it if the process dies.
+pub(crate) fn lock(paths: &TrPaths) -> Result<File, JournalError> {
+    let lock_path = paths.lock();
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked(lock_path)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&lock_path)(e)),
+    }
 }
 
 /// A torn last line moved out of the journal.
@@ -331,18 +351,7 @@ impl Journal {
     /// torn last line was put, if there was one.
     pub fn open(paths: &TrPaths) -> Result<(Journal, Digests, Option<SetAside>), JournalError> {
         std::fs::create_dir_all(&paths.data_dir).map_err(io(&paths.data_dir))?;
-        let lock_path = paths.lock();
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(lock_path)),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
-        }
+        let lock = lock(paths)?;
         let path = paths.runs();
         let new = !path.exists();
         let mut file = OpenOptions::new()

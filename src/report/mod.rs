@@ -1221,12 +1221,13 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         })
         .collect();
     let footer = Footer::current(root, loaded);
+    // Judged against the claims this report derived already, not derived again.
     let replications = analysed
         .as_ref()
-        .map(|_| {
+        .map(|a| {
             analysis::replication_names(root, &spec.id)
                 .iter()
-                .map(|name| analysis::replication(root, loaded, name))
+                .map(|name| analysis::replication(root, loaded, &a.claims, name))
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()
