@@ -176,12 +176,7 @@ pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String,
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut builder = ChartBuilder::on(&root);
-        builder
-            .caption(title, ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(label_width);
+        let mut builder = titled(&root, title, label_width);
         let y_range = -0.5..n as f64 - 0.5;
         // One body for both axes: the mesh and the rows, generic over the x coordinate.
         macro_rules! draw {
@@ -221,6 +216,22 @@ pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String,
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// The builder of a figure with a title: the caption, margins and axis label areas every
+/// titled figure shares (`y_label_width`: room for the y tick labels).
+fn titled<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    y_label_width: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(y_label_width);
+    builder
 }
 
 /// The mesh every figure with two numeric axes draws: light gridlines, grey axes, ticks without
@@ -300,11 +311,7 @@ pub fn over_time(title: &str, y_label: &str, lines: &[Timeline]) -> Result<Strin
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
+        let mut chart = titled(&root, title, 56)
             .build_cartesian_2d(0.0..t_max, 0.0..y_max)
             .map_err(err)?;
         light_mesh(&mut chart, Some("seconds from the period's start"), y_label)?;
@@ -390,12 +397,7 @@ pub fn along(
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut builder = ChartBuilder::on(&root);
-        builder
-            .caption(title, ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64);
+        let mut builder = titled(&root, title, 64);
         let x_range = (x_lo - pad)..(x_hi + pad);
         macro_rules! draw {
             ($chart:expr, $y_desc:expr) => {{
@@ -550,11 +552,7 @@ pub fn frontier(
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
+        let mut chart = titled(&root, title, 64)
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)
             .map_err(err)?;
         light_mesh(&mut chart, Some(x_label), y_label)?;
