@@ -70,10 +70,7 @@ fn pod_spec(sub: &Submission, opts: &K8sOptions, script: String, on: Option<&Pla
 pub fn shards_job(sub: &Submission, placement: &Placement, opts: &K8sOptions) -> Value {
     let what = placement.hardware.as_deref().unwrap_or("shards");
     let n = placement.shards;
-    let script = format!(
-        "{}\nstatus=$?\n# run exits 1 when the shard finished with degraded runs: data, not a failed pod.\nif [ \"$status\" -eq 1 ]; then exit 0; fi\nexit \"$status\"",
-        sub.shard_command(placement, "$JOB_COMPLETION_INDEX", &n.to_string())
-    );
+    let script = sub.shard_script(placement, "$JOB_COMPLETION_INDEX", &n.to_string());
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",

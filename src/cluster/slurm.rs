@@ -61,9 +61,9 @@ pub fn array_script(sub: &Submission, placement: &Placement, opts: &SlurmOptions
     let what = placement.hardware.as_deref().unwrap_or("shards");
     let mut text = directives(sub, &sub.job_name(Some(what)), "slurm-%x-%A_%a.out", &lines);
     text.push_str(&format!(
-        "\n# One shard per array task; it starts its own launched servers on this node and resumes\n# what an earlier attempt of the same shard recorded.\ncd {}\n{}\nstatus=$?\n# `run` exits 1 when the shard finished with degraded runs: those are data, not a failed task.\nif [ \"$status\" -eq 1 ]; then exit 0; fi\nexit \"$status\"\n",
+        "\n# One shard per array task; it starts its own launched servers on this node and resumes\n# what an earlier attempt of the same shard recorded.\ncd {}\n{}\n",
         quote(&sub.root.to_string_lossy()),
-        sub.shard_command(placement, "$SLURM_ARRAY_TASK_ID", "$SLURM_ARRAY_TASK_COUNT"),
+        sub.shard_script(placement, "$SLURM_ARRAY_TASK_ID", "$SLURM_ARRAY_TASK_COUNT"),
     ));
     text
 }

@@ -121,7 +121,7 @@ impl Submission {
 
     /// A task's command: run one shard, named by the scheduler's index and count (shell
     /// expressions such as `$SLURM_ARRAY_TASK_ID`).
-    pub fn shard_command(&self, placement: &Placement, index: &str, count: &str) -> String {
+    fn shard_command(&self, placement: &Placement, index: &str, count: &str) -> String {
         let mut args: Vec<String> = vec![
             quote(&self.program.to_string_lossy()),
             "run".into(),
@@ -140,6 +140,16 @@ impl Submission {
             args.extend(["--replication".into(), quote(r)]);
         }
         args.join(" ")
+    }
+
+    /// A task's whole script body: the shard's command, then its exit status passed on, except
+    /// that `run`'s 1 (the shard finished with degraded runs) counts as success: degraded runs
+    /// are data, not a failed task, and must not cancel the merge.
+    pub fn shard_script(&self, placement: &Placement, index: &str, count: &str) -> String {
+        format!(
+            "{}\nstatus=$?\n# `run` exits 1 when the shard finished with degraded runs: those are data, not a failure.\nif [ \"$status\" -eq 1 ]; then exit 0; fi\nexit \"$status\"",
+            self.shard_command(placement, index, count)
+        )
     }
 
     /// What runs after every shard succeeded: merge, then analyze and report (a replication:
@@ -178,8 +188,3 @@ impl Submission {
 pub fn quote(word: &str) -> String {
     shlex::try_quote(word).map_or_else(|_| format!("'{word}'"), |q| q.into_owned())
 }
-
-/// The exit status a shard's task reports: `run` exits 1 when the shard finished with degraded
-/// runs, which are data (counted, reported), not a failed task; anything else is passed on.
-pub const SHARD_EXIT: &str =
-    "status=$?; if [ \"$status\" -eq 1 ]; then exit 0; fi; exit \"$status\"";
