@@ -9,14 +9,17 @@
 //! thinking: those go out as `delta.reasoning_content` (llama-server, older vLLM) or
 //! `delta.reasoning` (vLLM) on the chat endpoint and as `thinking` / `message.thinking` on
 //! Ollama's; llama.cpp's raw `/completion` has no reasoning field, so there every token is text.
+//!
+//! It can also misbehave on purpose, the way real servers do under crashes, overload and bugs
+//! (`Fault`): every `every`-th generation request to an endpoint gets the fault, the others a
+//! normal response, so a test sees both the failure and that the next run is measured normally.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -61,10 +64,66 @@ impl ReasoningField {
 /// tells the request apart (`Identity`).
 type TruthLog = Option<Arc<Mutex<std::fs::File>>>;
 
+/// One way of misbehaving. Faults that act mid-stream (reset, stall, garbage, long line) do so
+/// after the first token, so a client has begun measuring when they strike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultKind {
+    /// Reset the connection (TCP RST) after the first token.
+    Reset,
+    /// Send the first token, then nothing, without closing.
+    StallAfterFirstToken,
+    /// Accept the request and never send the response headers.
+    StallBeforeHeaders,
+    /// After the first token, a message that is not JSON (control and non-UTF-8 bytes).
+    Garbage,
+    /// After the first token, one 10 MB line (a well-formed token message of 10 MB of text).
+    LongLine,
+    /// Answer 429 Too Many Requests, with the server's own error body.
+    #[value(name = "http-429")]
+    Http429,
+    /// Answer 500 Internal Server Error.
+    #[value(name = "http-500")]
+    Http500,
+    /// Answer 503 Service Unavailable.
+    #[value(name = "http-503")]
+    Http503,
+    /// Stream every token, then close without the final event (no counts, no end marker).
+    NoFinalEvent,
+    /// Send the whole normal response one byte per second.
+    Drip,
+}
+
+impl FaultKind {
+    fn status(self) -> Option<u16> {
+        match self {
+            FaultKind::Http429 => Some(429),
+            FaultKind::Http500 => Some(500),
+            FaultKind::Http503 => Some(503),
+            _ => None,
+        }
+    }
+}
+
+/// Which requests misbehave, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// Every this many generation requests per endpoint (1: all), counting from the first.
+    pub every: u32,
+    /// Seconds to send in `Retry-After` with an error status.
+    pub retry_after_s: Option<u32>,
+}
+
+/// How long the 10 MB line is.
+const LONG_LINE_BYTES: usize = 10 * 1000 * 1000;
+
 #[derive(Clone)]
 struct Pacer {
     schedule: Schedule,
     log: TruthLog,
+    fault: Option<Fault>,
+    /// Generation requests so far, per endpoint (the `Format`'s index).
+    requests: Arc<[std::sync::atomic::AtomicU32; 4]>,
     /// Ollama: the model and context length of the last request, for `/api/ps`.
     loaded: Arc<Mutex<Option<(String, u64)>>>,
 }
@@ -75,6 +134,21 @@ enum Format {
     OpenAi(ReasoningField),
     OllamaGenerate,
     OllamaChat,
+}
+
+impl Pacer {
+    /// The fault this request gets, if it is one of every `every`-th to its endpoint.
+    fn fault_for(&self, format: Format) -> Option<FaultKind> {
+        let fault = self.fault?;
+        let index = match format {
+            Format::LlamaCpp => 0,
+            Format::OpenAi(_) => 1,
+            Format::OllamaGenerate => 2,
+            Format::OllamaChat => 3,
+        };
+        let n = self.requests[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        n.is_multiple_of(fault.every.max(1)).then_some(fault.kind)
+    }
 }
 
 fn sse(v: &Value) -> String {
@@ -91,10 +165,14 @@ const CREATED_AT: &str = "2026-01-01T00:00:00Z";
 impl Format {
     /// The event that carries token `i`, reasoning or answer text.
     fn token(self, i: u32, reasoning: bool) -> String {
-        let text = format!(" t{i}");
+        self.chunk(&format!(" t{i}"), i + 1, reasoning)
+    }
+
+    /// The event that carries `text`, the `predicted`-th token, reasoning or answer.
+    fn chunk(self, text: &str, predicted: u32, reasoning: bool) -> String {
         match self {
             Format::LlamaCpp => {
-                sse(&json!({"content": text, "stop": false, "tokens_predicted": i + 1}))
+                sse(&json!({"content": text, "stop": false, "tokens_predicted": predicted}))
             }
             Format::OpenAi(field) => {
                 let key = if reasoning { field.key() } else { "content" };
@@ -161,6 +239,29 @@ impl Format {
         }
     }
 
+    /// The error body each server sends with an error status, in its own shape.
+    fn error_body(self, status: u16) -> Value {
+        let message = format!("pacer: injected HTTP {status}");
+        match self {
+            Format::LlamaCpp => {
+                json!({"error": {"code": status, "message": message, "type": "unavailable_error"}})
+            }
+            Format::OpenAi(_) => {
+                json!({"error": {"message": message, "type": "server_error", "code": status}})
+            }
+            Format::OllamaGenerate | Format::OllamaChat => json!({"error": message}),
+        }
+    }
+
+    /// A framed message whose payload is no JSON: control bytes, invalid UTF-8, braces.
+    fn garbage(self) -> Vec<u8> {
+        let noise: &[u8] = b"\x00\x01\xff\xfe{{\x7f\x1b[31m<html>\xc3\x28 not json";
+        match self {
+            Format::LlamaCpp | Format::OpenAi(_) => [b"data: ", noise, b"\n\n"].concat(),
+            Format::OllamaGenerate | Format::OllamaChat => [noise, b"\n"].concat(),
+        }
+    }
+
     fn content_type(self) -> &'static str {
         match self {
             Format::LlamaCpp | Format::OpenAi(_) => "text/event-stream",
@@ -222,14 +323,37 @@ struct Sent {
     first: Option<Instant>,
     last: Option<Instant>,
     done: bool,
+    /// A mid-stream fault still to strike (it does once, after the first token).
+    fault: Option<FaultKind>,
 }
+
+type Chunk = Result<Bytes, std::io::Error>;
 
 /// The response body: one event per token at its scheduled time, then the final events with
 /// server-side counts and the timings as they happened: `prompt_ms` from the request's
 /// arrival to the first token's send, `predicted_ms` from the first send to the last. Any
-/// difference between these and what a client measures is the client's own error.
-fn paced(schedule: Schedule, log: TruthLog, id: Identity, tokens: u32, format: Format) -> Response {
+/// difference between these and what a client measures is the client's own error. A fault
+/// bends this body (or replaces it, for the status faults, or delays it without end).
+async fn paced(p: Pacer, id: Identity, tokens: u32, format: Format) -> Response {
+    let schedule = p.schedule;
+    let fault = p.fault_for(format);
     let received = Instant::now();
+    if let Some(status) = fault.and_then(FaultKind::status) {
+        let mut response = (
+            axum::http::StatusCode::from_u16(status).unwrap_or_default(),
+            Json(format.error_body(status)),
+        )
+            .into_response();
+        if let Some(s) = p.fault.and_then(|f| f.retry_after_s) {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(s));
+        }
+        return response;
+    }
+    if fault == Some(FaultKind::StallBeforeHeaders) {
+        std::future::pending::<()>().await;
+    }
     // The wall clock at arrival, for the truth log; later instants are placed by the monotonic
     // clock's offsets from `received`, so a wall-clock step cannot bend them.
     let received_unix_ns = SystemTime::now()
@@ -237,18 +361,41 @@ fn paced(schedule: Schedule, log: TruthLog, id: Identity, tokens: u32, format: F
         .map_or(0, |d| d.as_nanos() as u64);
     let start = tokio::time::Instant::from_std(received);
     let state = Sent {
-        log,
+        log: p.log,
         id,
         next: 0,
         first: None,
         last: None,
         done: false,
+        fault,
     };
     let reasoning = match format {
         Format::LlamaCpp => 0,
         _ => schedule.reasoning_tokens,
     };
     let stream = futures_util::stream::unfold(state, move |mut sent| async move {
+        if sent.next == 1 {
+            match sent.fault.take() {
+                Some(FaultKind::StallAfterFirstToken) => std::future::pending::<()>().await,
+                Some(FaultKind::Reset) => {
+                    // An error from the body makes hyper drop the connection; with the linger
+                    // time set to zero (`serve`), the kernel sends a RST instead of a FIN. A RST
+                    // discards what the client has not read yet, so the first token gets a
+                    // moment to be read first.
+                    tokio::time::sleep(schedule.itl.max(Duration::from_millis(50))).await;
+                    let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault");
+                    return Some((Err(e), sent));
+                }
+                Some(FaultKind::Garbage) => {
+                    return Some((Ok(Bytes::from(format.garbage())), sent));
+                }
+                Some(FaultKind::LongLine) => {
+                    let text = "x".repeat(LONG_LINE_BYTES);
+                    return Some((Ok(Bytes::from(format.chunk(&text, 2, false))), sent));
+                }
+                other => sent.fault = other,
+            }
+        }
         if sent.next < tokens {
             let i = sent.next;
             tokio::time::sleep_until(start + schedule.ttft + schedule.itl * i).await;
@@ -256,9 +403,9 @@ fn paced(schedule: Schedule, log: TruthLog, id: Identity, tokens: u32, format: F
             sent.first.get_or_insert(now);
             sent.last = Some(now);
             sent.next += 1;
-            return Some((Ok::<_, Infallible>(format.token(i, i < reasoning)), sent));
+            return Some((Ok(Bytes::from(format.token(i, i < reasoning))), sent));
         }
-        if sent.done {
+        if sent.done || sent.fault == Some(FaultKind::NoFinalEvent) {
             return None;
         }
         sent.done = true;
@@ -289,13 +436,41 @@ fn paced(schedule: Schedule, log: TruthLog, id: Identity, tokens: u32, format: F
                 })
             );
         }
-        Some((Ok(format.tail(tokens, prompt_ms, predicted_ms)), sent))
+        Some((
+            Ok(Bytes::from(format.tail(tokens, prompt_ms, predicted_ms))),
+            sent,
+        ))
     });
-    (
-        [("content-type", format.content_type())],
-        Body::from_stream(stream),
-    )
-        .into_response()
+    let body = if fault == Some(FaultKind::Drip) {
+        Body::from_stream(drip(stream))
+    } else {
+        Body::from_stream(stream)
+    };
+    ([("content-type", format.content_type())], body).into_response()
+}
+
+/// The body's bytes one a second, each as its own write, the first at once.
+fn drip(
+    body: impl futures_util::Stream<Item = Chunk> + Send + 'static,
+) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
+    use futures_util::StreamExt;
+    body.flat_map(|chunk| {
+        let bytes: Vec<Chunk> = match chunk {
+            Ok(b) => b
+                .iter()
+                .map(|x| Ok(Bytes::copy_from_slice(&[*x])))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(bytes)
+    })
+    .enumerate()
+    .then(|(i, byte)| async move {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        byte
+    })
 }
 
 fn requested_tokens(body: &Value, pointer: &str, default: u32) -> u32 {
@@ -311,7 +486,7 @@ async fn completion(
 ) -> Response {
     let tokens = requested_tokens(&body, "/n_predict", p.schedule.tokens);
     let id = Identity::of(&p.log, &headers, &body);
-    paced(p.schedule, p.log, id, tokens, Format::LlamaCpp)
+    paced(p, id, tokens, Format::LlamaCpp).await
 }
 
 async fn chat(State(p): State<Pacer>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -323,7 +498,7 @@ async fn chat(State(p): State<Pacer>, headers: HeaderMap, Json(body): Json<Value
     );
     let format = Format::OpenAi(p.schedule.reasoning_field);
     let id = Identity::of(&p.log, &headers, &body);
-    paced(p.schedule, p.log, id, tokens, format)
+    paced(p, id, tokens, format).await
 }
 
 async fn ollama(p: Pacer, headers: HeaderMap, body: Value, format: Format) -> Response {
@@ -334,7 +509,7 @@ async fn ollama(p: Pacer, headers: HeaderMap, body: Value, format: Format) -> Re
         *loaded = Some((model, num_ctx.unwrap_or(2048)));
     }
     let id = Identity::of(&p.log, &headers, &body);
-    paced(p.schedule, p.log, id, tokens, format)
+    paced(p, id, tokens, format).await
 }
 
 async fn ollama_generate(
@@ -368,6 +543,7 @@ pub async fn serve(
     host: &str,
     port: u16,
     schedule: Schedule,
+    fault: Option<Fault>,
     log: Option<&std::path::Path>,
 ) -> std::io::Result<()> {
     let log = log
@@ -389,14 +565,23 @@ pub async fn serve(
         .with_state(Pacer {
             schedule,
             log,
+            fault,
+            requests: Arc::default(),
             loaded: Arc::default(),
         });
     let listener = tokio::net::TcpListener::bind((host, port)).await?;
     println!("pacer listening on http://{}", listener.local_addr()?);
     // Without TCP_NODELAY a token written while the headers are still unacknowledged waits for
     // the client's delayed ACK (up to 40 ms), which would be charged to the harness.
-    let listener = listener.tap_io(|tcp| {
+    let reset = fault.is_some_and(|f| f.kind == FaultKind::Reset);
+    let listener = listener.tap_io(move |tcp| {
         let _ = tcp.set_nodelay(true);
+        if reset {
+            // Deprecated because a positive linger time blocks the thread that drops the
+            // socket; a zero one aborts the connection at once, which is the point here.
+            #[allow(deprecated)]
+            let _ = tcp.set_linger(Some(Duration::ZERO));
+        }
     });
     axum::serve(listener, app).await
 }

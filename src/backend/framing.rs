@@ -11,6 +11,19 @@
 
 use super::{Protocol, StreamEvent};
 
+/// The longest message a decoder takes. No token stream sends one near it: a token's event is
+/// tens of bytes and a final one with timings a few kilobytes; Ollama's largest, a generate
+/// stream's last line with its `context` ids, is under 1 MB at 128k tokens. Longer is a broken
+/// or hostile server, and without a bound its line would be held in memory however long.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+fn too_long() -> String {
+    format!(
+        "the server sent a message of over {} MiB (no token stream sends one): the response was refused",
+        MAX_MESSAGE_BYTES / (1024 * 1024)
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     Sse,
@@ -53,6 +66,9 @@ impl<'p> Decoder<'p> {
                 continue;
             }
             self.after_cr = terminator == b'\r';
+            if self.held() + head.len() > MAX_MESSAGE_BYTES {
+                return Err(too_long());
+            }
             self.line.extend_from_slice(head);
             let line = std::mem::take(&mut self.line);
             self.take_line(&String::from_utf8_lossy(&line), events)?;
@@ -61,7 +77,15 @@ impl<'p> Decoder<'p> {
             self.after_cr = false;
             self.line.extend_from_slice(rest);
         }
+        if self.held() > MAX_MESSAGE_BYTES {
+            return Err(too_long());
+        }
         Ok(())
+    }
+
+    /// Bytes of the message being read: its line so far, and an SSE event's earlier lines.
+    fn held(&self) -> usize {
+        self.line.len() + self.data.as_ref().map_or(0, String::len)
     }
 
     /// The events left when the body ends: a last line without its terminator, and an SSE event
@@ -189,5 +213,32 @@ mod tests {
             ),
             vec!["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
         );
+    }
+
+    // A message longer than the bound is refused whether it comes in one read or in many,
+    // as one line or as an SSE event's many data lines; one just under it is taken.
+    #[test]
+    fn a_message_over_the_bound_is_refused_however_it_arrives() {
+        let echo = Echo(Framing::Sse);
+        let big = vec![b'x'; MAX_MESSAGE_BYTES + 1];
+        let mut out = Vec::new();
+        assert!(Decoder::new(&echo).feed(&big, &mut out).is_err());
+        let whole = [b"data: ".as_slice(), &big, b"\n\n"].concat();
+        assert!(Decoder::new(&echo).feed(&whole, &mut out).is_err());
+        let mut d = Decoder::new(&echo);
+        let refused = big.chunks(64 * 1024).any(|c| d.feed(c, &mut out).is_err());
+        assert!(refused);
+        let mut d = Decoder::new(&echo);
+        let line = [b"data: ".as_slice(), &vec![b'y'; 1024 * 1024], b"\n"].concat();
+        let refused = (0..5).any(|_| d.feed(&line, &mut out).is_err());
+        assert!(refused, "five 1 MiB data lines of one event are over 4 MiB");
+        assert!(out.is_empty());
+        let under = [
+            b"data: ".as_slice(),
+            &vec![b'z'; MAX_MESSAGE_BYTES - 16],
+            b"\n\n",
+        ]
+        .concat();
+        assert_eq!(messages(Framing::Sse, &[&under]).len(), 1);
     }
 }

@@ -200,7 +200,7 @@ pub(crate) fn authorized(
 
 pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text)
-        .map_err(|e| format!("malformed JSON from server ({e}): {}", truncate(text, 200)))
+        .map_err(|e| format!("malformed JSON from server ({e}): {}", excerpt(text, 200)))
 }
 
 /// The server's own words in a message's `error` field: the string, or the object's `message`
@@ -220,7 +220,7 @@ pub(crate) fn error_message(v: &Value) -> Option<String> {
 
 /// A server-reported error in a message, if it carries one.
 pub(crate) fn server_error(v: &Value) -> Option<String> {
-    error_message(v).map(|m| format!("server error: {m}"))
+    error_message(v).map(|m| format!("server error: {}", excerpt(&m, 500)))
 }
 
 /// What an error response's body says: its JSON `error`, else the body's first `max`
@@ -229,14 +229,26 @@ pub(crate) fn error_body_message(body: &str, max: usize) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| error_message(&v))
-        .unwrap_or_else(|| truncate(body.trim(), max))
+        .map_or_else(|| excerpt(body.trim(), max), |m| excerpt(&m, max))
 }
 
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_owned(),
+/// Another process's text (a server's body, a program's output) as it may be shown: its first
+/// `max` characters, with control characters escaped, so that a hostile or broken server cannot
+/// send escape sequences to the user's terminal or break a report's table.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 pub(crate) fn u64_at(v: &Value, key: &str) -> Option<u64> {

@@ -39,7 +39,7 @@ impl Tokenizer {
             return Err(format!(
                 "{url} answered HTTP {}: {}",
                 status.as_u16(),
-                super::truncate(&text, 200)
+                super::excerpt(&text, 200)
             ));
         }
         serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer ({e})"))
@@ -74,7 +74,7 @@ impl Tokenizer {
                 format!(
                     "{}/tokenize: no `tokens` in {}",
                     self.base,
-                    super::truncate(&v.to_string(), 200)
+                    super::excerpt(&v.to_string(), 200)
                 )
             })
     }
@@ -92,7 +92,7 @@ impl Tokenizer {
                 format!(
                     "{}/detokenize: no text in {}",
                     self.base,
-                    super::truncate(&v.to_string(), 200)
+                    super::excerpt(&v.to_string(), 200)
                 )
             })
     }

@@ -162,6 +162,17 @@ pub enum Command {
         /// The delta field the chat endpoint streams reasoning in.
         #[arg(long, value_enum, default_value = "reasoning-content")]
         reasoning_field: crate::pacer::ReasoningField,
+        /// Misbehave on purpose, as crashed, overloaded or buggy servers do (for reliability
+        /// tests): see `--fault-every`.
+        #[arg(long, value_enum)]
+        fault: Option<crate::pacer::FaultKind>,
+        /// The fault strikes every this many generation requests to an endpoint, counted from
+        /// the first (1: every request); the others are answered normally.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), requires = "fault")]
+        fault_every: u32,
+        /// With a status fault, send `Retry-After: SECONDS`.
+        #[arg(long, value_name = "SECONDS", requires = "fault")]
+        retry_after: Option<u32>,
     },
 }
 
@@ -230,6 +241,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
             log,
             reasoning_tokens,
             reasoning_field,
+            fault,
+            fault_every,
+            retry_after,
         } => {
             let bad = |name: &str| {
                 Diagnostics::from(Diagnostic::new(format!(
@@ -246,8 +260,19 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Diagnostics> {
                 reasoning_tokens: *reasoning_tokens,
                 reasoning_field: *reasoning_field,
             };
+            let fault = fault.map(|kind| crate::pacer::Fault {
+                kind,
+                every: *fault_every,
+                retry_after_s: *retry_after,
+            });
             runtime
-                .block_on(crate::pacer::serve(host, *port, schedule, log.as_deref()))
+                .block_on(crate::pacer::serve(
+                    host,
+                    *port,
+                    schedule,
+                    fault,
+                    log.as_deref(),
+                ))
                 .map_err(|e| {
                     Diagnostic::new(format!("pacer: cannot serve on {host}:{port}: {e}"))
                         .help("pick another --port")

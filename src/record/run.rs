@@ -29,6 +29,10 @@ pub struct AgentRun {
     pub http_status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_body: Option<String>,
+    /// How long the server asked to be left alone (`Retry-After` with an error status), in
+    /// seconds; the runner waits that long, up to 5 minutes, before the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<f64>,
     /// When this agent's request was sent, after the group's first send.
     pub sent_offset_ms: f64,
     /// Sent -> first generated token of any kind (reasoning or answer).

@@ -32,7 +32,14 @@ struct Observed {
     text: String,
     http_status: Option<u16>,
     http_body: Option<String>,
+    /// What an error response's `Retry-After` asked for, in seconds.
+    retry_after_s: Option<f64>,
     failure: Option<String>,
+    /// When the response headers came, and how much of the body came after them, for saying
+    /// where a request that timed out was stuck.
+    headers_at: Option<Instant>,
+    body_bytes: usize,
+    last_byte_at: Option<Instant>,
 }
 
 /// Finish reasons that mean the server gave up rather than finished: vLLM ends a request it
@@ -41,6 +48,13 @@ const FAILED_ENDINGS: &[&str] = &["abort", "error", "cancelled"];
 
 /// How much of an error response's body a record keeps.
 const ERROR_BODY_CHARS: usize = 500;
+
+/// How much of an error response's body is read: the record keeps its start only, and a
+/// hostile server could send gigabytes.
+const ERROR_BODY_READ_BYTES: usize = 64 * 1024;
+
+/// The longest wait a `Retry-After` is taken at its word for.
+pub const MAX_RETRY_AFTER_S: f64 = 300.0;
 
 async fn observe(
     client: &reqwest::Client,
@@ -56,7 +70,7 @@ async fn observe(
         sent = Instant::now();
         obs.sent = sent;
         match tokio::time::timeout_at(deadline, builder.send()).await {
-            Err(_) => return obs.fail(timeout_reason(sent)),
+            Err(_) => return obs.timed_out(),
             // A pooled connection the server had already closed fails before the request is
             // read (llama-server closes some after a stream): send once more, timed afresh.
             Ok(Err(e)) if attempt == 0 && closed_before_response(&e) => attempt += 1,
@@ -64,26 +78,43 @@ async fn observe(
             Ok(Ok(r)) => break r,
         }
     };
+    obs.headers_at = Some(Instant::now());
     if !response.status().is_success() {
         let status = response.status();
         obs.http_status = Some(status.as_u16());
-        let body = tokio::time::timeout_at(deadline, response.text())
+        obs.retry_after_s = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after_s);
+        let body = tokio::time::timeout_at(deadline, error_body(response))
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
-        obs.http_body = Some(crate::backend::truncate(&body, ERROR_BODY_CHARS));
-        return obs.fail(http_error_reason(status, &body));
+        obs.http_body = Some(crate::backend::excerpt(&body, ERROR_BODY_CHARS));
+        let mut reason = http_error_reason(status, &body);
+        if let Some(s) = obs.retry_after_s {
+            reason.push_str(&format!(" (Retry-After: {s} s)"));
+        }
+        return obs.fail(reason);
     }
     let mut stream = response.bytes_stream();
     let mut decoder = Decoder::new(protocol);
     loop {
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => return obs.fail(timeout_reason(sent)),
+            Err(_) => return obs.timed_out(),
             Ok(None) => break,
-            Ok(Some(Err(e))) => return obs.fail(format!("truncated stream: {}", error_chain(&e))),
+            Ok(Some(Err(e))) => {
+                let reason = format!(
+                    "truncated stream after {}: {}",
+                    chunks(obs.generated_at.len()),
+                    error_chain(&e)
+                );
+                return obs.fail(reason);
+            }
             Ok(Some(Ok(bytes))) => bytes,
         };
+        obs.body_bytes += chunk.len();
+        obs.last_byte_at = Some(Instant::now());
         // Every message completed by one network read arrived at the same moment.
         if let Err(reason) = obs.read(&mut decoder, &chunk, Instant::now()) {
             return obs.fail(reason);
@@ -91,6 +122,41 @@ async fn observe(
     }
     obs.end(&mut decoder, Instant::now());
     obs
+}
+
+/// The start of an error response's body, read up to `ERROR_BODY_READ_BYTES`; what does not
+/// arrive (a broken connection) is simply not there.
+async fn error_body(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(bytes)) = stream.next().await {
+        let room = ERROR_BODY_READ_BYTES - body.len();
+        body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if body.len() == ERROR_BODY_READ_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// A `Retry-After` value in seconds: a number of seconds, or an HTTP date (RFC 9110 10.2.3),
+/// counted from now; none for anything else, or a wait in the past.
+fn retry_after_s(value: &str) -> Option<f64> {
+    let value = value.trim();
+    if let Ok(s) = value.parse::<u64>() {
+        return Some(s as f64);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let wait = when.duration_since(std::time::SystemTime::now()).ok()?;
+    Some(wait.as_secs() as f64)
+}
+
+/// "1 chunk", "3 chunks".
+fn chunks(n: usize) -> String {
+    match n {
+        1 => "1 chunk".into(),
+        n => format!("{n} chunks"),
+    }
 }
 
 /// The reason of a request the server answered with an error status: the status, and the
@@ -120,7 +186,11 @@ impl Observed {
             text: String::new(),
             http_status: None,
             http_body: None,
+            retry_after_s: None,
             failure: None,
+            headers_at: None,
+            body_bytes: 0,
+            last_byte_at: None,
         }
     }
 
@@ -131,6 +201,34 @@ impl Observed {
     fn fail(mut self, reason: String) -> Observed {
         self.failure = Some(reason);
         self
+    }
+
+    /// The request's time ran out: where it was stuck says what the server did wrong.
+    fn timed_out(self) -> Observed {
+        let now = Instant::now();
+        let waited = now.duration_since(self.sent).as_secs_f64();
+        let reason = match (self.headers_at, self.last_byte_at) {
+            (None, _) => format!(
+                "timeout after {waited:.1} s waiting for the response headers (the server took the request and answered nothing)"
+            ),
+            (Some(headers), last) => {
+                let quiet = now.duration_since(last.unwrap_or(headers)).as_secs_f64();
+                let got = chunks(self.generated_at.len());
+                // Silent for most of the wait: stuck. Still sending: slow.
+                if quiet >= waited / 2.0 {
+                    format!(
+                        "timeout after {waited:.1} s: the stream stalled after {got} ({} bytes, then nothing for {quiet:.1} s)",
+                        self.body_bytes
+                    )
+                } else {
+                    format!(
+                        "timeout after {waited:.1} s with the body still arriving ({got}, {} bytes, the last {quiet:.1} s ago): the server is too slow for the backend's `timeout_s`",
+                        self.body_bytes
+                    )
+                }
+            }
+        };
+        self.fail(reason)
     }
 
     /// Takes one read of the body, arrived at `at`.
@@ -168,10 +266,10 @@ impl Observed {
                 self.done_at = Some(at);
                 self.ended_without_done = true;
             } else {
-                self.failure = Some(
-                    "truncated stream: the connection closed before the server's final chunk"
-                        .into(),
-                );
+                self.failure = Some(format!(
+                    "truncated stream: the connection closed after {} without the server's final message",
+                    chunks(self.generated_at.len())
+                ));
             }
         }
     }
@@ -216,10 +314,6 @@ pub fn measure_body(
     let end = reads.last().map_or(sent, |(at, _)| *at);
     obs.end(&mut decoder, end);
     derive(0, String::new(), sent, obs)
-}
-
-fn timeout_reason(sent: Instant) -> String {
-    format!("timeout after {:.1} s", sent.elapsed().as_secs_f64())
 }
 
 fn request_error(e: &reqwest::Error) -> String {
@@ -304,6 +398,7 @@ fn derive(agent: u32, server: String, group_start: Instant, obs: Observed) -> Ag
         reason,
         http_status: obs.http_status,
         http_body: obs.http_body.clone(),
+        retry_after_s: obs.retry_after_s,
         sent_offset_ms: ms(obs.sent.duration_since(group_start)),
         ttft_ms: ttft,
         ttft_answer_ms: obs.first_answer_at.map(since),
@@ -585,6 +680,19 @@ mod tests {
 
     fn at(sent: Instant, ms: u64) -> Instant {
         sent + Duration::from_millis(ms)
+    }
+
+    // Both forms RFC 9110 allows: seconds, and an HTTP date, counted from now.
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after_s("120"), Some(120.0));
+        assert_eq!(retry_after_s(" 0 "), Some(0.0));
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        let wait = retry_after_s(&httpdate::fmt_http_date(later)).unwrap();
+        assert!((88.0..=90.0).contains(&wait), "{wait}");
+        assert_eq!(retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_s("soon"), None);
+        assert_eq!(retry_after_s("-5"), None);
     }
 
     /// The OpenAI API's reasoning models count their reasoning in usage but stream only the

@@ -242,7 +242,7 @@ pub async fn run(
     let mut interrupt =
         Interrupt::new().map_err(|e| RunError::Other(format!("cannot watch for Ctrl-C: {e}")))?;
     let outcome: Result<(), RunError> = async {
-        for run in &pending {
+        for (done, run) in pending.iter().enumerate() {
             let cell = &plan.cells[run.cell];
             let scenario = cell_scenario(&cell.params);
             // A load cell's period, drawn before anything is measured.
@@ -422,6 +422,18 @@ pub async fn run(
             }
             let (line, short) = summary_line(&record, &label_of(&cell.params));
             progress.finished(&line, &short);
+            if let Some(wait) = retry_after(&record).filter(|_| done + 1 < pending.len()) {
+                progress.note(&format!(
+                    "the server asked for {wait:.0} s without requests (Retry-After); the next run waits"
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+                    _ = interrupt.recv() => {
+                        summary.interrupted = true;
+                        return Ok(());
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -439,6 +451,18 @@ pub async fn run(
             .ok()
         });
     outcome.map(|_| summary)
+}
+
+/// How long the server asked to be left alone after this run: the longest `Retry-After` its
+/// agents were answered with, at most `MAX_RETRY_AFTER_S`. A load period's requests are not
+/// asked: an open-loop schedule must not bend to the server it measures.
+fn retry_after(record: &RunRecord) -> Option<f64> {
+    record
+        .agents
+        .iter()
+        .filter_map(|a| a.retry_after_s)
+        .reduce(f64::max)
+        .map(|s| s.min(measure::MAX_RETRY_AFTER_S))
 }
 
 /// Turns per session of the workload (1 without sessions).

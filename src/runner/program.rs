@@ -247,7 +247,7 @@ fn describe_status(status: i32) -> (bool, String) {
 fn last_stderr_line(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    Some(crate::backend::truncate(line.trim(), 200))
+    Some(crate::backend::excerpt(line.trim(), 200))
 }
 
 /// Runs one agent program; returns its run and when it was started.
@@ -361,7 +361,7 @@ fn run_one(
                         &mut run,
                         format!(
                             "malformed metrics line {line_no}: `{}`: {e}",
-                            crate::backend::truncate(line.trim(), 200)
+                            crate::backend::excerpt(line.trim(), 200)
                         ),
                     ),
                 }

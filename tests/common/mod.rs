@@ -230,3 +230,22 @@ pub fn plan_run_ids(root: &Path, tr: &str) -> std::collections::BTreeSet<String>
         .map(|r| r["run_id"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Adds a row to the reliability table (docs/reliability.md, written by scripts/reliability
+/// from a run of the tests): what was tried, in how many cases, what the tool did and what was
+/// lost. Only when `BANTERHEARTS_RELIABILITY_LOG` names a file; tests append to it in any
+/// order, one JSON line each.
+pub fn reliability(tried: &str, cases: usize, outcome: &str, lost: &str) {
+    let Some(path) = std::env::var_os("BANTERHEARTS_RELIABILITY_LOG") else {
+        return;
+    };
+    let line =
+        serde_json::json!({"tried": tried, "cases": cases, "outcome": outcome, "lost": lost});
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the reliability log opens");
+    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+        .expect("the reliability log takes a line");
+}
