@@ -234,3 +234,102 @@ fn http_503_with_and_without_retry_after() {
     status(503, "Service Unavailable", Some("1"));
     status(503, "Service Unavailable", None);
 }
+
+/// Each fault and a piece of the reason it must give, for the load test.
+const FAULTS: [(&str, &str); 10] = [
+    ("reset", "truncated stream after 1 chunk"),
+    (
+        "stall-after-first-token",
+        "the stream stalled after 1 chunk",
+    ),
+    ("stall-before-headers", "waiting for the response headers"),
+    ("garbage", "malformed JSON from server"),
+    ("long-line", "a message of over 4 MiB"),
+    (
+        "http-429",
+        "HTTP 429 Too Many Requests: pacer: injected HTTP 429 (Retry-After: 1 s)",
+    ),
+    (
+        "http-500",
+        "HTTP 500 Internal Server Error: pacer: injected HTTP 500",
+    ),
+    (
+        "http-503",
+        "HTTP 503 Service Unavailable: pacer: injected HTTP 503 (Retry-After: 1 s)",
+    ),
+    (
+        "no-final-event",
+        "closed after 6 chunks without the server's final message",
+    ),
+    ("drip", "with the body still arriving"),
+];
+
+/// Under serving load a fault costs its own requests: every third request of a period is
+/// faulted, and is recorded with its reason beside the others, which are measured normally.
+/// An open-loop schedule does not wait out a `Retry-After` (it must not bend to the server
+/// it measures), so the period's other requests go out on time.
+#[test]
+fn every_fault_in_a_load_period_costs_only_its_own_requests() {
+    let _serial = common::serial();
+    let mut cases = 0;
+    for (fault, want) in FAULTS {
+        let mut args = vec![
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "2",
+            "--tokens",
+            "6",
+            "--fault",
+            fault,
+            "--fault-every",
+            "3",
+        ];
+        if fault.starts_with("http-") && fault != "http-500" {
+            args.extend(["--retry-after", "1"]);
+        }
+        let p = pacer(&args);
+        let load = spec(&p.addr, 1.2).replace(
+            "repetitions: 3\n",
+            "  scenario: [{kind: load, rate: 20, arrival: constant, duration_s: 0.3}]\nrepetitions: 1\n",
+        );
+        let dir = project(&[("TR980.yaml", &load)]);
+        let out = banterhearts(dir.path(), &["run", "TR980", "-q"]);
+        assert_eq!(out.code, 0, "{fault}: {}", out.stderr);
+        let records = journal(dir.path(), "TR980");
+        assert_eq!(records.len(), PROTOCOLS.len(), "{fault}");
+        for r in &records {
+            let protocol = &r["params"]["backend"];
+            let file = dir
+                .path()
+                .join("data/TR980/requests")
+                .join(format!("{}.jsonl", r["run_id"].as_str().unwrap()));
+            let requests: Vec<Value> = std::fs::read_to_string(&file)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(requests.len(), 6, "{fault} {protocol}");
+            for (i, q) in requests.iter().enumerate() {
+                if i % 3 == 2 {
+                    let reason = q["reason"].as_str().unwrap_or_default();
+                    assert_eq!(q["status"], "degraded", "{fault} {protocol} {i}: {q}");
+                    assert!(reason.contains(want), "{fault} {protocol} {i}: {reason:?}");
+                } else {
+                    assert_eq!(q["status"], "ok", "{fault} {protocol} {i}: {q}");
+                    assert_eq!(q["output_tokens"], TOKENS, "{fault} {protocol} {i}: {q}");
+                }
+                // On schedule: 50 ms apart, whatever the server did before.
+                let lag = q["sent_ms"].as_f64().unwrap() - 50.0 * i as f64;
+                assert!(lag < 40.0, "{fault} {protocol} {i} went out {lag} ms late");
+            }
+            cases += requests.len();
+        }
+    }
+    reliability(
+        "every pacer fault on every third request of a load period, in each protocol",
+        cases,
+        "each faulted request recorded with its reason; the others measured and sent on schedule",
+        "nothing",
+    );
+}

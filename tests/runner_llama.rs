@@ -328,47 +328,126 @@ fn assert_servers_gone(records: &[Value]) {
     }
 }
 
-#[test]
-fn ctrl_c_stops_cleanly_keeps_finished_runs_and_says_how_to_resume() {
-    let _serial = serial();
-    let spec = TWO_CELLS.replace("repetitions: 3", "repetitions: 20");
-    let dir = project(&[("TR950.yaml", &spec)]);
+/// Waits until no process in `pids` is alive (5 s at most).
+fn assert_gone(pids: &std::collections::BTreeSet<u64>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for pid in pids {
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(*pid as i32, 0) } == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{what} {pid} outlived the runner"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The runner's child processes now (the llama-servers it is launching).
+fn children(pid: u32) -> std::collections::BTreeSet<u64> {
+    let mut out = std::collections::BTreeSet::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let path = task.unwrap().path().join("children");
+        for child in std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            out.insert(child.parse().unwrap());
+        }
+    }
+    out
+}
+
+fn spawn_runner(root: &std::path::Path) -> std::process::Child {
     let (server, model) = llama_server_and_model();
-    let child = Command::new(env!("CARGO_BIN_EXE_banterhearts"))
+    Command::new(env!("CARGO_BIN_EXE_banterhearts"))
         .env("BANTERHEARTS_LLAMA_SERVER", &server)
         .env("BANTERHEARTS_MODEL", &model)
         .arg("-C")
-        .arg(dir.path())
+        .arg(root)
         .args(["run", "TR950"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let runs = dir.path().join("data/TR950/runs.jsonl");
-    let started = Instant::now();
-    while std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count()) < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "runner recorded nothing"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        .unwrap()
+}
+
+/// Checks a runner stopped by a signal: exit 130, how to resume, the lock free and its entry
+/// cleared.
+fn assert_stopped_cleanly(child: std::process::Child, root: &std::path::Path, signal: &str) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{signal}: {stderr}");
     assert!(
         stderr.contains("run `banterhearts run TR950` again to resume"),
-        "{stderr}"
+        "{signal}: {stderr}"
     );
-    let records = journal(dir.path(), "TR950");
-    assert!(records.len() >= 2 && records.len() < 40);
-    assert!(
-        records.iter().all(|r| r["status"] == "ok"),
-        "an interrupted run is dropped, not recorded as degraded"
+    let lock = root.join("data/TR950/.lock");
+    let file = std::fs::File::open(&lock).unwrap();
+    assert!(file.try_lock().is_ok(), "{signal}: the lock was let go");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "", "{signal}");
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM stop the runner cleanly, mid-experiment and while its servers
+/// are still starting: servers stopped, lock let go, how to resume printed, every finished run
+/// kept and the one in flight dropped.
+#[test]
+fn sigint_and_sigterm_stop_cleanly_keep_finished_runs_and_say_how_to_resume() {
+    let _serial = serial();
+    let spec = TWO_CELLS.replace("repetitions: 3", "repetitions: 20");
+    for (name, signal) in [("SIGINT", libc::SIGINT), ("SIGTERM", libc::SIGTERM)] {
+        let dir = project(&[("TR950.yaml", &spec)]);
+        let child = spawn_runner(dir.path());
+        let runs = dir.path().join("data/TR950/runs.jsonl");
+        let started = Instant::now();
+        while std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count()) < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "runner recorded nothing"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        assert_stopped_cleanly(child, dir.path(), name);
+        let records = journal(dir.path(), "TR950");
+        assert!(records.len() >= 2 && records.len() < 40);
+        assert!(
+            records.iter().all(|r| r["status"] == "ok"),
+            "an interrupted run is dropped, not recorded as degraded"
+        );
+        assert_servers_gone(&records);
+
+        // While the server is starting: as soon as the runner has launched it.
+        let dir = project(&[("TR950.yaml", &spec)]);
+        let child = spawn_runner(dir.path());
+        let started = Instant::now();
+        let launched = loop {
+            let c = children(child.id());
+            if !c.is_empty() {
+                break c;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no server launched"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        assert_stopped_cleanly(child, dir.path(), &format!("{name} at start-up"));
+        assert_gone(&launched, "the llama-server launched at start-up");
+        assert!(journal(dir.path(), "TR950").is_empty());
+    }
+    common::reliability(
+        "SIGINT and SIGTERM, mid-experiment and while llama-server starts",
+        4,
+        "exit 130; servers stopped, lock let go, how to resume printed; the run in flight dropped",
+        "nothing (every finished run kept)",
     );
-    assert_servers_gone(&records);
 }
 
 /// Starts llama-server with the test model and `extra` arguments on a free loopback port and

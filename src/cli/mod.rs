@@ -13,6 +13,7 @@ use crate::analysis;
 use crate::audit;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan;
+use crate::record::JournalError;
 use crate::registry::{Registry, experiments_dir};
 use crate::report;
 use crate::runner;
@@ -421,9 +422,18 @@ fn run_tr(root: &Path, tr: &str, options: runner::RunOptions) -> Result<ExitCode
         Ok(s) => s,
         Err(runner::RunError::Input(d)) => return Err(d),
         Err(e) => {
-            return Err(Diagnostic::new(e.to_string())
-                .help("nothing recorded so far was lost; fix the cause and run again to resume")
-                .into());
+            let resume = cluster::resume_command(&loaded.spec.id, &options);
+            let help = match &e {
+                runner::RunError::Journal(JournalError::Append { source, .. })
+                    if source.raw_os_error() == Some(libc::ENOSPC) =>
+                {
+                    format!("the disk is full: free space on it, then run `{resume}` to resume")
+                }
+                _ => format!(
+                    "nothing recorded so far was lost; fix the cause and run `{resume}` to resume"
+                ),
+            };
+            return Err(Diagnostic::new(e.to_string()).help(help).into());
         }
     };
     let id = &loaded.spec.id;

@@ -11,7 +11,6 @@
 //! request files of load runs, then the manifest, then the journal lines (fsynced one by one).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
@@ -46,7 +45,7 @@ struct ShardData {
     text: String,
     records: Vec<(usize, RunRecord)>,
     manifest: Manifest,
-    _lock: File,
+    _lock: journal::Lock,
 }
 
 /// Merges every shard of the data set at `set` into it.
@@ -270,7 +269,7 @@ fn read_shards(set: &TrPaths) -> Result<Vec<ShardData>, Diagnostics> {
     let mut shards = Vec::new();
     for (name, paths) in shards::shard_dirs(set) {
         let lock = journal::lock(&paths).map_err(|e| match e {
-            journal::JournalError::Locked(at) => Diagnostic::new(format!("shard {name} is still running"))
+            journal::JournalError::Locked(at, _) => Diagnostic::new(format!("shard {name} is still running"))
                 .in_file(at)
                 .help("wait for it to finish (a Slurm merge job waits with --dependency=afterok), then merge again"),
             other => Diagnostic::new(other.to_string()).in_file(paths.lock()),

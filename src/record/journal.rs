@@ -16,10 +16,17 @@ use crate::store::TrPaths;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    #[error("another runner holds {}{}; wait for it to finish, or stop it", .0.display(), .1.as_ref().map_or(String::new(), |h| format!(" ({})", h.describe())))]
+    Locked(PathBuf, Option<Holder>),
     #[error(
-        "another runner holds {0}; wait for it to finish (or, if none is running, the lock is stale only if no banterhearts process is alive)"
+        "{}: cannot record run {run_id}: {source}; that run was not recorded, and the journal keeps every run before it",
+        path.display()
     )]
-    Locked(PathBuf),
+    Append {
+        path: PathBuf,
+        run_id: String,
+        source: std::io::Error,
+    },
     #[error(
         "{path}:{line}: unreadable run record ({message}); the journal was not changed: move the line aside by hand if it is damaged"
     )]
@@ -69,7 +76,7 @@ pub struct Journal {
     file: File,
     path: PathBuf,
     // Held for the journal's lifetime; the OS releases it if the process dies.
-    _lock: File,
+    lock: Lock,
     ids: HashSet<String>,
 }
 
@@ -278,21 +285,87 @@ pub(crate) fn numbered_records(
     Ok(records)
 }
 
-/// Takes a data set's lock, held as long as the file is: a second runner (or a merge of a
-/// shard still running) is refused. The OS releases it if the process dies.
-pub(crate) fn lock(paths: &TrPaths) -> Result<File, JournalError> {
+/// Who holds a data set's lock. The holder writes itself into the lock file and clears it when
+/// it lets go, so that a second runner can say who is in its way, and a runner that finds
+/// another's entry in a lock nobody holds knows that one died holding it (killed, or crashed).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub host: String,
+    pub started_unix_ms: u64,
+    /// Its command line.
+    pub command: String,
+}
+
+impl Holder {
+    fn me() -> Holder {
+        Holder {
+            pid: std::process::id(),
+            host: sysinfo::System::host_name().unwrap_or_default(),
+            started_unix_ms: crate::store::unix_ms(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    /// "pid 4242 on node1 since Tue, 01 Dec 2026 18:40:01 GMT: `banterhearts run TR1`".
+    pub fn describe(&self) -> String {
+        let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.started_unix_ms);
+        format!(
+            "pid {} on {} since {}: `{}`",
+            self.pid,
+            self.host,
+            httpdate::fmt_http_date(since),
+            self.command
+        )
+    }
+}
+
+/// A data set's lock, held while this value lives: a second runner (or a merge of a shard
+/// still running) is refused. The OS releases it if the process dies.
+pub(crate) struct Lock {
+    file: File,
+    /// The entry of a holder that died holding the lock, found when it was taken.
+    pub left_by: Option<Holder>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Letting go cleanly: no entry is left to be taken for a dead holder's.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Takes a data set's lock and writes this process into it.
+pub(crate) fn lock(paths: &TrPaths) -> Result<Lock, JournalError> {
     let lock_path = paths.lock();
-    let lock = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked(lock_path)),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(&lock_path)(e)),
+    let mut entry = String::new();
+    let holder = |file: &mut File, entry: &mut String| {
+        let _ = file.read_to_string(entry);
+        serde_json::from_str::<Holder>(entry.trim()).ok()
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(JournalError::Locked(
+                lock_path,
+                holder(&mut file, &mut entry),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
     }
+    let left_by = holder(&mut file, &mut entry);
+    let mut me = serde_json::to_vec(&Holder::me()).expect("a lock entry serializes");
+    me.push(b'\n');
+    file.set_len(0).map_err(io(&lock_path))?;
+    std::os::unix::fs::FileExt::write_all_at(&file, &me, 0).map_err(io(&lock_path))?;
+    Ok(Lock { file, left_by })
 }
 
 /// A torn last line moved out of the journal.
@@ -376,7 +449,7 @@ impl Journal {
             Journal {
                 file,
                 path,
-                _lock: lock,
+                lock,
                 ids,
             },
             digests,
@@ -388,6 +461,11 @@ impl Journal {
         self.ids.contains(run_id)
     }
 
+    /// The runner that died holding this journal's lock, if one did.
+    pub fn left_by(&self) -> Option<&Holder> {
+        self.lock.left_by.as_ref()
+    }
+
     /// Appends one record as a single write and fsyncs it; a record whose id is already in the
     /// journal is refused, so a run is never stored twice.
     pub fn append(&mut self, record: &RunRecord) -> Result<(), JournalError> {
@@ -396,8 +474,24 @@ impl Journal {
         }
         let mut line = serde_json::to_vec(record).expect("run records serialize");
         line.push(b'\n');
-        self.file.write_all(&line).map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        let end = self.file.metadata().map(|m| m.len());
+        let written = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = written {
+            // A full disk takes part of a line: cut it off again, so the journal ends where the
+            // last whole record does (opening it again would set the piece aside all the same).
+            if let Ok(end) = end {
+                let _ = self.file.set_len(end);
+                let _ = self.file.sync_data();
+            }
+            return Err(JournalError::Append {
+                path: self.path.clone(),
+                run_id: record.run_id.clone(),
+                source,
+            });
+        }
         self.ids.insert(record.run_id.clone());
         Ok(())
     }

@@ -140,6 +140,13 @@ pub async fn run(
     crate::record::requests::sweep(&paths, |id| journal.contains(id))
         .map_err(|e| RunError::Other(format!("{}: {e}", paths.requests_dir().display())))?;
     let mut progress = progress::Progress::new(pending.len(), opts.quiet);
+    if let Some(dead) = journal.left_by() {
+        progress.note(&format!(
+            "{}: the runner before this one ({}) ended without letting go of it: it was killed or crashed. Its lock is taken over; every run it finished is in the journal.",
+            paths.lock().display(),
+            dead.describe()
+        ));
+    }
     if let Some(torn) = &set_aside {
         progress.note(&format!(
             "{}: its last line was torn ({} bytes, a run cut short by a crash); moved to {}",
@@ -171,7 +178,18 @@ pub async fn run(
             needed.push(name);
         }
     }
-    let mut running = start_servers(loaded, &paths, &needed, &progress).await?;
+    // Watched from here on: a signal while servers start (a model can take minutes to load)
+    // stops them too, and says how to resume, instead of killing the runner outright.
+    let mut interrupt =
+        Interrupt::new().map_err(|e| RunError::Other(format!("cannot watch for Ctrl-C: {e}")))?;
+    let mut running = tokio::select! {
+        started = start_servers(loaded, &paths, &needed, &progress) => started?,
+        // Servers being launched are killed as their futures are dropped (`kill_on_drop`).
+        _ = interrupt.recv() => {
+            summary.interrupted = true;
+            return Ok(summary);
+        }
+    };
     // No cap on idle connections: with N concurrent agents, N connections made in the warm-up
     // stay open, so measured requests do not pay for connection setup (bench-fidelity found
     // SYN retries of 1 s at 256 streams when only 64 were kept).
@@ -239,8 +257,6 @@ pub async fn run(
     };
 
     let mut shaper = prompts::Shaper::default();
-    let mut interrupt =
-        Interrupt::new().map_err(|e| RunError::Other(format!("cannot watch for Ctrl-C: {e}")))?;
     let outcome: Result<(), RunError> = async {
         for (done, run) in pending.iter().enumerate() {
             let cell = &plan.cells[run.cell];
