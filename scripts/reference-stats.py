@@ -123,6 +123,21 @@ seconds = [7.1, 5.2, 8.3, 7.4, 6.0]
 # Two arms over five interleaved repetitions whose blocks differ (a slow third block).
 block_a = [80.0, 82.0, 40.0, 81.0, 79.5]
 block_b = [70.0, 73.0, 36.0, 71.5, 69.0]
+# A scaling study's runs: decode tok/s of three runs at each of six model sizes (synthetic,
+# roughly b = -0.6 with run-to-run noise), fitted as a power law on logarithms.
+scaling_x = [5e6] * 3 + [2e7] * 3 + [5e7] * 3 + [1.35e8] * 3 + [3.5e8] * 3 + [1e9] * 3
+scaling_y = [1210.0, 1185.0, 1242.0, 520.0, 538.0, 509.0, 301.0, 296.0, 312.0,
+             158.0, 166.0, 161.0, 88.5, 91.2, 86.9, 46.1, 44.8, 47.3]
+
+
+def power_law(x, y):
+    fit = stats.linregress(np.log(x), np.log(y))
+    t = stats.t.ppf(0.975, len(x) - 2)
+    return {"x": x, "y": y, "exponent": fit.slope, "exponent_se": fit.stderr,
+            "exponent_low": fit.slope - t * fit.stderr, "exponent_high": fit.slope + t * fit.stderr,
+            "prefactor": float(np.exp(fit.intercept)), "r_squared": fit.rvalue ** 2}
+
+
 mw_exact = stats.mannwhitneyu(samples["fast"], samples["slow"], alternative="two-sided", method="exact")
 mw_exact_small = stats.mannwhitneyu([3.1, 1.2, 5.5], [2.0, 4.4, 6.3, 7.7], alternative="two-sided", method="exact")
 
@@ -149,6 +164,7 @@ out = {
     },
     "ratio_estimate": {"tokens": tokens, "seconds": seconds, **ratio_estimate(tokens, seconds)},
     "paired": {"a": block_a, "b": block_b, **paired(block_a, block_b)},
+    "power_law": power_law(scaling_x, scaling_y),
     "mann_whitney_exact": {"u": float(mw_exact.statistic), "p": float(mw_exact.pvalue),
                            "small_u": float(mw_exact_small.statistic), "small_p": float(mw_exact_small.pvalue)},
 }

@@ -3,7 +3,7 @@
 
 use banterhearts::stats::{
     Scale, Verdict, compare, holm, mann_whitney_exact_p, mann_whitney_u, mean_interval,
-    paired_log_ratio, ratio_estimate, summarize, t_ci_half_width, wilson,
+    paired_log_ratio, power_law, ratio_estimate, summarize, t_ci_half_width, wilson,
 };
 use serde_json::Value;
 
@@ -217,4 +217,30 @@ fn exact_mann_whitney_matches_scipy() {
         &r["small_p"],
         "small exact p",
     );
+}
+
+#[test]
+fn power_law_fit_matches_scipy_linregress_on_logarithms() {
+    let f = fixture();
+    let r = &f["power_law"];
+    let column = |key: &str| -> Vec<f64> {
+        r[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let fit = power_law(&column("x"), &column("y"), 0.95).unwrap();
+    for (value, key) in [
+        (fit.exponent, "exponent"),
+        (fit.exponent_se, "exponent_se"),
+        (fit.exponent_low, "exponent_low"),
+        (fit.exponent_high, "exponent_high"),
+        (fit.prefactor, "prefactor"),
+        (fit.r_squared, "r_squared"),
+    ] {
+        close(value, &r[key], &format!("power law {key}"));
+    }
+    assert_eq!((fit.n, fit.distinct_x), (18, 6));
 }

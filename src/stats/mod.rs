@@ -5,6 +5,7 @@
 mod bootstrap;
 mod compare;
 mod describe;
+mod fit;
 mod interval;
 
 pub use bootstrap::bootstrap_means;
@@ -15,6 +16,7 @@ pub use describe::{
     RunSpread, Summary, mad_outliers, percentile, percentile_sorted, run_spread, summarize,
     summarize_in_place, t_ci_half_width, with_run_spread, with_spread,
 };
+pub use fit::{PowerLaw, power_law};
 pub use interval::{
     Interval, PairedRatio, Scale, mann_whitney_exact_p, mean_interval, mean_interval_on,
     paired_log_ratio, ratio_estimate, wilson,
