@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::spec::SourceMap;
 use crate::spec::claim::Stated;
 
@@ -76,8 +76,8 @@ pub struct Loaded {
 /// Reads the catalogue's claims, if the file exists. Errors name file, line, column and field.
 pub fn load(root: &Path, known: &[String]) -> Result<Option<Loaded>, Diagnostics> {
     let path = claims_path(root);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let text = match std::fs::read(&path) {
+        Ok(bytes) => crate::diagnostic::utf8_text(&path, bytes)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(Diagnostic::new(format!("cannot read: {e}"))
@@ -86,10 +86,7 @@ pub fn load(root: &Path, known: &[String]) -> Result<Option<Loaded>, Diagnostics
         }
     };
     let claims: CatalogueClaims = yaml_serde::from_str(&text).map_err(|e| {
-        let loc = e.location().map(|l| Location {
-            line: l.line(),
-            column: l.column(),
-        });
+        let loc = Some(crate::spec::yaml_location(&text, &e));
         Diagnostics::from(
             Diagnostic::new(format!("invalid catalogue claims: {e}"))
                 .in_file(&path)

@@ -148,6 +148,33 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// The text of a file a user writes (a spec, the catalogue), or an error at its first byte that
+/// is not UTF-8. `read_to_string` would only say "stream did not contain valid UTF-8", which
+/// leaves the user to hunt for a stray byte from a Latin-1 editor or a binary paste; the line
+/// and column (in characters, as YAML parsers count them) find it.
+pub fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    let error = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let bytes = error.as_bytes();
+    let bad = error.utf8_error().valid_up_to();
+    // Everything before the bad byte is valid UTF-8.
+    let before = std::str::from_utf8(&bytes[..bad]).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let location = Location {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    };
+    Err(Diagnostic::new(format!(
+        "not UTF-8 text: byte 0x{:02x} is no part of a character",
+        bytes[bad]
+    ))
+    .in_file(path)
+    .at(Some(location), &String::from_utf8_lossy(bytes))
+    .help("save the file as UTF-8 (a stray byte from another encoding or a binary paste)"))
+}
+
 /// "did you mean `x`?" for a misspelled name, when one candidate is close enough.
 pub fn did_you_mean<'a>(
     word: &str,
@@ -173,6 +200,19 @@ mod tests {
             Some("did you mean `title`?")
         );
         assert_eq!(did_you_mean("zzz", fields), None);
+    }
+
+    // Found by tests/hostile_input.rs: a spec with one stray byte was rejected without a line.
+    #[test]
+    fn a_byte_that_is_not_utf8_is_found_by_line_and_column() {
+        let d = utf8_text(Path::new("x.yaml"), b"a: 1\nb: \xc3\xa9\xff\n".to_vec()).unwrap_err();
+        assert_eq!(d.location, Some(Location { line: 2, column: 5 }));
+        assert!(d.to_string().contains("--> x.yaml:2:5"), "{d}");
+        assert!(d.message.contains("0xff"), "{d}");
+        assert_eq!(
+            utf8_text(Path::new("x.yaml"), b"ok".to_vec()).unwrap(),
+            "ok"
+        );
     }
 
     #[test]

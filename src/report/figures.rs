@@ -71,6 +71,54 @@ fn jitter(k: usize, n: usize) -> f64 {
     (slot as f64 / (slots - 1) as f64 - 0.5) * 0.36
 }
 
+/// The largest magnitude an axis end takes. plotters takes the span of a range and steps
+/// through it: a span that overflows to infinity (journal values near `f64::MAX` of both
+/// signs, or padding on top of one) makes it loop forever, and a NaN end panics.
+const AXIS_LIMIT: f64 = f64::MAX / 8.0;
+
+/// `lo..hi` as plotters can draw it: finite ends within `AXIS_LIMIT`, a span it can divide,
+/// and every value that was clamped off still within a few widths of the plot (plotters adds
+/// pixel offsets in `i32`, which a point a billion widths off overflows).
+fn axis(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let clamp = |v: f64| {
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(-AXIS_LIMIT, AXIS_LIMIT)
+        }
+    };
+    let (mut lo, mut hi) = (clamp(lo.min(hi)), clamp(lo.max(hi)));
+    if hi == AXIS_LIMIT {
+        lo = lo.min(AXIS_LIMIT / 2.0);
+    }
+    if lo == -AXIS_LIMIT {
+        hi = hi.max(-AXIS_LIMIT / 2.0);
+    }
+    let least = (lo.abs().max(hi.abs()) * 1e-9).max(1e-9);
+    if hi - lo < least {
+        (lo, hi) = (lo - least, hi + least);
+    }
+    lo..hi
+}
+
+/// A log axis likewise: positive ends, at most 300 decades apart (plotters counts the decades
+/// from `hi / lo`, and an infinite count loops forever), and not a single point.
+fn log_axis(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let clamp = |v: f64| {
+        if v.is_nan() {
+            1.0
+        } else {
+            v.clamp(f64::MIN_POSITIVE, f64::MAX)
+        }
+    };
+    let (mut lo, mut hi) = (clamp(lo.min(hi)), clamp(lo.max(hi)));
+    lo = lo.max(hi / 1e300);
+    if hi < lo * 1.1 {
+        (lo, hi) = (lo / 1.1, (hi * 1.1).min(f64::MAX));
+    }
+    lo..hi
+}
+
 /// An axis tick without trailing zeros (50, not 50.0; 0.35, not 0.350).
 pub fn tick(v: f64) -> String {
     let text = format!("{v:.4}");
@@ -201,14 +249,16 @@ pub fn runs_per_cell(title: &str, x_label: &str, rows: &[Row]) -> Result<String,
         match wants_log_axis(rows) {
             Some((lo, hi)) => draw!(
                 builder
-                    .build_cartesian_2d((lo..hi).log_scale(), y_range)
+                    .build_cartesian_2d(log_axis(lo, hi).log_scale(), y_range)
                     .map_err(err)?,
                 format!("{x_label} (log scale)")
             ),
             None => {
                 let (lo, hi) = x_range(rows);
                 draw!(
-                    builder.build_cartesian_2d(lo..hi, y_range).map_err(err)?,
+                    builder
+                        .build_cartesian_2d(axis(lo, hi), y_range)
+                        .map_err(err)?,
                     x_label.to_owned()
                 )
             }
@@ -299,20 +349,22 @@ pub fn over_time(title: &str, y_label: &str, lines: &[Timeline]) -> Result<Strin
         .map(|l| l.step_ms * l.values.len().saturating_sub(1) as f64 / 1000.0)
         .fold(0.0, f64::max)
         .max(1e-3);
-    let y_max = lines
-        .iter()
-        .flat_map(|l| l.values.iter().copied())
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
+    let values = || {
+        lines
+            .iter()
+            .flat_map(|l| l.values.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let y_max = values().fold(0.0, f64::max).max(1.0) * 1.1;
+    // Counts are not below 0, but a point far below the axis would overflow plotters.
+    let y_min = values().fold(0.0, f64::min) * 1.1;
     let height = 360 + 18 * lines.len() as u32;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = titled(&root, title, 56)
-            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .build_cartesian_2d(axis(0.0, t_max), axis(y_min, y_max))
             .map_err(err)?;
         light_mesh(&mut chart, Some("seconds from the period's start"), y_label)?;
         for (i, line) in lines.iter().enumerate() {
@@ -398,7 +450,10 @@ pub fn along(
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut builder = titled(&root, title, 64);
-        let x_range = (x_lo - pad)..(x_hi + pad);
+        let x_range = axis(x_lo - pad, x_hi + pad);
+        // References span the axis as drawn: a dashed line is a segment per 10 px, so one
+        // from a value far off the plot would be billions of them.
+        let (x_start, x_end) = (x_range.start, x_range.end);
         macro_rules! draw {
             ($chart:expr, $y_desc:expr) => {{
                 let mut chart = $chart;
@@ -450,14 +505,14 @@ pub fn along(
                     let color = LINES[r.band % LINES.len()];
                     chart
                         .draw_series([plotters::element::DashedPathElement::new(
-                            vec![(x_lo - pad, r.value), (x_hi + pad, r.value)],
+                            vec![(x_start, r.value), (x_end, r.value)],
                             6,
                             4,
                             color.mix(0.8).stroke_width(1),
                         )])
                         .map_err(err)?;
                     chart
-                        .draw_series([EmptyElement::at((x_hi + pad, r.value))
+                        .draw_series([EmptyElement::at((x_end, r.value))
                             + Text::new(
                                 r.label.clone(),
                                 (-6, -14),
@@ -476,7 +531,7 @@ pub fn along(
         if let Some((lo, hi)) = log_range {
             draw!(
                 builder
-                    .build_cartesian_2d(x_range, (lo..hi).log_scale())
+                    .build_cartesian_2d(x_range, log_axis(lo, hi).log_scale())
                     .map_err(err)?,
                 format!("{y_label} (log scale)")
             );
@@ -485,7 +540,7 @@ pub fn along(
             let bottom = if y_lo >= 0.0 { 0.0 } else { y_lo * 1.1 };
             draw!(
                 builder
-                    .build_cartesian_2d(x_range, bottom..top)
+                    .build_cartesian_2d(x_range, axis(bottom, top))
                     .map_err(err)?,
                 y_label
             );
@@ -527,24 +582,27 @@ pub fn frontier(
     series: &[FrontierSeries],
 ) -> Result<String, String> {
     let all = || series.iter().flat_map(|s| s.points.iter());
+    // From 0 up, or down to a value below 0 (none is meant to be, but a point far off the
+    // axis would overflow plotters' pixel arithmetic).
     let extent = |f: fn(&FrontierPoint) -> Vec<f64>| {
-        all()
+        let (lo, hi) = all()
             .flat_map(f)
             .filter(|v| v.is_finite())
-            .fold(0.0, f64::max)
-            .max(1e-9)
-            * 1.12
+            .fold((0.0, 0.0), |(lo, hi): (f64, f64), v| (lo.min(v), hi.max(v)));
+        (lo * 1.12, hi.max(1e-9) * 1.12)
     };
-    let x_max = extent(|p| {
+    let (x_min, x_max) = extent(|p| {
         let mut v = vec![p.x];
         v.extend(p.runs.iter().map(|r| r.0));
         v.extend(p.x_interval.map(|i| i.1));
+        v.extend(p.x_interval.map(|i| i.0));
         v
     });
-    let y_max = extent(|p| {
+    let (y_min, y_max) = extent(|p| {
         let mut v = vec![p.y];
         v.extend(p.runs.iter().map(|r| r.1));
         v.extend(p.y_interval.map(|i| i.1));
+        v.extend(p.y_interval.map(|i| i.0));
         v
     });
     let height = 460 + 18 * series.len() as u32;
@@ -553,7 +611,7 @@ pub fn frontier(
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = titled(&root, title, 64)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .build_cartesian_2d(axis(x_min, x_max), axis(y_min, y_max))
             .map_err(err)?;
         light_mesh(&mut chart, Some(x_label), y_label)?;
         let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
@@ -662,13 +720,14 @@ pub fn timeline(
         .fold(warmup_s, f64::max)
         .max(1e-3)
         * 1.02;
-    let count_max = counts
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
+    let count_values = || {
+        counts
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+    };
+    let count_max = count_values().fold(0.0, f64::max).max(1.0) * 1.1;
+    let count_min = count_values().fold(0.0, f64::min) * 1.1;
     let ((_, lat_hi), log) = value_range(latency.iter().map(|l| l.1));
     let (top_h, bottom_h) = (340, 300);
     let mut svg = String::new();
@@ -681,7 +740,7 @@ pub fn timeline(
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(64)
-            .build_cartesian_2d(0.0..t_max, 0.0..count_max)
+            .build_cartesian_2d(axis(0.0, t_max), axis(count_min, count_max))
             .map_err(err)?;
         light_mesh(&mut chart, None, "requests")?;
         let warm = RGBColor(150, 150, 150);
@@ -742,7 +801,7 @@ pub fn timeline(
         match log {
             Some((lo, hi)) => draw!(
                 builder
-                    .build_cartesian_2d(0.0..t_max, (lo..hi).log_scale())
+                    .build_cartesian_2d(axis(0.0, t_max), log_axis(lo, hi).log_scale())
                     .map_err(err)?,
                 format!("{latency_label} (log scale)"),
                 hi,
@@ -756,7 +815,7 @@ pub fn timeline(
                 };
                 draw!(
                     builder
-                        .build_cartesian_2d(0.0..t_max, 0.0..top)
+                        .build_cartesian_2d(axis(0.0, t_max), axis(0.0, top))
                         .map_err(err)?,
                     latency_label,
                     top,
@@ -841,6 +900,78 @@ mod tests {
             svg,
             runs_per_cell("Decode throughput", "tok/s", &data[..1]).unwrap()
         );
+    }
+
+    // Found by tests/hostile_input.rs: a journal value near f64::MAX made the report hang in
+    // plotters' tick search (the axis span overflowed to infinity), and a subnormal one put a
+    // log axis's end at minus infinity. Drawn on a thread, so a hang fails instead of waiting.
+    #[test]
+    fn values_at_the_ends_of_f64_still_draw() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let row = |runs: Vec<f64>, interval| Row {
+                label: "c".into(),
+                mean: runs[0],
+                runs,
+                interval,
+                series: 0,
+            };
+            let mut svgs = Vec::new();
+            for rows in [
+                vec![row(vec![-f64::MAX, f64::MAX], Some((-f64::MAX, f64::MAX)))],
+                vec![row(vec![0.0, f64::MAX], None)],
+                vec![row(vec![5e-324, 1e300], Some((5e-324, f64::MAX)))],
+                vec![row(vec![1e300, 1e300], None)],
+            ] {
+                svgs.push(runs_per_cell("t", "ms", &rows).unwrap());
+            }
+            let band = Band {
+                label: "p99".into(),
+                points: vec![
+                    (1.0, f64::MAX, 0.0, f64::MAX),
+                    (f64::MAX, 5e-324, 5e-324, 1.0),
+                ],
+                runs: vec![(1.0, -f64::MAX)],
+            };
+            let slo = Reference {
+                label: "SLO".into(),
+                value: 1e300,
+                band: 0,
+            };
+            svgs.push(along("t", "rate", "ms", &[band], &[slo]).unwrap());
+            let point = FrontierPoint {
+                x: f64::MAX,
+                y: 5e-324,
+                x_interval: Some((0.0, f64::MAX)),
+                y_interval: None,
+                runs: vec![(f64::MAX, f64::MAX)],
+                optimal: true,
+                tag: "1".into(),
+            };
+            let series = FrontierSeries {
+                label: "s".into(),
+                points: vec![point],
+                joined: true,
+            };
+            svgs.push(frontier("t", "x", "y", &[series]).unwrap());
+            let line = Timeline {
+                label: "in flight".into(),
+                step_ms: 100.0,
+                values: vec![-1e12, f64::MAX, 0.0],
+            };
+            svgs.push(over_time("t", "requests", &[line]).unwrap());
+            let steps = Steps {
+                label: "running".into(),
+                points: vec![(0.0, -1e12), (1.0, f64::MAX)],
+            };
+            let latency = [(0.5, f64::MAX, false), (0.7, 5e-324, true)];
+            svgs.push(timeline("t", &[steps], "ms", &latency, 0.2).unwrap());
+            done.send(svgs).unwrap();
+        });
+        let svgs = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("figures of extreme values are drawn within a minute");
+        assert!(svgs.iter().all(|svg| well_formed(svg)));
     }
 
     #[test]

@@ -51,12 +51,12 @@ impl LoadedSpec {
 
 /// Reads, parses and validates one spec file.
 pub fn load(path: &Path) -> Result<LoadedSpec, Diagnostics> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Diagnostic::new(format!("cannot read spec: {e}"))
             .in_file(path)
             .help("check the path; specs live in experiments/<TR>.yaml")
     })?;
-    parse(path, source)
+    parse(path, crate::diagnostic::utf8_text(path, bytes)?)
 }
 
 /// Parses and validates spec text; `path` names the file in messages and anchors relative paths.
@@ -81,14 +81,13 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedSpec, Diagnostics> {
 
 /// Turns a serde/YAML error into a diagnostic with the field path and a suggestion.
 fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic {
-    let location = err.location().map(|l| Location {
-        line: l.line(),
-        column: l.column(),
-    });
     let mut text = err.to_string();
     if let Some(i) = text.find(" at line ") {
         text.truncate(i);
     }
+    // The syntax hint fits only a position the parser chose itself.
+    let placed = err.location().is_some();
+    let location = Some(yaml_location(source, err));
     // yaml_serde prefixes the field path ("matrix.exclude[0]: ...") unless the error is at the root.
     let (mut field, message) = match text.split_once(": ") {
         Some((p, rest)) if !p.contains(char::is_whitespace) => (p.to_owned(), rest.to_owned()),
@@ -132,7 +131,9 @@ fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic 
             .map(|(_, want)| format!("write {want} here"))
     } else if !expected.is_empty() {
         Some(format!("use one of: {}", expected.join(", ")))
-    } else if location.is_some() && field.is_empty() && !message.contains('`') {
+    } else if message.contains("more than one document") {
+        Some("a spec is one YAML document: remove the `---` here and what follows it, or merge the two".into())
+    } else if placed && field.is_empty() && !message.contains('`') {
         Some("fix the YAML syntax at this position (indentation, a missing `:` or an unclosed bracket)".into())
     } else {
         None
@@ -143,6 +144,21 @@ fn yaml_error(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic 
         .field(field);
     d.help = help;
     d
+}
+
+/// Where a YAML error is, always inside the file: yaml_serde gives some errors no position,
+/// and places one at the end of a file without a final newline on a line past its last.
+pub fn yaml_location(source: &str, err: &yaml_serde::Error) -> Location {
+    match err.location() {
+        Some(l) => source_map::within(
+            source,
+            Location {
+                line: l.line(),
+                column: l.column(),
+            },
+        ),
+        None => source_map::unplaced_error(source, &err.to_string()),
+    }
 }
 
 /// serde speaks Rust ("expected i64"); users write YAML.

@@ -45,6 +45,65 @@ pub fn index_path(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 
+/// Where a YAML error belongs that the deserializer gives no position: a second document,
+/// a merge (`<<:`) of something that is no mapping, aliases expanded past the repetition limit,
+/// or an empty file. Found in the event stream; the file's start when nothing fits, so that
+/// every YAML error still says `file:line:column`.
+pub fn unplaced_error(source: &str, message: &str) -> Location {
+    let fallback = Location { line: 1, column: 1 };
+    let documents = message.contains("more than one document");
+    let merge = message.contains("merg");
+    let repetition = message.contains("repetition limit");
+    let mut seen_documents = 0;
+    for item in Parser::new_from_str(source) {
+        let Ok((event, span)) = item else { break };
+        match event {
+            Event::DocumentStart(_) if documents => {
+                seen_documents += 1;
+                if seen_documents == 2 {
+                    return location(&span);
+                }
+            }
+            Event::Scalar(text, ..) if merge && text == "<<" => return location(&span),
+            Event::Alias(_) if repetition => return location(&span),
+            _ => {}
+        }
+    }
+    fallback
+}
+
+/// Lines as YAML counts them: LF, CR, CRLF and Unicode's line and paragraph separators break
+/// them (libyaml's `IS_BREAK`).
+fn yaml_lines(source: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut chars = source.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+            lines.push(&source[start..i]);
+            if c == '\r' && chars.peek().is_some_and(|(_, next)| *next == '\n') {
+                chars.next();
+            }
+            start = chars.peek().map_or(source.len(), |(j, _)| *j);
+        }
+    }
+    lines.push(&source[start..]);
+    lines
+}
+
+/// `at`, or the end of the last line when `at` lies past it: libyaml places an error at the end
+/// of a file without a final newline on the line after the last, which no editor can show.
+pub fn within(source: &str, at: Location) -> Location {
+    let lines = yaml_lines(source);
+    match lines.last() {
+        Some(last) if at.line > lines.len() => Location {
+            line: lines.len(),
+            column: last.chars().count() + 1,
+        },
+        _ => at,
+    }
+}
+
 impl SourceMap {
     /// Indexes `source`; a document that does not parse yields an empty map (the YAML error
     /// itself is reported by the deserializer, with its own position).
@@ -163,6 +222,37 @@ mod tests {
             map.key("matrix.exclude[1].temperature"),
             Some(Location { line: 6, column: 7 })
         );
+    }
+
+    // Found by tests/hostile_input.rs: these errors reached the user without a line.
+    #[test]
+    fn places_errors_the_parser_leaves_unplaced() {
+        let two = "id: TR1\n---\nid: TR2\n";
+        let message = "deserializing from YAML containing more than one document is not supported";
+        assert_eq!(
+            unplaced_error(two, message),
+            Location { line: 2, column: 1 }
+        );
+        let merge = "id: TR1\nmatrix:\n  <<: 1\n";
+        let message = "expected a mapping or list of mappings for merging, but found scalar";
+        assert_eq!(
+            unplaced_error(merge, message),
+            Location { line: 3, column: 3 }
+        );
+        assert_eq!(
+            unplaced_error("", "EOF while parsing a value"),
+            Location { line: 1, column: 1 }
+        );
+    }
+
+    #[test]
+    fn a_position_past_the_last_line_moves_to_its_end() {
+        let at = |line, column| Location { line, column };
+        assert_eq!(within("a: 1\nmatrix", at(3, 1)), at(2, 7));
+        // A lone CR ends a YAML line too: line 3 of this file exists.
+        assert_eq!(within("a: 1\rb: 2\rc", at(3, 1)), at(3, 1));
+        assert_eq!(within("a: 1\r\nb", at(3, 1)), at(2, 2));
+        assert_eq!(within("a: 1\n", at(2, 1)), at(2, 1));
     }
 
     #[test]

@@ -900,12 +900,30 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
             Scenario::Single => continue,
             Scenario::Load(load) => {
                 if let Some(file) = &load.trace
-                    && let Err(d) = crate::workload::trace::read(
+                    && let Err(mut d) = crate::workload::trace::read(
                         &c.path.parent().unwrap_or(Path::new(".")).join(file),
                     )
-                    && !c.errors.0.iter().any(|e| e.message == d.message)
                 {
-                    c.errors.push(d);
+                    if d.location.is_none() {
+                        // The trace cannot be read at all (missing, a folder, unreadable): the
+                        // line to fix is the spec's `trace:`, not a place in the trace.
+                        let at = axis_values(m, "scenario")
+                            .into_iter()
+                            .find(|(_, v)| {
+                                cell.params
+                                    .get("scenario")
+                                    .is_some_and(|s| values_equal(v, s))
+                            })
+                            .map_or_else(|| "matrix.scenario".to_owned(), |(at, _)| at);
+                        let at = child_path(&at, "trace");
+                        let why = d.message.strip_prefix("cannot read trace: ");
+                        let message =
+                            format!("cannot read trace `{file}`: {}", why.unwrap_or(&d.message));
+                        d = c.diag(&at, message).help(d.help.unwrap_or_default());
+                    }
+                    if !c.errors.0.iter().any(|e| e.message == d.message) {
+                        c.errors.push(d);
+                    }
                 }
                 if let Err(p) = super::load::resolve(&load, &cell.params) {
                     let at = load_problem_path(m, cell, &p);
