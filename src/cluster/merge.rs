@@ -82,8 +82,7 @@ pub fn merge(loaded: &LoadedSpec, set: &TrPaths) -> Result<MergeSummary, Diagnos
     let mut journal = Journal::open(set)
         .map(|(j, _, _)| j)
         .map_err(|e| Diagnostics::from(Diagnostic::new(e.to_string()).in_file(set.runs())))?;
-    let main_text = read_text(&set.runs())?;
-    let main = parse_lines(&set.runs(), &main_text)?;
+    let (_, main) = read_journal(&set.runs())?;
     // Where each run is already recorded: the merged journal first, then shard by shard.
     let mut places: HashMap<String, (PathBuf, usize, serde_json::Value)> = HashMap::new();
     for (line, record) in &main {
@@ -241,17 +240,30 @@ fn at_line(path: &Path, text: &str, line: usize, message: String) -> Diagnostic 
         .at(Some(Location { line, column: 1 }), text)
 }
 
-fn read_text(path: &Path) -> Result<String, Diagnostics> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+/// A journal's bytes (none if it does not exist).
+fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostics> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Diagnostic::new(e.to_string()).in_file(path).into()),
     }
 }
 
-/// Every complete line's record and its line number (a torn last line is no finished run).
-fn parse_lines(path: &Path, text: &str) -> Result<Vec<(usize, RunRecord)>, Diagnostics> {
-    journal::numbered_records(path, text).map_err(|e| match e {
+/// A journal as text for showing its lines in errors, and its records with their line numbers
+/// (a torn last line is no finished run; a whole one without its newline is).
+fn read_journal(path: &Path) -> Result<(String, Vec<(usize, RunRecord)>), Diagnostics> {
+    let bytes = read_bytes(path)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let records = parse_lines(path, &bytes, &text)?;
+    Ok((text, records))
+}
+
+fn parse_lines(
+    path: &Path,
+    bytes: &[u8],
+    text: &str,
+) -> Result<Vec<(usize, RunRecord)>, Diagnostics> {
+    journal::numbered_records(path, bytes).map_err(|e| match e {
         journal::JournalError::Corrupt { line, message, .. } => at_line(
             path,
             text,
@@ -274,8 +286,7 @@ fn read_shards(set: &TrPaths) -> Result<Vec<ShardData>, Diagnostics> {
                 .help("wait for it to finish (a Slurm merge job waits with --dependency=afterok), then merge again"),
             other => Diagnostic::new(other.to_string()).in_file(paths.lock()),
         })?;
-        let text = read_text(&paths.runs())?;
-        let records = parse_lines(&paths.runs(), &text)?;
+        let (text, records) = read_journal(&paths.runs())?;
         let manifest = manifest::read_manifest(&paths).map_err(Diagnostics::from)?;
         let manifest = match manifest {
             Some(m) => m,

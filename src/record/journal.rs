@@ -82,13 +82,12 @@ pub struct Journal {
 
 /// Reads a journal's records whole, without locking it (tests and small journals).
 pub fn read_records(path: &Path) -> Result<Vec<RunRecord>, JournalError> {
-    let mut text = String::new();
-    match File::open(path) {
-        Ok(mut f) => f.read_to_string(&mut text).map_err(io(path))?,
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(path)(e)),
     };
-    numbered_records(path, &text).map(|records| records.into_iter().map(|(_, r)| r).collect())
+    numbered_records(path, &bytes).map(|records| records.into_iter().map(|(_, r)| r).collect())
 }
 
 /// What bookkeeping needs of a record (which run, which cell, how it ended, in which session),
@@ -263,19 +262,26 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalErro
     Ok((digests, tail))
 }
 
-/// Every newline-terminated line's record with its 1-based line number; a torn last line (no
-/// newline) is no finished run and is left out.
+/// Every finished run's record with its 1-based line number: each newline-terminated line, and
+/// a last line that is whole JSON without its newline (as the digests and the runner count
+/// it); a torn last line (a run being written, cut anywhere, even inside a character) is no
+/// finished run and is left out. Bytes, not text: a cut character must not fail the whole read.
 pub(crate) fn numbered_records(
     path: &Path,
-    text: &str,
+    bytes: &[u8],
 ) -> Result<Vec<(usize, RunRecord)>, JournalError> {
-    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    let complete = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
+    let end = if is_whole_json(&bytes[complete..]) {
+        bytes.len()
+    } else {
+        complete
+    };
     let mut records = Vec::new();
-    for (i, line) in text[..complete].lines().enumerate() {
-        if line.trim().is_empty() {
+    for (i, line) in bytes[..end].split(|b| *b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let record = serde_json::from_str(line).map_err(|e| JournalError::Corrupt {
+        let record = serde_json::from_slice(line).map_err(|e| JournalError::Corrupt {
             path: path.to_path_buf(),
             line: i + 1,
             message: line_error(&e),
