@@ -89,7 +89,7 @@ fn faulted(
     }
     reliability(
         &format!(
-            "pacer fault `{fault}`{}",
+            "pacer fault `{fault}`{} on every second run, in each protocol (llama.cpp, OpenAI chat, Ollama generate and chat)",
             if extra.is_empty() {
                 String::new()
             } else {
@@ -310,11 +310,14 @@ fn every_fault_in_a_load_period_costs_only_its_own_requests() {
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
             assert_eq!(requests.len(), 6, "{fault} {protocol}");
+            // The pacer faults every third request in the order they reach it, which
+            // concurrent requests on new connections need not keep: two of the six, whichever.
+            let mut faulted = 0;
             for (i, q) in requests.iter().enumerate() {
-                if i % 3 == 2 {
+                if q["status"] == "degraded" {
                     let reason = q["reason"].as_str().unwrap_or_default();
-                    assert_eq!(q["status"], "degraded", "{fault} {protocol} {i}: {q}");
                     assert!(reason.contains(want), "{fault} {protocol} {i}: {reason:?}");
+                    faulted += 1;
                 } else {
                     assert_eq!(q["status"], "ok", "{fault} {protocol} {i}: {q}");
                     assert_eq!(q["output_tokens"], TOKENS, "{fault} {protocol} {i}: {q}");
@@ -323,6 +326,7 @@ fn every_fault_in_a_load_period_costs_only_its_own_requests() {
                 let lag = q["sent_ms"].as_f64().unwrap() - 50.0 * i as f64;
                 assert!(lag < 40.0, "{fault} {protocol} {i} went out {lag} ms late");
             }
+            assert_eq!(faulted, 2, "{fault} {protocol}: {requests:?}");
             cases += requests.len();
         }
     }

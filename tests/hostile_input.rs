@@ -611,7 +611,7 @@ fn mutated_repository_specs_and_catalogue_are_accepted_or_rejected_at_a_location
     );
     common::reliability(
         &format!(
-            "mutated specs: the {seeds_used} specs of experiments/ and the catalogue, each mutated {CASES_PER_SEED} times (1 to {MAX_MUTATIONS} insertions, deletions and swaps)"
+            "mutated specs: the {seeds_used} files of experiments/ (every spec and the catalogue), each mutated {CASES_PER_SEED} times (1 to {MAX_MUTATIONS} insertions, deletions and swaps)"
         ),
         ran,
         "no panic, no hang; each accepted or rejected with a file:line:column error",
