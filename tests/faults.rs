@@ -26,6 +26,16 @@ fn spec(url: &str, timeout_s: f64) -> String {
     )
 }
 
+/// A pacer of six-token responses (first after 5 ms, then every 2 ms) that plays `fault` on
+/// every `every`-th request to an endpoint.
+fn fault_pacer(fault: &str, every: u32, extra: &[&str]) -> common::Pacer {
+    let every = every.to_string();
+    let mut args = vec!["--ttft-ms", "5", "--itl-ms", "2", "--tokens", "6"];
+    args.extend(["--fault", fault, "--fault-every", &every]);
+    args.extend(extra);
+    pacer(&args)
+}
+
 /// Runs TR980 against a pacer playing `fault` (with `extra` pacer arguments) and checks, per
 /// protocol, that repetition 1 is degraded with a reason for which `reason_ok` holds and
 /// repetitions 0 and 2 are whole. Returns the records, for the fault's own checks.
@@ -36,20 +46,7 @@ fn faulted(
     reason_ok: impl Fn(&str) -> bool,
 ) -> (tempfile::TempDir, Vec<Value>) {
     let _serial = common::serial();
-    let mut args = vec![
-        "--ttft-ms",
-        "5",
-        "--itl-ms",
-        "2",
-        "--tokens",
-        "6",
-        "--fault",
-        fault,
-        "--fault-every",
-        "2",
-    ];
-    args.extend(extra);
-    let p = pacer(&args);
+    let p = fault_pacer(fault, 2, extra);
     let dir = project(&[("TR980.yaml", &spec(&p.addr, timeout_s))]);
     let out = banterhearts(dir.path(), &["run", "TR980", "-q"]);
     // Degraded runs are data: the experiment finished, and says some runs are degraded.
@@ -273,22 +270,12 @@ fn every_fault_in_a_load_period_costs_only_its_own_requests() {
     let _serial = common::serial();
     let mut cases = 0;
     for (fault, want) in FAULTS {
-        let mut args = vec![
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "2",
-            "--tokens",
-            "6",
-            "--fault",
-            fault,
-            "--fault-every",
-            "3",
-        ];
-        if fault.starts_with("http-") && fault != "http-500" {
-            args.extend(["--retry-after", "1"]);
-        }
-        let p = pacer(&args);
+        let retry: &[&str] = if fault.starts_with("http-") && fault != "http-500" {
+            &["--retry-after", "1"]
+        } else {
+            &[]
+        };
+        let p = fault_pacer(fault, 3, retry);
         let load = spec(&p.addr, 1.2).replace(
             "repetitions: 3\n",
             "  scenario: [{kind: load, rate: 20, arrival: constant, duration_s: 0.3}]\nrepetitions: 1\n",

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Output, banterhearts_env, copy_templates, files, llama_server_and_model, project};
+use common::{Output, banterhearts_with_model_env, copy_templates, files, project};
 
 /// Keys no file would contain by chance.
 const KEY: &str = "bh-planted-key-7f3a9c2e51d84b06";
@@ -34,13 +34,10 @@ repetitions: 2
 "#;
 
 fn run(root: &Path, args: &[&str], key: &str, server_key: &str) -> Output {
-    let (server, model) = llama_server_and_model();
-    banterhearts_env(
+    banterhearts_with_model_env(
         root,
         args,
         &[
-            ("BANTERHEARTS_LLAMA_SERVER", &server),
-            ("BANTERHEARTS_MODEL", &model),
             ("BH_PLANTED_KEY", Path::new(key)),
             ("BH_SERVER_KEY", Path::new(server_key)),
         ],

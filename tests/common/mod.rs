@@ -141,15 +141,18 @@ pub fn journal(root: &Path, tr: &str) -> Vec<serde_json::Value> {
 
 /// Runs the binary with the model variables set.
 pub fn banterhearts_with_model(root: &Path, args: &[&str]) -> Output {
+    banterhearts_with_model_env(root, args, &[])
+}
+
+/// `banterhearts_with_model` with more environment variables.
+pub fn banterhearts_with_model_env(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let (server, model) = llama_server_and_model();
-    banterhearts_env(
-        root,
-        args,
-        &[
-            ("BANTERHEARTS_LLAMA_SERVER", &server),
-            ("BANTERHEARTS_MODEL", &model),
-        ],
-    )
+    let mut all = vec![
+        ("BANTERHEARTS_LLAMA_SERVER", server.as_path()),
+        ("BANTERHEARTS_MODEL", model.as_path()),
+    ];
+    all.extend_from_slice(env);
+    banterhearts_env(root, args, &all)
 }
 
 /// Serves `app` on a free loopback port from a runtime of its own; returns the port. For
