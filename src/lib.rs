@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod cluster;
 pub mod diagnostic;
+pub mod model;
 pub mod pacer;
 pub mod plan;
 pub mod record;

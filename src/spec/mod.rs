@@ -4,6 +4,7 @@ pub mod claim;
 pub mod load;
 pub mod matrix;
 pub mod metrics;
+pub mod model;
 pub mod params;
 mod source_map;
 mod types;
