@@ -180,7 +180,7 @@ pub fn parse_count(v: &Value) -> Result<u64, String> {
         }
         _ => return Err(bad()),
     };
-    if !n.is_finite() || n < 1.0 || n > 1e12 {
+    if !(1.0..=1e12).contains(&n) {
         return Err(format!("{v} parameters is out of range (1 to 1T)"));
     }
     Ok(n.round() as u64)
