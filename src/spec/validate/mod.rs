@@ -850,6 +850,44 @@ fn check_hardware(c: &mut Checker, spec: &Spec, m: &Matrix) {
     }
 }
 
+/// The `model` axis: each value a GGUF or a synthetic model, loaded by launched llama-servers
+/// (an external server's model is not ours to choose).
+fn check_model_axis(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
+    let mut ok = true;
+    for (at, value) in axis_values(m, "model") {
+        if let Err(e) = super::model::ModelValue::from_value(value) {
+            ok = false;
+            c.error(
+                &at,
+                format!("invalid model: {e}"),
+                "write `{gguf: path/to/model.gguf}` or `{synthetic: {params: 50M}}` (docs/spec.md, \"Models\")",
+            );
+        }
+    }
+    if !ok {
+        return;
+    }
+    let mut refused: Vec<&str> = Vec::new();
+    for cell in cells.iter().filter(|c| c.params.contains_key("model")) {
+        let backend = cell
+            .params
+            .get("backend")
+            .and_then(Value::as_str)
+            .or_else(|| spec.backends.keys().next().map(String::as_str));
+        if let Some((name, b)) = backend.and_then(|n| spec.backends.get_key_value(n))
+            && b.launch.is_none()
+            && !refused.contains(&name.as_str())
+        {
+            refused.push(name);
+            c.error(
+                "matrix.model",
+                format!("the `model` axis sets what launched llama-servers load, and backend `{name}` launches none"),
+                format!("give backend `{name}` a `launch:` (its `-m` is replaced per cell), or leave it out of the cells with a model"),
+            );
+        }
+    }
+}
+
 /// `backend` and `scenario` axes refer to things the spec must define correctly.
 fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
     let names: Vec<&str> = spec.backends.keys().map(String::as_str).collect();
@@ -878,6 +916,7 @@ fn check_axis_references(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell
     }
     check_load_axes(c, m, cells);
     check_workload_axes(c, spec, m);
+    check_model_axis(c, spec, m, cells);
     let mut scenario_ok = true;
     for (at, value) in axis_values(m, "scenario") {
         if let Err(e) = serde_json::from_value::<Scenario>(value.clone()) {
