@@ -98,3 +98,117 @@ fn a_synthetic_model_loads_with_the_parameters_asked_for_and_generates() {
     assert_eq!(done["tokens_predicted"], 16, "{done}");
     assert!(done["timings"]["predicted_per_second"].as_f64().unwrap() > 0.0);
 }
+
+/// A `model` axis over a real and two synthetic models: one llama-server per model, each run
+/// measured on its own model's server, recorded with what the model is, and its server's
+/// memory only.
+#[test]
+fn a_model_axis_launches_a_server_per_model_and_records_each_models_facts() {
+    let _serial = common::serial();
+    let spec = r#"id: TR983
+title: Three models
+status: running
+question: Does each cell run on the model it names?
+backends:
+  llama:
+    kind: llama-cpp
+    launch: {count: 1, args: ["-m", "${BANTERHEARTS_MODEL}", "-c", "512", "-t", "1"]}
+workload: {prompts: ["Name a colour."], max_tokens: 8, ignore_eos: true}
+matrix:
+  model:
+    - {gguf: "${BANTERHEARTS_MODEL}", name: SmolLM2-135M}
+    - {synthetic: {params: 5M, seed: 7}}
+    - {synthetic: {layers: 4, width: 128, heads: 2, ffn: 352}}
+repetitions: 2
+"#;
+    let dir = common::project(&[("TR983.yaml", spec)]);
+    let out = common::banterhearts_with_model(dir.path(), &["run", "TR983"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("with synthetic 5M q8_0"),
+        "{}",
+        out.stderr
+    );
+    let records = common::journal(dir.path(), "TR983");
+    assert_eq!(records.len(), 6);
+    let mut pids = std::collections::BTreeMap::new();
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        let model = &r["model"];
+        let label = model["label"].as_str().unwrap().to_owned();
+        let servers = r["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 1, "only the cell's own server: {r}");
+        let pid = servers[0]["pid"].as_u64().unwrap();
+        assert_eq!(*pids.entry(label.clone()).or_insert(pid), pid);
+        assert_eq!(r["agents"][0]["output_tokens"], 8);
+        match label.as_str() {
+            "SmolLM2-135M" => {
+                assert_eq!(model["synthetic"], false);
+                assert_eq!(model["params"], 134_515_008);
+                assert_eq!(model["quant"], "Q4_1");
+            }
+            "synthetic 5M q8_0" => {
+                assert_eq!(model["synthetic"], true);
+                let p = model["params"].as_f64().unwrap();
+                assert!((p / 5e6 - 1.0).abs() < 0.01, "{p}");
+            }
+            "synthetic 4x128 q8_0" => {
+                assert_eq!(model["synthetic"], true);
+                // Embeddings (49,152 x 128, tied) + norms + 4 layers of attention and FFN.
+                let (v, d, f, l) = (49_152u64, 128u64, 352u64, 4u64);
+                assert_eq!(
+                    model["params"].as_u64().unwrap(),
+                    v * d + d + l * (2 * d + 4 * d * d + 3 * d * f)
+                );
+            }
+            other => panic!("unexpected model {other}"),
+        }
+    }
+    assert_eq!(pids.len(), 3, "a server per model: {pids:?}");
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data/TR983/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let servers = manifest["sessions"][0]["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3);
+    assert!(
+        servers
+            .iter()
+            .all(|s| s["model_file"]["params"].as_u64().is_some()),
+        "{servers:?}"
+    );
+    let plan = common::banterhearts(dir.path(), &["plan", "TR983"]);
+    assert!(
+        plan.stdout.contains("synthetic 4x128 q8_0"),
+        "{}",
+        plan.stdout
+    );
+}
+
+/// A model named rather than given as a file describes one served elsewhere (catalogue specs
+/// do): valid, but `run` cannot load a name and says so, at the value, before any server starts.
+#[test]
+fn a_model_name_is_valid_but_the_runner_asks_for_a_file() {
+    let spec = r#"id: TR984
+title: Named models
+status: running
+question: Can the runner load a model by name?
+backends:
+  llama: {kind: llama-cpp, launch: {args: ["-m", "${BANTERHEARTS_MODEL}"]}}
+workload: {prompts: [a], max_tokens: 4}
+matrix:
+  model: [{gguf: "${BANTERHEARTS_MODEL}"}, qwen2.5]
+"#;
+    let dir = common::project(&[("TR984.yaml", spec)]);
+    assert_eq!(common::banterhearts(dir.path(), &["validate"]).code, 0);
+    let out = common::banterhearts_with_model(dir.path(), &["run", "TR984"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("model `qwen2.5` is a name, and the runner loads model files")
+            && out.stderr.contains("TR984.yaml:9:44"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("data/TR984/runs.jsonl").exists());
+}

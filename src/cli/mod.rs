@@ -17,7 +17,7 @@ use crate::record::JournalError;
 use crate::registry::{Registry, experiments_dir};
 use crate::report;
 use crate::runner;
-use crate::spec::{self, Spec, matrix::display_value};
+use crate::spec::{self, Spec, matrix::axis_label};
 
 mod cluster;
 
@@ -997,7 +997,7 @@ fn plan_table(spec: &Spec, plan: &plan::Plan, all: bool) -> String {
     for cell in &plan.cells[..shown] {
         let runs = measured[cell.index];
         let mut row = vec![(cell.index + 1).to_string(), cell.id.clone()];
-        row.extend(cell.params.values().map(display_value));
+        row.extend(cell.params.iter().map(|(k, v)| axis_label(k, v)));
         row.push(runs.to_string());
         table.add_row(row);
     }

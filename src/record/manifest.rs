@@ -50,6 +50,9 @@ pub struct ServerProvenance {
     pub build: Option<String>,
     pub model: Option<String>,
     pub model_sha256: Option<String>,
+    /// What the model file is, where a cell chose it (`model` axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_file: Option<super::ModelRun>,
     /// Selected fields of the server's own description (/props, /api/version, /v1/models).
     pub info: Value,
 }

@@ -12,7 +12,7 @@ pub use journal::{Journal, JournalError};
 pub use manifest::{HostInfo, Manifest, ServerProvenance, Session, read_manifest};
 pub use run::{
     AgentRun, Background, DEGRADED_LAG_P99_MS, GpuSample, GroupStats, LagStats, LoadRequest,
-    LoadRun, LoadSummary, LoadedModel, Percentiles, PromptBuild, ReportedRequest, RunRecord,
-    RunStatus, ServerCounters, ServerMetrics, ServerMetricsSummary, ServerSample, ServerScrape,
-    in_flight,
+    LoadRun, LoadSummary, LoadedModel, ModelRun, Percentiles, PromptBuild, ReportedRequest,
+    RunRecord, RunStatus, ServerCounters, ServerMetrics, ServerMetricsSummary, ServerSample,
+    ServerScrape, in_flight,
 };

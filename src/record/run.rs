@@ -195,6 +195,25 @@ pub struct RunRecord {
     /// or a cold cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompts: Option<PromptBuild>,
+    /// The model the run's servers loaded, where the cell chose one (`model` axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRun>,
+}
+
+/// A model as reports state it: what it is called, whether its weights are random, and what
+/// its file's header says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRun {
+    pub label: String,
+    /// Random weights: its speed is a real model's of that shape, its text is noise.
+    pub synthetic: bool,
+    /// Elements of all its tensors (llama-server's `n_params`).
+    pub params: u64,
+    pub file_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
 }
 
 /// How a run's prompts were built: the corpus and tokenizer used, the template's overhead, and

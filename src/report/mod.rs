@@ -21,7 +21,7 @@ use crate::diagnostic::{Diagnostic, Location};
 use crate::record::{self, Manifest};
 use crate::registry::{EffectiveStatus, Registry};
 use crate::spec::LoadedSpec;
-use crate::spec::matrix::display_value;
+use crate::spec::matrix::axis_label;
 use crate::stats::Summary;
 use crate::store::{TrPaths, sha256_file, sha256_hex, write_atomic};
 
@@ -501,7 +501,7 @@ fn short_value(axis: &str, v: &serde_json::Value) -> String {
             other => other.to_owned(),
         };
     }
-    format!("{axis}={}", display_value(v))
+    format!("{axis}={}", axis_label(axis, v))
 }
 
 /// Per cell and turn of its sessions, over its measured runs' agents: mean prompt tokens,
@@ -1066,7 +1066,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                 params: a.cells[cell]
                     .params
                     .iter()
-                    .map(|(k, v)| (k.clone(), display_value(v)))
+                    .map(|(k, v)| (k.clone(), axis_label(k, v)))
                     .collect(),
                 concurrent: a.cells[cell].agents > 1,
                 runs: r.map_or(0, |r| r.runs),
@@ -1100,7 +1100,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                         .fixed
                         .iter()
                         .filter(|(k, _)| k.as_str() != "scenario")
-                        .map(|(k, v)| format!("{k}={}", display_value(v)))
+                        .map(|(k, v)| format!("{k}={}", axis_label(k, v)))
                         .collect();
                     (k, fixed.join(" "), s.rates[i], s.axis)
                 }),
@@ -1175,10 +1175,28 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "host": s.host, "tool_version": s.tool_version, "git_commit": s.git_commit, "servers": servers.into_values().collect::<Vec<_>>(),
         })
     });
+    // The models a `model` axis chose, once each, smallest first: what each is, from its header.
+    let mut models: Vec<&crate::record::ModelRun> = Vec::new();
+    for v in manifest
+        .iter()
+        .flat_map(|m| &m.sessions)
+        .flat_map(|s| &s.servers)
+    {
+        if let Some(m) = &v.model_file
+            && !models.iter().any(|seen| seen.label == m.label)
+        {
+            models.push(m);
+        }
+    }
+    models.sort_by_key(|m| m.params);
+    let models: Vec<serde_json::Value> = models
+        .iter()
+        .map(|m| serde_json::json!({"label": m.label, "synthetic": m.synthetic, "params": m.params, "file_mb": m.file_bytes as f64 / 1e6, "quant": m.quant, "architecture": m.architecture}))
+        .collect();
     // Each comparison with its two selections spelt as in the tables (a_label, b_label).
     let selection_label = |sel: &IndexMap<String, serde_json::Value>| {
         sel.iter()
-            .map(|(k, v)| format!("{k}={}", display_value(v)))
+            .map(|(k, v)| format!("{k}={}", axis_label(k, v)))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -1244,7 +1262,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "revisions": spec.report.as_ref().map(|r| r.revisions.clone()).unwrap_or_default(),
         },
         "method": {
-            "axes": loaded.matrix.axes.iter().map(|(k, v)| serde_json::json!({"name": k, "values": v.iter().map(display_value).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+            "axes": loaded.matrix.axes.iter().map(|(k, v)| serde_json::json!({"name": k, "values": v.iter().map(|x| axis_label(k, x)).collect::<Vec<_>>()})).collect::<Vec<_>>(),
             "cells": plan.cells.len(), "repetitions": plan.repetitions, "warmup": plan.warmup, "order": plan.order,
             "measured_runs": plan.measured_runs(), "warmup_runs": plan.warmup_runs(),
         },
@@ -1267,7 +1285,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "from": if slo.from_schedule() { "the scheduled time" } else { "the send" },
         })),
         "sweeps": analysed.iter().flat_map(|a| &a.sweeps).map(|s| {
-            let fixed: Vec<String> = s.fixed.iter().filter(|(k, _)| k.as_str() != "scenario").map(|(k, v)| format!("{k}={}", display_value(v))).collect();
+            let fixed: Vec<String> = s.fixed.iter().filter(|(k, _)| k.as_str() != "scenario").map(|(k, v)| format!("{k}={}", axis_label(k, v))).collect();
             serde_json::json!({
                 "label": if fixed.is_empty() { format!("{} sweep", s.axis) } else { fixed.join(" ") },
                 "axis": s.axis,
@@ -1277,6 +1295,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         }).collect::<Vec<_>>(),
         "session_turns": session_rows,
         "provenance": provenance,
+        "models": models,
         "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),
         "has_data": analysed.is_some(),
         "cells": cells,

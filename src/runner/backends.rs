@@ -4,16 +4,19 @@
 
 use std::time::Duration;
 
-use super::servers::{self, ManagedServer};
+use super::servers::{self, LaunchError, ManagedServer};
 use super::{Params, RunError, cells::cell_backend, identity, progress};
 use crate::diagnostic::Diagnostic;
 use crate::record::manifest::ServerProvenance;
 use crate::spec::{Backend, BackendKind, LoadedSpec};
 use crate::store::{self, TrPaths};
 
-/// A backend's servers for this session.
+/// A backend's servers for this session: one set per model the cells on it load.
 pub(super) struct Servers {
     pub(super) name: String,
+    /// The cells' `model` value these servers load (`cells::model_key`), and its file.
+    pub(super) model_key: Option<String>,
+    pub(super) model_file: Option<crate::model::ModelFile>,
     pub(super) urls: Vec<String>,
     pub(super) launched: Vec<ManagedServer>,
     /// The model requests name: the spec's, else the one the server lists.
@@ -22,19 +25,29 @@ pub(super) struct Servers {
     pub(super) api_key: Option<String>,
 }
 
+/// What a session needs running: a backend, and the model its servers load where the cells
+/// have a `model` axis.
+pub(super) struct Needed {
+    pub(super) backend: String,
+    pub(super) model: Option<(String, crate::model::ModelFile)>,
+}
+
 pub(super) async fn start_servers(
     loaded: &LoadedSpec,
     paths: &TrPaths,
-    needed: &[String],
+    needed: &[Needed],
     progress: &progress::Progress,
 ) -> Result<Vec<Servers>, RunError> {
     let mut all = Vec::new();
-    for (name, b) in &loaded.spec.backends {
-        if !needed.contains(name) {
+    for need in needed {
+        let Some((name, b)) = loaded.spec.backends.get_key_value(&need.backend) else {
             continue;
-        }
+        };
+        let model = need.model.as_ref().map(|(_, file)| file);
         let mut entry = Servers {
             name: name.clone(),
+            model_key: need.model.as_ref().map(|(key, _)| key.clone()),
+            model_file: model.cloned(),
             urls: b
                 .endpoints
                 .iter()
@@ -50,7 +63,7 @@ pub(super) async fn start_servers(
                     .unwrap_or_default(),
             ),
         };
-        match launch_backend(name, b, paths, progress).await {
+        match launch_backend(name, b, model, paths, progress).await {
             Ok(launched) => {
                 entry
                     .urls
@@ -67,11 +80,29 @@ pub(super) async fn start_servers(
     Ok(all)
 }
 
+/// A launched backend's llama-server arguments, loading `model` where a cell chose one (its
+/// `-m` replaced, or added).
+pub(super) fn launch_args(
+    name: &str,
+    b: &Backend,
+    model: Option<&crate::model::ModelFile>,
+) -> Result<Vec<String>, LaunchError> {
+    let Some(launch) = &b.launch else {
+        return Ok(Vec::new());
+    };
+    let mut args = servers::expand_args(name, &launch.args)?;
+    if let Some(model) = model {
+        servers::set_model(&mut args, &model.path);
+    }
+    Ok(args)
+}
+
 /// Starts the llama-servers a backend launches (none for external endpoints); on failure the
 /// ones already started are stopped.
 pub(super) async fn launch_backend(
     name: &str,
     b: &Backend,
+    model: Option<&crate::model::ModelFile>,
     paths: &TrPaths,
     progress: &progress::Progress,
 ) -> Result<Vec<ManagedServer>, RunError> {
@@ -79,19 +110,37 @@ pub(super) async fn launch_backend(
         return Ok(Vec::new());
     };
     let binary = servers::find_llama_server()?;
-    let mut args = servers::expand_args(name, &launch.args)?;
+    let mut args = launch_args(name, b, model)?;
     // The page scraped during load runs; llama-server serves it only when asked.
     if super::scrape::scrapes(b) && !args.iter().any(|a| a == "--metrics") {
         args.push("--metrics".into());
     }
     let mut started = Vec::new();
     for i in 0..launch.count.max(1) {
+        let with = model.map_or(String::new(), |m| format!(" with {}", m.label));
         progress.note(&format!(
-            "starting llama-server {} of {} for backend `{name}`",
+            "starting llama-server {} of {} for backend `{name}`{with}",
             i + 1,
             launch.count
         ));
-        let log = paths.logs().join(format!("server-{name}-{i}.log"));
+        // One log per model too: the label, as a file name.
+        let model_part = model.map_or(String::new(), |m| {
+            let safe: String = m
+                .label
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("-{safe}")
+        });
+        let log = paths
+            .logs()
+            .join(format!("server-{name}{model_part}-{i}.log"));
         match ManagedServer::launch(&binary, &args, log, Duration::from_secs(180)).await {
             Ok(server) => started.push(server),
             Err(e) => {
@@ -118,7 +167,8 @@ pub(super) async fn restart_backend(
         server.stop().await;
     }
     entry.urls.retain(|u| !old.contains(u));
-    let launched = launch_backend(&entry.name, b, paths, progress).await?;
+    let launched =
+        launch_backend(&entry.name, b, entry.model_file.as_ref(), paths, progress).await?;
     entry
         .urls
         .extend(launched.iter().map(|m| m.base_url.clone()));
@@ -145,11 +195,7 @@ pub(super) async fn provenance(
     let mut out = Vec::new();
     for s in running.iter_mut() {
         let b = &loaded.spec.backends[&s.name];
-        let args = b
-            .launch
-            .as_ref()
-            .map(|l| servers::expand_args(&s.name, &l.args).unwrap_or_default())
-            .unwrap_or_default();
+        let args = launch_args(&s.name, b, s.model_file.as_ref()).unwrap_or_default();
         let model_file = servers::model_path(&args);
         let model_sha256 = model_file
             .as_deref()
@@ -168,6 +214,7 @@ pub(super) async fn provenance(
             .await;
             let mut id = found.map_err(|r| refused(loaded, &s.name, b, &r))?;
             id.provenance.model_sha256 = model_sha256.clone();
+            id.provenance.model_file = s.model_file.as_ref().map(model_run);
             for m in id.models {
                 if !listed.contains(&m) {
                     listed.push(m);
@@ -242,7 +289,7 @@ pub(super) async fn loaded_models(
     };
     let (Some(b), Some(entry)) = (
         loaded.spec.backends.get(&name),
-        running.iter().find(|s| s.name == name),
+        super::cells::servers_for(running, &name, params),
     ) else {
         return Vec::new();
     };
@@ -258,4 +305,16 @@ pub(super) async fn loaded_models(
         out.extend(identity::loaded_model(client, url, entry.api_key.as_deref(), model).await);
     }
     out
+}
+
+/// A model file as its runs record it.
+pub(super) fn model_run(file: &crate::model::ModelFile) -> crate::record::ModelRun {
+    crate::record::ModelRun {
+        label: file.label.clone(),
+        synthetic: file.synthetic,
+        params: file.info.params,
+        file_bytes: file.info.file_bytes,
+        quant: file.info.quant.clone(),
+        architecture: file.info.architecture.clone(),
+    }
 }

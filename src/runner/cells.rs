@@ -61,6 +61,19 @@ pub(super) fn check_runnable(loaded: &LoadedSpec) -> Result<(), Diagnostics> {
             );
         }
     }
+    // A model name describes a model served elsewhere; the runner loads model files.
+    if let Some(values) = loaded.matrix.axes.get("model")
+        && let Some(i) = values.iter().position(|v| !v.is_object())
+    {
+        errors.push(
+            loaded
+                .error_at(
+                    &format!("matrix.model[{i}]"),
+                    format!("model `{}` is a name, and the runner loads model files", crate::spec::matrix::display_value(&values[i])),
+                )
+                .help("write `{gguf: path/to/model.gguf}` or `{synthetic: {params: 50M}}` for a launched backend (docs/spec.md, \"Models\")"),
+        );
+    }
     for (name, b) in &spec.backends {
         if let Some(var) = &b.api_key_env
             && std::env::var(var).is_err()
@@ -123,6 +136,24 @@ pub(super) fn cell_backend(spec: &Spec, params: &Params) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Which of a backend's server sets a cell uses: the `model` value's canonical JSON, none
+/// without a `model` axis.
+pub(super) fn model_key(params: &Params) -> Option<String> {
+    params.get("model").map(Value::to_string)
+}
+
+/// The servers a cell's requests go to: its backend's, loading its model.
+pub(super) fn servers_for<'a>(
+    running: &'a [Servers],
+    backend: &str,
+    params: &Params,
+) -> Option<&'a Servers> {
+    let key = model_key(params);
+    running
+        .iter()
+        .find(|s| s.name == backend && s.model_key == key)
+}
+
 /// The backend to restart before a command run whose program asks for a cold start.
 pub(super) fn cold_backend<'a>(
     loaded: &'a LoadedSpec,
@@ -152,7 +183,7 @@ pub(super) fn program_targets(
     let backend_name = cell_backend(spec, params);
     let servers: Vec<String> = backend_name
         .as_ref()
-        .and_then(|b| running.iter().find(|s| &s.name == b))
+        .and_then(|b| servers_for(running, b, params))
         .map(|s| s.urls.clone())
         .unwrap_or_default();
     let backend = backend_name.as_ref().and_then(|b| spec.backends.get(b));
@@ -291,10 +322,8 @@ pub(super) fn targets(
     let params = &plan.cells[run.cell].params;
     let backend_name = cell_backend(spec, params).unwrap_or_default();
     let b: &Backend = &spec.backends[&backend_name];
-    let entry = running
-        .iter()
-        .find(|s| s.name == backend_name)
-        .ok_or("backend has no running servers")?;
+    let entry =
+        servers_for(running, &backend_name, params).ok_or("backend has no running servers")?;
     let servers = &entry.urls;
     let scenario = cell_scenario(params).ok_or("the cell's scenario is not valid")?;
     // A load period sends one request after another: a target per prompt, in turn, spread

@@ -155,6 +155,7 @@ pub async fn identify(
             build,
             model,
             model_sha256: None,
+            model_file: None,
             info,
         },
         models,

@@ -46,7 +46,14 @@ use servers::LaunchError;
 
 /// Seconds an agent program may run before it is killed, unless its spec says otherwise.
 const DEFAULT_PROGRAM_TIMEOUT_S: f64 = 300.0;
-const ROUTING_AXES: &[&str] = &["backend", "scenario", "max_tokens", "agent", "hardware"];
+const ROUTING_AXES: &[&str] = &[
+    "backend",
+    "scenario",
+    "max_tokens",
+    "agent",
+    "hardware",
+    "model",
+];
 const DEFAULT_TIMEOUT_S: f64 = 300.0;
 
 #[derive(Debug, Clone, Default)]
@@ -171,13 +178,17 @@ pub async fn run(
             pending.len()
         ));
     }
-    let mut needed: Vec<String> = Vec::new();
+    // Each backend the pending runs use, once per model their cells load.
+    let mut wanted: Vec<(String, Option<String>)> = Vec::new();
     for r in &pending {
-        let name = cell_backend(&loaded.spec, &plan.cells[r.cell].params).unwrap_or_default();
-        if !needed.contains(&name) {
-            needed.push(name);
+        let params = &plan.cells[r.cell].params;
+        let name = cell_backend(&loaded.spec, params).unwrap_or_default();
+        let key = (name, cells::model_key(params));
+        if !wanted.contains(&key) {
+            wanted.push(key);
         }
     }
+    let needed = needed_servers(&plan, wanted, &progress)?;
     // Watched from here on: a signal while servers start (a model can take minutes to load)
     // stops them too, and says how to resume, instead of killing the runner outright.
     let mut interrupt =
@@ -245,6 +256,7 @@ pub async fn run(
         .flat_map(|s| s.launched.iter().map(|m| m.pid))
         .collect();
     let mut telemetry = telemetry::Telemetry::new(&pids);
+    let model_only = plan.cells.iter().any(|c| c.params.contains_key("model"));
     let timeout_for = |name: &str| {
         Duration::from_secs_f64(
             loaded
@@ -390,7 +402,15 @@ pub async fn run(
                 summary.interrupted = true;
                 return Ok(());
             };
-            let telemetry::RunTelemetry { client_rss_mb, servers, gpu, background } = telemetry.end_run();
+            let telemetry::RunTelemetry { client_rss_mb, mut servers, gpu, background } = telemetry.end_run();
+            let cell_servers = cell_backend(&loaded.spec, &cell.params)
+                .and_then(|name| cells::servers_for(&running, &name, &cell.params));
+            if model_only {
+                // Servers of other models idle beside this cell's: their memory is not its.
+                let mine: Vec<u32> = cell_servers.iter().flat_map(|s| s.launched.iter().map(|m| m.pid)).collect();
+                servers.retain(|s| mine.contains(&s.pid));
+            }
+            let model = cell_servers.and_then(|s| s.model_file.as_ref()).map(backends::model_run);
             let loaded_models = loaded_models(&client, loaded, &cell.params, &running).await;
             let (agents, group, load, reason) = match measured {
                 Measured::Agents((agents, group)) => {
@@ -408,6 +428,13 @@ pub async fn run(
                     (Vec::new(), None, Some(load), reason)
                 }
             };
+            let mut agents = agents;
+            if model.as_ref().is_some_and(|m| m.synthetic) {
+                // Random weights write noise: scoring it would be a quality figure of nothing.
+                for a in &mut agents {
+                    a.quality_score = None;
+                }
+            }
             let record = RunRecord {
                 tr: plan.tr.clone(),
                 run_id: run.run_id.clone(),
@@ -430,6 +457,7 @@ pub async fn run(
                 loaded_models,
                 load,
                 prompts: prompt_build,
+                model,
             };
             journal.append(&record)?;
             summary.recorded += 1;
@@ -479,6 +507,45 @@ fn retry_after(record: &RunRecord) -> Option<f64> {
         .filter_map(|a| a.retry_after_s)
         .reduce(f64::max)
         .map(|s| s.min(measure::MAX_RETRY_AFTER_S))
+}
+
+/// The server sets to start: per backend, and per model where cells choose one. Models are
+/// resolved (a synthetic one written, the first time) before any server starts, so a model
+/// that cannot be had costs no launch.
+fn needed_servers(
+    plan: &plan::Plan,
+    wanted: Vec<(String, Option<String>)>,
+    progress: &progress::Progress,
+) -> Result<Vec<backends::Needed>, RunError> {
+    let mut needed = Vec::new();
+    for (backend, key) in wanted {
+        let model = match &key {
+            None => None,
+            Some(key) => {
+                let value = plan
+                    .cells
+                    .iter()
+                    .find_map(|c| c.params.get("model").filter(|v| &v.to_string() == key))
+                    .cloned()
+                    .unwrap_or_default();
+                let model =
+                    crate::spec::model::ModelValue::from_value(&value).map_err(RunError::Other)?;
+                // Writing a model takes seconds; the runtime's other threads go on meanwhile.
+                let file = tokio::task::block_in_place(|| {
+                    crate::model::resolve(&model, &|m| progress.note(m))
+                })
+                .map_err(|e| RunError::Other(format!("model {}: {e}", label_of_model(&value))))?;
+                Some((key.clone(), file))
+            }
+        };
+        needed.push(backends::Needed { backend, model });
+    }
+    Ok(needed)
+}
+
+fn label_of_model(value: &Value) -> String {
+    crate::spec::model::ModelValue::from_value(value)
+        .map_or_else(|_| value.to_string(), |m| m.label())
 }
 
 /// Turns per session of the workload (1 without sessions).

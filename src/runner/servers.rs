@@ -91,6 +91,23 @@ pub fn model_path(args: &[String]) -> Option<PathBuf> {
         .map(|w| PathBuf::from(&w[1]))
 }
 
+/// Makes a llama-server argument list load `model`: the value of its `-m` / `--model`
+/// (`--model=X` too) replaced, or `-m model` added.
+pub fn set_model(args: &mut Vec<String>, model: &Path) {
+    let path = model.display().to_string();
+    for i in 0..args.len() {
+        if (args[i] == "-m" || args[i] == "--model") && i + 1 < args.len() {
+            args[i + 1] = path;
+            return;
+        }
+        if args[i].starts_with("--model=") || args[i].starts_with("-m=") {
+            args[i] = format!("--model={path}");
+            return;
+        }
+    }
+    args.extend(["-m".to_owned(), path]);
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -99,13 +99,24 @@ impl Cell {
 pub fn label_of<'a>(params: impl IntoIterator<Item = (&'a String, &'a Value)>) -> String {
     let parts: Vec<String> = params
         .into_iter()
-        .map(|(k, v)| format!("{k}={}", display_value(v)))
+        .map(|(k, v)| format!("{k}={}", axis_label(k, v)))
         .collect();
     if parts.is_empty() {
         "(single cell)".into()
     } else {
         parts.join(" ")
     }
+}
+
+/// A value of `axis` as it reads in a table: a model by its name ("synthetic 50M q8_0"),
+/// anything else as `display_value` has it.
+pub fn axis_label(axis: &str, v: &Value) -> String {
+    if axis == "model"
+        && let Ok(model) = super::model::ModelValue::from_value(v)
+    {
+        return model.label();
+    }
+    display_value(v)
 }
 
 /// A value as it reads in a table: strings bare, maps as `{kind: concurrent, agents: 2}`.

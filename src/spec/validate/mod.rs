@@ -854,7 +854,12 @@ fn check_hardware(c: &mut Checker, spec: &Spec, m: &Matrix) {
 /// (an external server's model is not ours to choose).
 fn check_model_axis(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
     let mut ok = true;
-    for (at, value) in axis_values(m, "model") {
+    // A name (`qwen2.5`) describes a model served elsewhere, as catalogue specs do; a map is a
+    // model file for launched servers.
+    for (at, value) in axis_values(m, "model")
+        .into_iter()
+        .filter(|(_, v)| v.is_object())
+    {
         if let Err(e) = super::model::ModelValue::from_value(value) {
             ok = false;
             c.error(
@@ -868,7 +873,10 @@ fn check_model_axis(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[Cell]) {
         return;
     }
     let mut refused: Vec<&str> = Vec::new();
-    for cell in cells.iter().filter(|c| c.params.contains_key("model")) {
+    for cell in cells
+        .iter()
+        .filter(|c| c.params.get("model").is_some_and(Value::is_object))
+    {
         let backend = cell
             .params
             .get("backend")
