@@ -55,13 +55,7 @@ pub(super) async fn start_servers(
                 .collect(),
             launched: Vec::new(),
             model: b.model.clone(),
-            api_key: identity::api_key(
-                b,
-                &b.launch
-                    .as_ref()
-                    .and_then(|l| servers::expand_args(name, &l.args).ok())
-                    .unwrap_or_default(),
-            ),
+            api_key: identity::api_key(b, &launch_args(name, b, model).unwrap_or_default()),
         };
         match launch_backend(name, b, model, paths, progress).await {
             Ok(launched) => {

@@ -136,8 +136,8 @@ pub(super) fn cell_backend(spec: &Spec, params: &Params) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Which of a backend's server sets a cell uses: the `model` value's canonical JSON, none
-/// without a `model` axis.
+/// Which of a backend's server sets a cell uses: the `model` value's JSON (as
+/// `needed_servers` keys them), none without a `model` axis.
 pub(super) fn model_key(params: &Params) -> Option<String> {
     params.get("model").map(Value::to_string)
 }

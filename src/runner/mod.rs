@@ -179,16 +179,16 @@ pub async fn run(
         ));
     }
     // Each backend the pending runs use, once per model their cells load.
-    let mut wanted: Vec<(String, Option<String>)> = Vec::new();
+    let mut wanted: Vec<(String, Option<&Value>)> = Vec::new();
     for r in &pending {
         let params = &plan.cells[r.cell].params;
         let name = cell_backend(&loaded.spec, params).unwrap_or_default();
-        let key = (name, cells::model_key(params));
-        if !wanted.contains(&key) {
-            wanted.push(key);
+        let want = (name, params.get("model"));
+        if !wanted.contains(&want) {
+            wanted.push(want);
         }
     }
-    let needed = needed_servers(&plan, wanted, &progress)?;
+    let needed = needed_servers(wanted, &progress)?;
     // Watched from here on: a signal while servers start (a model can take minutes to load)
     // stops them too, and says how to resume, instead of killing the runner outright.
     let mut interrupt =
@@ -256,7 +256,7 @@ pub async fn run(
         .flat_map(|s| s.launched.iter().map(|m| m.pid))
         .collect();
     let mut telemetry = telemetry::Telemetry::new(&pids);
-    let model_only = plan.cells.iter().any(|c| c.params.contains_key("model"));
+    let server_per_model = plan.cells.iter().any(|c| c.params.contains_key("model"));
     let timeout_for = |name: &str| {
         Duration::from_secs_f64(
             loaded
@@ -405,14 +405,14 @@ pub async fn run(
             let telemetry::RunTelemetry { client_rss_mb, mut servers, gpu, background } = telemetry.end_run();
             let cell_servers = cell_backend(&loaded.spec, &cell.params)
                 .and_then(|name| cells::servers_for(&running, &name, &cell.params));
-            if model_only {
+            if server_per_model {
                 // Servers of other models idle beside this cell's: their memory is not its.
                 let mine: Vec<u32> = cell_servers.iter().flat_map(|s| s.launched.iter().map(|m| m.pid)).collect();
                 servers.retain(|s| mine.contains(&s.pid));
             }
             let model = cell_servers.and_then(|s| s.model_file.as_ref()).map(backends::model_run);
             let loaded_models = loaded_models(&client, loaded, &cell.params, &running).await;
-            let (agents, group, load, reason) = match measured {
+            let (mut agents, group, load, reason) = match measured {
                 Measured::Agents((agents, group)) => {
                     let reason = agents.iter().find(|a| a.status == RunStatus::Degraded)
                         .map(|a| format!("agent {}: {}", a.agent, a.reason.as_deref().unwrap_or("degraded")));
@@ -428,7 +428,6 @@ pub async fn run(
                     (Vec::new(), None, Some(load), reason)
                 }
             };
-            let mut agents = agents;
             if model.as_ref().is_some_and(|m| m.synthetic) {
                 // Random weights write noise: scoring it would be a quality figure of nothing.
                 for a in &mut agents {
@@ -511,41 +510,37 @@ fn retry_after(record: &RunRecord) -> Option<f64> {
 
 /// The server sets to start: per backend, and per model where cells choose one. Models are
 /// resolved (a synthetic one written, the first time) before any server starts, so a model
-/// that cannot be had costs no launch.
+/// that cannot be had costs no launch; a model two backends load is resolved once.
 fn needed_servers(
-    plan: &plan::Plan,
-    wanted: Vec<(String, Option<String>)>,
+    wanted: Vec<(String, Option<&Value>)>,
     progress: &progress::Progress,
 ) -> Result<Vec<backends::Needed>, RunError> {
+    let mut files: Vec<(String, crate::model::ModelFile)> = Vec::new();
     let mut needed = Vec::new();
-    for (backend, key) in wanted {
-        let model = match &key {
+    for (backend, value) in wanted {
+        let model = match value {
             None => None,
-            Some(key) => {
-                let value = plan
-                    .cells
-                    .iter()
-                    .find_map(|c| c.params.get("model").filter(|v| &v.to_string() == key))
-                    .cloned()
-                    .unwrap_or_default();
-                let model =
-                    crate::spec::model::ModelValue::from_value(&value).map_err(RunError::Other)?;
-                // Writing a model takes seconds; the runtime's other threads go on meanwhile.
-                let file = tokio::task::block_in_place(|| {
-                    crate::model::resolve(&model, &|m| progress.note(m))
-                })
-                .map_err(|e| RunError::Other(format!("model {}: {e}", label_of_model(&value))))?;
-                Some((key.clone(), file))
+            Some(value) => {
+                let key = value.to_string();
+                match files.iter().find(|(k, _)| *k == key) {
+                    Some(known) => Some(known.clone()),
+                    None => {
+                        let model = crate::spec::model::ModelValue::from_value(value)
+                            .map_err(RunError::Other)?;
+                        // Writing a model takes seconds; the runtime's other threads go on.
+                        let file = tokio::task::block_in_place(|| {
+                            crate::model::resolve(&model, &|m| progress.note(m))
+                        })
+                        .map_err(|e| RunError::Other(format!("model {}: {e}", model.label())))?;
+                        files.push((key, file));
+                        files.last().cloned()
+                    }
+                }
             }
         };
         needed.push(backends::Needed { backend, model });
     }
     Ok(needed)
-}
-
-fn label_of_model(value: &Value) -> String {
-    crate::spec::model::ModelValue::from_value(value)
-        .map_or_else(|_| value.to_string(), |m| m.label())
 }
 
 /// Turns per session of the workload (1 without sessions).
