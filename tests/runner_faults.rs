@@ -6,9 +6,9 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{banterhearts, journal, pacer, project, reliability};
+use common::{banterhearts, journal, pacer, project, reliability, wait_for_lines};
 
 fn spec(url: &str, repetitions: u32) -> String {
     format!(
@@ -35,19 +35,6 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits until `path` has at least `n` lines.
-fn wait_for_lines(path: &Path, n: usize) {
-    let started = Instant::now();
-    while lines(path).len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} never reached {n} lines",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn signal(child: &Child, signal: i32) {
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
@@ -63,7 +50,7 @@ fn a_lock_left_by_a_killed_runner_is_taken_over_and_nothing_is_lost() {
     let dir = project(&[("TR981.yaml", &spec(&p.addr, 15))]);
     let runs = dir.path().join("data/TR981/runs.jsonl");
     let mut child = spawn(dir.path(), &["run", "TR981", "-q"]);
-    wait_for_lines(&runs, 3);
+    wait_for_lines(&runs, 3, Duration::from_secs(60));
     signal(&child, libc::SIGKILL);
     child.wait().unwrap();
     let before = lines(&runs);
@@ -125,7 +112,7 @@ fn a_second_runner_on_the_same_data_is_refused_and_told_who_holds_it() {
             None => dir.path().join("data/TR981/runs.jsonl"),
         };
         let first = spawn(dir.path(), &args);
-        wait_for_lines(&runs, 1);
+        wait_for_lines(&runs, 1, Duration::from_secs(60));
         let before = lines(&runs).len();
         let second = banterhearts(dir.path(), &args);
         assert_eq!(second.code, 2, "{}", second.stderr);
@@ -138,7 +125,11 @@ fn a_second_runner_on_the_same_data_is_refused_and_told_who_holds_it() {
         if shard.is_some() {
             // The other shard has its own lock and journal, and runs beside the first.
             let mut other = spawn(dir.path(), &["run", "TR981", "-q", "--shard", "1/2"]);
-            wait_for_lines(&dir.path().join("data/TR981/shards/1-of-2/runs.jsonl"), 1);
+            wait_for_lines(
+                &dir.path().join("data/TR981/shards/1-of-2/runs.jsonl"),
+                1,
+                Duration::from_secs(60),
+            );
             signal(&other, libc::SIGTERM);
             assert_eq!(other.wait().unwrap().code(), Some(130));
         }

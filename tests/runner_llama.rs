@@ -312,6 +312,11 @@ fn assert_servers_gone(records: &[Value]) {
         })
         .collect();
     assert!(!pids.is_empty());
+    assert_gone(&pids, "llama-server");
+}
+
+/// Waits until no process in `pids` is alive (5 s at most).
+fn assert_gone(pids: &std::collections::BTreeSet<u64>, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     for pid in pids {
         // A zombie still has /proc/<pid>; its state is Z. Anything else is a live orphan.
@@ -319,21 +324,6 @@ fn assert_servers_gone(records: &[Value]) {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
         };
         while alive() {
-            assert!(
-                Instant::now() < deadline,
-                "llama-server {pid} outlived the runner"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Waits until no process in `pids` is alive (5 s at most).
-fn assert_gone(pids: &std::collections::BTreeSet<u64>, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for pid in pids {
-        // SAFETY: signal 0 only checks that the process exists.
-        while unsafe { libc::kill(*pid as i32, 0) } == 0 {
             assert!(
                 Instant::now() < deadline,
                 "{what} {pid} outlived the runner"
@@ -401,15 +391,11 @@ fn sigint_and_sigterm_stop_cleanly_keep_finished_runs_and_say_how_to_resume() {
     for (name, signal) in [("SIGINT", libc::SIGINT), ("SIGTERM", libc::SIGTERM)] {
         let dir = project(&[("TR950.yaml", &spec)]);
         let child = spawn_runner(dir.path());
-        let runs = dir.path().join("data/TR950/runs.jsonl");
-        let started = Instant::now();
-        while std::fs::read_to_string(&runs).map_or(0, |t| t.lines().count()) < 2 {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "runner recorded nothing"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_lines(
+            &dir.path().join("data/TR950/runs.jsonl"),
+            2,
+            Duration::from_secs(120),
+        );
         // SAFETY: sending a signal to our own child process.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         assert_stopped_cleanly(child, dir.path(), name);

@@ -252,3 +252,16 @@ pub fn reliability(tried: &str, cases: usize, outcome: &str, lost: &str) {
     std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
         .expect("the reliability log takes a line");
 }
+
+/// Waits until the file at `path` has at least `n` lines (a runner's journal filling up).
+pub fn wait_for_lines(path: &Path, n: usize, within: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n {
+        assert!(
+            started.elapsed() < within,
+            "{} never reached {n} lines",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
