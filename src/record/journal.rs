@@ -341,6 +341,13 @@ impl Drop for Lock {
     }
 }
 
+/// The entry a lock file holds, if it holds one.
+fn holder(file: &mut File) -> Option<Holder> {
+    let mut entry = String::new();
+    file.read_to_string(&mut entry).ok()?;
+    serde_json::from_str(entry.trim()).ok()
+}
+
 /// Takes a data set's lock and writes this process into it.
 pub(crate) fn lock(paths: &TrPaths) -> Result<Lock, JournalError> {
     let lock_path = paths.lock();
@@ -351,22 +358,14 @@ pub(crate) fn lock(paths: &TrPaths) -> Result<Lock, JournalError> {
         .write(true)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
-    let mut entry = String::new();
-    let holder = |file: &mut File, entry: &mut String| {
-        let _ = file.read_to_string(entry);
-        serde_json::from_str::<Holder>(entry.trim()).ok()
-    };
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(JournalError::Locked(
-                lock_path,
-                holder(&mut file, &mut entry),
-            ));
+            return Err(JournalError::Locked(lock_path, holder(&mut file)));
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
     }
-    let left_by = holder(&mut file, &mut entry);
+    let left_by = holder(&mut file);
     let mut me = serde_json::to_vec(&Holder::me()).expect("a lock entry serializes");
     me.push(b'\n');
     file.set_len(0).map_err(io(&lock_path))?;
