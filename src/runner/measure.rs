@@ -113,10 +113,11 @@ async fn observe(
             }
             Ok(Some(Ok(bytes))) => bytes,
         };
-        obs.body_bytes += chunk.len();
-        obs.last_byte_at = Some(Instant::now());
         // Every message completed by one network read arrived at the same moment.
-        if let Err(reason) = obs.read(&mut decoder, &chunk, Instant::now()) {
+        let at = Instant::now();
+        obs.body_bytes += chunk.len();
+        obs.last_byte_at = Some(at);
+        if let Err(reason) = obs.read(&mut decoder, &chunk, at) {
             return obs.fail(reason);
         }
     }
