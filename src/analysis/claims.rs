@@ -8,13 +8,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::compare::{ClaimComparison, is_fraction, select};
+use super::fits::Fit;
 use super::frame::Frames;
 use super::serving::{Sweep, SweepFigure};
 use crate::spec::claim::{Assertion, Form, Op, Stated, Unit};
 use crate::spec::matrix::label_of;
 use crate::spec::matrix::values_equal;
 use crate::spec::{Claim, Derive, LoadedSpec};
-use crate::stats::{self, Verdict};
+use crate::stats::{self, PowerLaw, Verdict};
 
 /// What a claim's figure rests on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,6 +131,7 @@ pub struct Evidence<'a> {
     pub frames: Option<&'a Frames>,
     pub comparisons: &'a [ClaimComparison],
     pub sweeps: &'a [Sweep],
+    pub fits: &'a [Fit],
 }
 
 /// Evaluates every claim.
@@ -188,6 +190,35 @@ fn sweep_figure<'a>(
     ))
 }
 
+/// The fit a claim names, and its exponent in words; or why there is none.
+fn fit_figure<'a>(fits: &'a [Fit], id: &str) -> Result<(&'a Fit, &'a PowerLaw, String), String> {
+    let fit = fits
+        .iter()
+        .find(|f| f.id == id)
+        .ok_or_else(|| format!("no scaling fit `{id}`"))?;
+    let law = fit.law.as_ref().ok_or_else(|| {
+        format!(
+            "fit `{id}` has {} measured run(s): too few to fit",
+            fit.runs()
+        )
+    })?;
+    Ok((
+        fit,
+        law,
+        format!(
+            "{} against {} over {} runs of {} cells: exponent {} (95% CI [{}, {}]), R² {}",
+            fit.metric,
+            fit.against,
+            law.n,
+            fit.cells.len(),
+            round(law.exponent),
+            round(law.exponent_low),
+            round(law.exponent_high),
+            round(law.r_squared)
+        ),
+    ))
+}
+
 /// A sweep figure in words: its value and interval, or that it lies outside the rates measured.
 fn figure_text(metric: &str, f: &SweepFigure) -> String {
     let interval = match (f.ci_low, f.ci_high) {
@@ -237,7 +268,19 @@ fn evaluate_one(
     let mut as_points = None;
     // A sweep figure outside the measured rates fails a stated value outright.
     let mut holds_override = None;
-    let (derived, basis_of, missing): (Option<f64>, Basis, Option<String>) = if sweep_metric {
+    let (derived, basis_of, missing): (Option<f64>, Basis, Option<String>) = if let Some(id) =
+        &claim.fit
+    {
+        match fit_figure(evidence.fits, id) {
+            Ok((_, law, text)) => {
+                if claim.stated.is_some() || claim.assert.is_none() {
+                    notes.push(text);
+                }
+                (Some(law.exponent), Basis::Data, None)
+            }
+            Err(why) => (None, Basis::Data, Some(why)),
+        }
+    } else if sweep_metric {
         let metric = claim.metric.as_deref().unwrap_or_default();
         let sides = match &claim.compare {
             Some(cmp) => vec![cmp.a.clone(), cmp.b.clone()],
@@ -459,6 +502,10 @@ fn evaluate_one(
                         .collect()
                 })
                 .collect();
+            // A fit spans what it is against by definition, and its own `where` fixes the rest.
+            if claim.fit.is_some() {
+                return String::new();
+            }
             let mut pooled = crate::spec::claim::pooled_axes(claim, &cells);
             // A sweep figure spans its axis by definition; that is not pooling.
             if sweep_metric {
@@ -481,6 +528,11 @@ pub fn interval(
     claim: &Claim,
     evidence: Evidence,
 ) -> PolarsResult<Option<(f64, f64)>> {
+    if let Some(id) = &claim.fit {
+        return Ok(fit_figure(evidence.fits, id)
+            .ok()
+            .map(|(_, law, _)| (law.exponent_low, law.exponent_high)));
+    }
     let metric = claim.metric.as_deref().unwrap_or_default();
     if crate::spec::metrics::is_sweep(metric) {
         if claim.compare.is_some() {
@@ -575,11 +627,33 @@ fn assertion(
         frames,
         comparisons,
         sweeps,
+        fits,
     } = evidence;
     let form = Form::of(claim);
     let Ok(parsed) = Assertion::parse(text, form) else {
         return Ok(None);
     };
+    if form == Form::Fit {
+        let Some(Ok((fit, law, _))) = claim.fit.as_deref().map(|id| fit_figure(fits, id)) else {
+            return Ok(None);
+        };
+        let Assertion::Compare { stat, op, value } = parsed else {
+            return Ok(None);
+        };
+        let got = match stat.as_str() {
+            "exponent" => Some(law.exponent),
+            "ci_low" => Some(law.exponent_low),
+            "ci_high" => Some(law.exponent_high),
+            "r_squared" => Some(law.r_squared),
+            "n" => Some(law.n as f64),
+            _ => None,
+        };
+        let (ok, why) = compare_stat(text, &stat, got, op, value);
+        return Ok(Some((
+            ok,
+            format!("{why} for {} against {}", fit.metric, fit.against),
+        )));
+    }
     if form == Form::Sweep {
         // One sweep: validation refuses assertions on two.
         if claim.compare.is_some() {

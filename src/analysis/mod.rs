@@ -6,6 +6,7 @@ pub mod claims;
 pub mod compare;
 pub mod contention;
 pub mod cost;
+pub mod fits;
 pub mod frame;
 pub mod replication;
 pub mod scaling;
@@ -62,6 +63,8 @@ pub struct Analysis {
     pub sweeps: Vec<serving::Sweep>,
     /// Per load cell, latency percentiles over all its measured requests pooled.
     pub pooled: Vec<serving::PooledLatency>,
+    /// The spec's scaling fits, in its order.
+    pub fits: Vec<fits::Fit>,
     pub warnings: Vec<String>,
     /// Per cell, its rows of `metrics` (sorted by cell): a lookup scanned every cell's
     /// metrics, which made a 5,000-cell table take seconds.
@@ -229,10 +232,12 @@ fn claims_on(
     let mut frames = frame::load(&set.runs())?;
     let Serving { sweeps, .. } = serving_figures(set, loaded, &mut frames)?;
     let comparisons = compare::claim_comparisons(&frames, loaded)?;
+    let fits = fits::fits(&frames, loaded)?;
     let evidence = claims::Evidence {
         frames: Some(&frames),
         comparisons: &comparisons,
         sweeps: &sweeps,
+        fits: &fits,
     };
     let checks = claims::evaluate(loaded, evidence)?;
     let intervals = (loaded.spec.claims.iter())
@@ -351,19 +356,21 @@ pub fn analyze_frames(
             let contention =
                 contention::compute(&frames, loaded.spec.contention.unwrap_or_default())?;
             let comparisons = compare::claim_comparisons(&frames, loaded)?;
+            let fits = fits::fits(&frames, loaded)?;
             let claims = claims::evaluate(
                 loaded,
                 claims::Evidence {
                     frames: Some(&frames),
                     comparisons: &comparisons,
                     sweeps: &sweeps,
+                    fits: &fits,
                 },
             )?;
             phase(
-                "counts, contention, comparisons and claims (in parallel)",
+                "counts, contention, comparisons, fits and claims (in parallel)",
                 started,
             );
-            Ok((runs, contention, comparisons, claims))
+            Ok((runs, contention, comparisons, fits, claims))
         });
         let metrics = summary::summarize(&frames);
         phase("per-cell statistics (in parallel)", started);
@@ -372,7 +379,7 @@ pub fn analyze_frames(
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (metrics, relational)
     });
-    let (mut metrics, (runs, contention, comparisons, claims)) = (metrics?, relational?);
+    let (mut metrics, (runs, contention, comparisons, fits, claims)) = (metrics?, relational?);
     let started = std::time::Instant::now();
     metrics.extend(summary::from_values(
         "contention_rate",
@@ -409,6 +416,23 @@ pub fn analyze_frames(
             warnings.push(format!(
                 "cell {} has {measured} measured run(s): below 3, intervals are wide or absent",
                 matrix_label(&frames.cells[r.cell].params),
+            ));
+        }
+    }
+    for f in &fits {
+        if f.unplaced > 0 {
+            warnings.push(format!(
+                "scaling fit `{}`: {} cell(s) have no {} in their records and were left out",
+                f.id, f.unplaced, f.against
+            ));
+        }
+        if f.law.is_none() {
+            warnings.push(format!(
+                "scaling fit `{}`: {} measured run(s) at {} distinct {}: a fit needs at least 3 runs at 2 values",
+                f.id,
+                f.runs(),
+                f.cells.iter().filter(|c| !c.values.is_empty()).count(),
+                f.against
             ));
         }
     }
@@ -482,6 +506,7 @@ pub fn analyze_frames(
         claims,
         sweeps,
         pooled,
+        fits,
         warnings,
         metric_rows: Vec::new(),
     };
@@ -598,6 +623,7 @@ pub fn write(root: &Path, a: &Analysis) -> Result<Vec<PathBuf>, AnalysisError> {
         &mut written,
     )?;
     write_json_or_remove(&paths.data_dir.join("claims.json"), &a.claims, &mut written)?;
+    write_json_or_remove(&paths.data_dir.join("fits.json"), &a.fits, &mut written)?;
     Ok(written)
 }
 

@@ -770,6 +770,30 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
     if !a.comparisons.is_empty() {
         out.push('\n');
     }
+    for f in &a.fits {
+        let range = match (f.cells.first(), f.cells.last()) {
+            (Some(lo), Some(hi)) => format!(" from {} to {}", fmt_num(lo.x), fmt_num(hi.x)),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "\nfit `{}`: {} against {} over {} runs of {} cells{range}: ",
+            f.id,
+            f.metric,
+            f.against,
+            f.runs(),
+            f.cells.len()
+        ));
+        out.push_str(&match &f.law {
+            Some(l) => format!(
+                "exponent {:.3} [{:.3}, {:.3}], R² {:.3}",
+                l.exponent, l.exponent_low, l.exponent_high, l.r_squared
+            ),
+            None => "too few runs to fit".into(),
+        });
+    }
+    if !a.fits.is_empty() {
+        out.push('\n');
+    }
     for c in &a.claims {
         out.push_str(&format!(
             "\nclaim `{}` {}: {}",

@@ -159,11 +159,14 @@ struct DigestAgent {
     status: RunStatus,
 }
 
-/// A record's cell parameters alone, read from its line when a reader first meets the cell
-/// (the analysis reads the rest of the line without them).
+/// A record's cell parameters alone, and its model where a `model` axis chose one: what every
+/// run of the cell shares, read from its line when a reader first meets the cell (the analysis
+/// reads the rest of the line without them).
 #[derive(Deserialize)]
 pub(crate) struct RecordParams {
     pub params: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub model: Option<super::ModelRun>,
 }
 
 /// Whether the journal holds at least one finished run (a complete, non-blank line). A journal
@@ -245,7 +248,7 @@ fn scan_digests(file: &File, path: &Path) -> Result<(Digests, Tail), JournalErro
         };
         let d: DigestLine = serde_json::from_slice(&line).map_err(corrupt)?;
         if !digests.params.contains_key(d.cell_id.as_ref()) {
-            let RecordParams { params } = serde_json::from_slice(&line).map_err(corrupt)?;
+            let RecordParams { params, .. } = serde_json::from_slice(&line).map_err(corrupt)?;
             digests.params.insert(d.cell_id.to_string(), params);
         }
         digests.runs.push(RunDigest {

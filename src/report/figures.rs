@@ -1170,3 +1170,143 @@ mod tests {
         assert!(lo > 90.0 && hi < 100.5, "{lo}..{hi}: zoomed to the data");
     }
 }
+
+/// A cell of a scaling figure: where it sits, its runs, and the centre and interval of their
+/// mean (on the scale the interval was taken on).
+#[derive(Debug, Clone)]
+pub struct ScalingPoint {
+    pub x: f64,
+    pub runs: Vec<f64>,
+    pub centre: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// The fitted power law a scaling figure draws over its cells: y = prefactor x^exponent, and
+/// how it is named in the legend.
+#[derive(Debug, Clone)]
+pub struct FittedLine {
+    pub prefactor: f64,
+    pub exponent: f64,
+    pub label: String,
+}
+
+/// A scaling figure on log-log axes, where a power law is a straight line: every run a faint
+/// point, each cell's mean a dot with its 95% interval, and the fitted line across the cells.
+/// `x_tick` writes the x axis' ticks (parameter counts as 5M, 1B).
+pub fn scaling(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[ScalingPoint],
+    line: Option<&FittedLine>,
+    x_tick: fn(f64) -> String,
+) -> Result<String, String> {
+    let positive = |v: &f64| v.is_finite() && *v > 0.0;
+    let xs = || points.iter().map(|p| p.x).filter(positive);
+    let ys = || {
+        points
+            .iter()
+            .flat_map(|p| {
+                p.runs
+                    .iter()
+                    .copied()
+                    .chain([p.centre])
+                    .chain(p.interval.into_iter().flat_map(|(l, h)| [l, h]))
+            })
+            .filter(positive)
+    };
+    let (x_lo, x_hi) = xs().fold((f64::INFINITY, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
+    let (y_lo, y_hi) = ys().fold((f64::INFINITY, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
+    let (x_lo, x_hi) = if x_lo.is_finite() {
+        (x_lo, x_hi)
+    } else {
+        (1.0, 10.0)
+    };
+    let (y_lo, y_hi) = if y_lo.is_finite() {
+        (y_lo, y_hi)
+    } else {
+        (1.0, 10.0)
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = titled(&root, title, 64)
+            .build_cartesian_2d(
+                log_axis(x_lo / 1.5, x_hi * 1.5).log_scale(),
+                log_axis(y_lo / 1.5, y_hi * 1.5).log_scale(),
+            )
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(228, 228, 228))
+            .x_label_formatter(&|v: &f64| x_tick(*v))
+            .y_label_formatter(&|v: &f64| tick(*v))
+            .axis_style(RGBColor(150, 150, 150))
+            .x_desc(format!("{x_label} (log scale)"))
+            .y_desc(format!("{y_label} (log scale)"))
+            .draw()
+            .map_err(err)?;
+        let color = SERIES[0];
+        if let Some(line) = line {
+            let at = |x: f64| line.prefactor * x.powf(line.exponent);
+            let ends = [x_lo / 1.2, x_hi * 1.2];
+            chart
+                .draw_series(DashedLineSeries::new(
+                    ends.iter()
+                        .map(|x| (*x, at(*x)))
+                        .filter(|(_, y)| positive(y)),
+                    6,
+                    4,
+                    SERIES[1].stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(line.label.clone())
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], SERIES[1].stroke_width(2))
+                });
+        }
+        let runs: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| positive(&p.x))
+            .flat_map(|p| p.runs.iter().filter(|v| positive(v)).map(|v| (p.x, *v)))
+            .collect();
+        chart
+            .draw_series(
+                runs.iter()
+                    .map(|r| Circle::new(*r, 3, color.mix(0.35).filled())),
+            )
+            .map_err(err)?
+            .label("runs")
+            .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.mix(0.35).filled()));
+        for p in points.iter().filter(|p| positive(&p.x)) {
+            if let Some((lo, hi)) = p.interval.filter(|(l, h)| positive(l) && positive(h)) {
+                chart
+                    .draw_series([PathElement::new(
+                        vec![(p.x, lo), (p.x, hi)],
+                        BLACK.stroke_width(2),
+                    )])
+                    .map_err(err)?;
+            }
+        }
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| positive(&p.x) && positive(&p.centre))
+                    .map(|p| Circle::new((p.x, p.centre), 4, BLACK.filled())),
+            )
+            .map_err(err)?
+            .label("cell mean, 95% CI")
+            .legend(|(x, y)| Circle::new((x + 9, y), 4, BLACK.filled()));
+        // In the corner the data leave empty: a falling line leaves the upper right.
+        let corner = match line {
+            Some(l) if l.exponent > 0.0 => SeriesLabelPosition::UpperLeft,
+            _ => SeriesLabelPosition::UpperRight,
+        };
+        legend(&mut chart, corner)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

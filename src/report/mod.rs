@@ -264,6 +264,34 @@ struct Figure {
     caption: String,
 }
 
+/// A scaling fit as its figure draws it: each cell's runs and mean, and the fitted line.
+struct ScalingFigure {
+    id: String,
+    metric: String,
+    /// What x is, in words (`parameters`, `model file size (MB)`, an axis' name).
+    x_label: String,
+    /// Writes x as its ticks do.
+    x_tick: fn(f64) -> String,
+    /// x as the figure reads it (file sizes in MB), from x as fitted.
+    x_shown: f64,
+    points: Vec<figures::ScalingPoint>,
+    line: Option<figures::FittedLine>,
+}
+
+/// What a scaling fit is against, in words, how its ticks read, and the factor from x as
+/// fitted to x as shown.
+fn fit_axis(against: &str) -> (String, fn(f64) -> String, f64) {
+    match against {
+        "params" => (
+            "parameters".into(),
+            |x| crate::spec::model::short_count(x.round().max(0.0) as u64),
+            1.0,
+        ),
+        "file_bytes" => ("model file size (MB)".into(), figures::tick, 1e-6),
+        axis => (axis.to_owned(), figures::tick, 1.0),
+    }
+}
+
 /// A validity issue with the cell it is about.
 #[derive(Debug, Clone)]
 pub struct ValidityIssue {
@@ -696,6 +724,7 @@ fn frontier_series(cells: &[CellView], sweeps: &[SweepCells]) -> Vec<figures::Fr
 fn draw_figures(
     id: &str,
     cells: &[CellView],
+    fits: &[ScalingFigure],
     timeline: Option<&RunTimeline>,
     slo: Option<&crate::spec::Slo>,
     hourly_usd: Option<f64>,
@@ -733,6 +762,44 @@ fn draw_figures(
             .filter_map(|c| row(c, metric, 1.0, 0, ""))
             .collect()
     };
+    // Each scaling fit on log-log axes, where the power law is the straight line drawn.
+    for f in fits {
+        let caption = format!(
+            "{} against {} on log-log axes: each run (a faint point), each cell's mean (dot) with its 95% CI (line), and the power law fitted to the runs (dashed){}.",
+            f.metric,
+            f.x_label,
+            if f.line.is_none() {
+                "; too few runs for a fit"
+            } else {
+                ""
+            }
+        );
+        let scaled: Vec<figures::ScalingPoint> = f
+            .points
+            .iter()
+            .map(|p| figures::ScalingPoint {
+                x: p.x * f.x_shown,
+                ..p.clone()
+            })
+            .collect();
+        // The line in shown units: a x^b = (a / k^b) (k x)^b.
+        let line = f.line.clone().map(|l| figures::FittedLine {
+            prefactor: l.prefactor / f.x_shown.powf(l.exponent),
+            ..l
+        });
+        add(
+            format!("{id}-fit-{}.svg", f.id),
+            &caption,
+            figures::scaling(
+                &format!("{} against {}", f.metric, f.x_label),
+                &f.x_label,
+                &f.metric,
+                &scaled,
+                line.as_ref(),
+                f.x_tick,
+            ),
+        )?;
+    }
     let throughput = rows("decode_tok_s");
     if !throughput.is_empty() {
         add(
@@ -1193,6 +1260,58 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         .iter()
         .map(|m| serde_json::json!({"label": m.label, "synthetic": m.synthetic, "params": m.params, "file_mb": m.file_bytes as f64 / 1e6, "quant": m.quant, "architecture": m.architecture}))
         .collect();
+    // The scaling fits: a row each for the table, and the points of each one's figure.
+    let mut fit_rows: Vec<serde_json::Value> = Vec::new();
+    let mut fit_figures: Vec<ScalingFigure> = Vec::new();
+    for (a, f) in analysed
+        .iter()
+        .flat_map(|a| a.fits.iter().map(move |f| (a, f)))
+    {
+        let (x_label, x_tick, x_shown) = fit_axis(&f.against);
+        let law = f.law.as_ref();
+        let xs: Vec<f64> = f.cells.iter().map(|c| c.x).collect();
+        fit_rows.push(serde_json::json!({
+            "id": f.id, "metric": f.metric, "against": f.against, "against_label": x_label,
+            "cells": f.cells.len(), "runs": f.runs(),
+            "x_low": xs.first().map(|x| x_tick(x * x_shown)),
+            "x_high": xs.last().map(|x| x_tick(x * x_shown)),
+            "exponent": law.map(|l| l.exponent), "ci_low": law.map(|l| l.exponent_low),
+            "ci_high": law.map(|l| l.exponent_high), "se": law.map(|l| l.exponent_se),
+            "r_squared": law.map(|l| l.r_squared), "prefactor": law.map(|l| l.prefactor),
+            "n": law.map(|l| l.n),
+            "per_doubling": law.map(|l| 2f64.powf(l.exponent)),
+            "per_doubling_low": law.map(|l| 2f64.powf(l.exponent_low)),
+            "per_doubling_high": law.map(|l| 2f64.powf(l.exponent_high)),
+        }));
+        fit_figures.push(ScalingFigure {
+            id: f.id.clone(),
+            metric: f.metric.clone(),
+            x_label,
+            x_tick,
+            x_shown,
+            points: f
+                .cells
+                .iter()
+                .map(|c| {
+                    let s = a.metric(c.cell, &f.metric).map(|m| &m.stats);
+                    figures::ScalingPoint {
+                        x: c.x,
+                        runs: c.values.clone(),
+                        centre: s.map_or(f64::NAN, |s| s.center),
+                        interval: s.map(|s| (s.ci_low, s.ci_high)),
+                    }
+                })
+                .collect(),
+            line: law.map(|l| figures::FittedLine {
+                prefactor: l.prefactor,
+                exponent: l.exponent,
+                label: format!(
+                    "fit: x^{:.3} [{:.3}, {:.3}], R² {:.3}",
+                    l.exponent, l.exponent_low, l.exponent_high, l.r_squared
+                ),
+            }),
+        });
+    }
     // Each comparison with its two selections spelt as in the tables (a_label, b_label).
     let selection_label = |sel: &IndexMap<String, serde_json::Value>| {
         sel.iter()
@@ -1296,6 +1415,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "session_turns": session_rows,
         "provenance": provenance,
         "models": models,
+        "fits": fit_rows,
         "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),
         "has_data": analysed.is_some(),
         "cells": cells,
@@ -1327,6 +1447,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     Ok(Context {
         values: ctx,
         cells,
+        fits: fit_figures,
         timeline,
         claims: checks,
         issues,
@@ -1340,6 +1461,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
 struct Context {
     values: serde_json::Value,
     cells: Vec<CellView>,
+    fits: Vec<ScalingFigure>,
     timeline: Option<RunTimeline>,
     claims: Vec<analysis::claims::ClaimCheck>,
     issues: Vec<ValidityIssue>,
@@ -1367,6 +1489,7 @@ pub fn render(
     let Context {
         values: mut ctx,
         cells,
+        fits,
         timeline,
         claims,
         issues,
@@ -1377,6 +1500,7 @@ pub fn render(
     let (views, figures) = draw_figures(
         &loaded.spec.id,
         &cells,
+        &fits,
         timeline.as_ref(),
         loaded.spec.slo.as_ref(),
         hourly_usd,

@@ -198,6 +198,9 @@ pub const VERDICTS: &[&str] = &["higher", "lower", "not_detectable"];
 /// Statistics an assertion over a sweep figure (`knee_rate`, `max_rate_at_slo`) can name: the
 /// figure, its bootstrap interval, and the share of resamples in which it exists at all.
 pub const SWEEP_STATS: &[&str] = &["value", "ci_low", "ci_high", "found_share"];
+/// Statistics an assertion over a scaling fit (`fit: <id>`) can name: the exponent, its t
+/// interval, the share of the variance the line explains, and the runs fitted.
+pub const FIT_STATS: &[&str] = &["exponent", "ci_low", "ci_high", "r_squared", "n"];
 
 /// What an assertion is about, which decides the statistics it may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,11 +211,16 @@ pub enum Form {
     Comparison,
     /// One figure found along a rate sweep.
     Sweep,
+    /// A scaling fit's exponent.
+    Fit,
 }
 
 impl Form {
     /// The form of a claim's assertion.
     pub fn of(claim: &super::Claim) -> Form {
+        if claim.fit.is_some() {
+            return Form::Fit;
+        }
         match claim.metric.as_deref() {
             Some(m) if super::metrics::is_sweep(m) => Form::Sweep,
             _ if claim.compare.is_some() => Form::Comparison,
@@ -238,6 +246,7 @@ impl Assertion {
             Form::Summary => SUMMARY_STATS,
             Form::Comparison => COMPARISON_STATS,
             Form::Sweep => SWEEP_STATS,
+            Form::Fit => FIT_STATS,
         };
         if VERDICTS.contains(&t) {
             return if comparison {
@@ -246,6 +255,9 @@ impl Assertion {
                 Err(match form {
                     Form::Sweep => format!(
                         "`{t}` is a comparison verdict, but a sweep figure is one value with an interval"
+                    ),
+                    Form::Fit => format!(
+                        "`{t}` is a comparison verdict, but a fit's exponent is one value with an interval"
                     ),
                     _ => format!("`{t}` is a comparison verdict, but this claim has no `compare`"),
                 })

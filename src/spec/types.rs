@@ -86,6 +86,9 @@ pub struct Spec {
     /// Figures imported from elsewhere, with no raw data in this repository.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub recorded: IndexMap<String, Recorded>,
+    /// Power laws fitted across cells: how a metric scales with model size or a numeric axis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling: Vec<Scaling>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<Claim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -442,6 +445,59 @@ pub struct Recorded {
     pub note: Option<String>,
 }
 
+/// A power law y = a x^b fitted by least squares on logarithms to every measured run of the
+/// cells selected, y a per-run metric and x what sets the cell apart: its model's parameters or
+/// file size, or a numeric axis. The exponent b, with its interval, is the finding.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    /// Names the fit for claims (`fit: <id>`) and the figure's file.
+    pub id: String,
+    /// A per-run metric (docs/metrics.md), e.g. `decode_tok_s`.
+    pub metric: String,
+    /// `params` or `file_bytes` of each cell's model (a `model` axis), or a numeric axis.
+    pub against: String,
+    /// Restricts the fit to cells whose axes have these values; every other axis must then
+    /// be fixed, so that the fit spans only what it is against.
+    #[serde(default, rename = "where", skip_serializing_if = "IndexMap::is_empty")]
+    pub selection: IndexMap<String, Value>,
+    /// Bounds on x, inclusive: the stretch of the range the fit is over (`from: 50M`), for a
+    /// relation that is a power law only there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Value>,
+}
+
+impl Scaling {
+    /// `from` and `to` as numbers: plain, or counts written with a suffix (`50M`, `1.5B`).
+    pub fn bounds(&self) -> Result<(Option<f64>, Option<f64>), String> {
+        Ok((Self::bound(&self.from)?, Self::bound(&self.to)?))
+    }
+
+    /// One bound as a number; None when it is not given.
+    pub fn bound(v: &Option<Value>) -> Result<Option<f64>, String> {
+        match v {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|x| *x > 0.0)
+                .map(Some)
+                .ok_or_else(|| format!("`{n}` is no positive number")),
+            Some(other) => super::model::parse_count(other).map(|n| Some(n as f64)),
+        }
+    }
+
+    /// Whether x is within the fit's bounds (`bounds` read, invalid bounds as none).
+    pub fn admits(&self, x: f64) -> bool {
+        let (from, to) = self.bounds().unwrap_or_default();
+        from.is_none_or(|f| x >= f) && to.is_none_or(|t| x <= t)
+    }
+}
+
+/// What a scaling fit can be against besides a numeric axis: the facts of each cell's model.
+pub const MODEL_FACTS: [&str; 2] = ["params", "file_bytes"];
+
 /// A statement the report makes, checked against the data by `audit`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -452,6 +508,9 @@ pub struct Claim {
     /// A per-run metric (see docs/metrics.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
+    /// A scaling fit's id: the claim's figure is that fit's exponent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<String>,
     /// Restricts the claim to cells whose axes have these values.
     #[serde(default, rename = "where", skip_serializing_if = "IndexMap::is_empty")]
     pub selection: IndexMap<String, Value>,

@@ -113,12 +113,13 @@ pub(super) fn parse_batch(
                 let cell = match registry.get_index_of(record.cell_id.as_ref()) {
                     Some(cell) => cell,
                     None => {
-                        let RecordParams { params } =
+                        let RecordParams { params, model } =
                             serde_json::from_slice(line).map_err(|e| unreadable(line_error(&e)))?;
                         let cell_id = record.cell_id.to_string();
                         let info = CellInfo {
                             cell_id: cell_id.clone(),
                             params,
+                            model,
                             agents: record.agents.len(),
                         };
                         registry.insert_full(cell_id, info).0

@@ -19,6 +19,9 @@ mod columns;
 pub struct CellInfo {
     pub cell_id: String,
     pub params: Map<String, Value>,
+    /// The model its servers loaded, where a `model` axis chose one (the same for every run of
+    /// the cell): what a scaling fit against parameters reads.
+    pub model: Option<crate::record::ModelRun>,
     /// Agents per run (1 for single).
     pub agents: usize,
 }

@@ -210,7 +210,7 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
                 ),
             );
         }
-        if claim.metric.is_none() {
+        if claim.metric.is_none() && claim.fit.is_none() {
             c.error(
                 &format!("{at}.assert"),
                 "an assertion needs measured data, but the claim names no `metric`",
@@ -236,8 +236,8 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
             .compare
             .as_ref()
             .is_none_or(|cmp| !uses_recorded(&cmp.a) || !uses_recorded(&cmp.b));
-    if needs_metric && claim.metric.is_none() {
-        c.error(at, format!("claim `{}` says nothing to derive its figure from", claim.id), "name a `metric` (with `where` or `compare`), compare `{recorded: <name>}` figures, or list recorded figures in `of`");
+    if needs_metric && claim.metric.is_none() && claim.fit.is_none() {
+        c.error(at, format!("claim `{}` says nothing to derive its figure from", claim.id), "name a `metric` (with `where` or `compare`), a scaling `fit`, compare `{recorded: <name>}` figures, or list recorded figures in `of`");
     }
     match (claim.derive, claim.compare.is_some(), claim.of.is_empty()) {
         (Some(Derive::Sum | Derive::Mean), _, true) => c.error(
@@ -272,7 +272,7 @@ fn check_claim_form(c: &mut Checker, spec: &Spec, claim: &Claim, at: &str) {
 }
 
 /// A claim's selection must name real axes (or a recorded figure) and match at least one cell.
-fn check_selection(
+pub(super) fn check_selection(
     c: &mut Checker,
     spec: &Spec,
     m: &Matrix,
@@ -328,6 +328,7 @@ fn assertion_example(claim: &crate::spec::Claim) -> &'static str {
     match crate::spec::claim::Form::of(claim) {
         crate::spec::claim::Form::Comparison => "ratio_ci_low > 1",
         crate::spec::claim::Form::Sweep => "ci_low >= 4",
+        crate::spec::claim::Form::Fit => "ci_high < 0",
         crate::spec::claim::Form::Summary => "ci_low >= 0.95",
     }
 }

@@ -12,6 +12,7 @@ use super::{Backend, BackendKind, Cell, Placement, Scenario, Spec, is_valid_tr_i
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 
 mod claims;
+mod scaling;
 use claims::{check_claims, check_pooling};
 
 struct Checker<'a> {
@@ -92,6 +93,7 @@ pub(super) fn check(
         check_workflow(&mut c, spec);
         check_claims(&mut c, spec, matrix, cells);
         check_pooling(&mut c, spec, cells);
+        scaling::check_scaling(&mut c, spec, matrix, cells);
     }
     match (matrix, cells) {
         (Some(matrix), Some(cells)) if c.errors.is_empty() => Ok(Checked {
