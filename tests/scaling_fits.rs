@@ -148,7 +148,7 @@ fn a_fit_recovers_the_exponent_and_claims_on_it_are_checked() {
     let svg = std::fs::read_to_string(root.join("reports/figures/TR971-fit-decode_vs_params.svg"))
         .unwrap();
     assert!(
-        svg.contains("fit: x^-0.800"),
+        svg.contains("fit: y ∝ x^-0.800"),
         "the fitted line is not in the figure"
     );
     assert!(report.contains("figures/TR971-fit-decode_vs_params.svg"));

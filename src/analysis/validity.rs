@@ -39,14 +39,14 @@ pub struct Issue {
     pub message: String,
 }
 
-/// The metrics whose variation between runs is judged: the headline ones and every metric a
-/// claim is about.
-fn judged_metrics(loaded: &LoadedSpec) -> Vec<String> {
+/// The metrics whose variation between runs is judged: the headline ones, every metric a
+/// claim is about and every metric a scaling fit is of.
+pub fn judged_metrics(loaded: &LoadedSpec) -> Vec<String> {
     let mut out: Vec<String> = vec!["decode_tok_s".into(), "ttft_ms".into()];
-    for c in &loaded.spec.claims {
-        if let Some(m) = &c.metric
-            && !out.contains(m)
-        {
+    let named = (loaded.spec.claims.iter().filter_map(|c| c.metric.as_ref()))
+        .chain(loaded.spec.scaling.iter().map(|f| &f.metric));
+    for m in named {
+        if !out.contains(m) {
             out.push(m.clone());
         }
     }

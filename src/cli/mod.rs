@@ -447,7 +447,8 @@ fn run_tr(root: &Path, tr: &str, options: runner::RunOptions) -> Result<ExitCode
         );
         return Ok(ExitCode::from(130));
     }
-    if summary.recorded > 0 && !quiet {
+    // Quiet still says why the exit code is 1: degraded runs are kept, and named here.
+    if summary.recorded > 0 && (!quiet || summary.degraded > 0) {
         eprintln!(
             "{id}: recorded {} run(s) ({} degraded) in {}",
             summary.recorded,
@@ -771,8 +772,13 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
         out.push('\n');
     }
     for f in &a.fits {
+        // Parameter counts and file sizes as 5M and 1.06B: their digits are noise here.
+        let x = |v: f64| match f.against.as_str() {
+            "params" | "file_bytes" => crate::spec::model::short_count(v as u64),
+            _ => fmt_num(v),
+        };
         let range = match (f.cells.first(), f.cells.last()) {
-            (Some(lo), Some(hi)) => format!(" from {} to {}", fmt_num(lo.x), fmt_num(hi.x)),
+            (Some(lo), Some(hi)) => format!(" from {} to {}", x(lo.x), x(hi.x)),
             _ => String::new(),
         };
         out.push_str(&format!(

@@ -1190,6 +1190,34 @@ pub struct FittedLine {
     pub label: String,
 }
 
+/// Ticks for a log axis from `lo` to `hi`: 1, 2 and 5 times the powers of ten within it; more
+/// mantissas when that leaves fewer than four (an axis within a decade), only the powers when
+/// it leaves more than ten (many decades), its ends and middle when it is narrower still. plotters' own log ticks can leave one label on an
+/// axis that spans a decade.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let within = |mantissas: &[f64]| -> Vec<f64> {
+        let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (first..=last)
+            .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| *v >= lo && *v <= hi)
+            .collect()
+    };
+    let nice = within(&[1.0, 2.0, 5.0]);
+    if nice.len() < 4 {
+        let finer = within(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0]);
+        // An axis narrower than the gaps between those: its ends and middle.
+        if finer.len() < 2 {
+            vec![lo, (lo * hi).sqrt(), hi]
+        } else {
+            finer
+        }
+    } else if nice.len() > 10 {
+        within(&[1.0])
+    } else {
+        nice
+    }
+}
+
 /// A scaling figure on log-log axes, where a power law is a straight line: every run a faint
 /// point, each cell's mean a dot with its 95% interval, and the fitted line across the cells.
 /// `x_tick` writes the x axis' ticks (parameter counts as 5M, 1B).
@@ -1231,10 +1259,16 @@ pub fn scaling(
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
+        let (x_axis, y_axis) = (
+            log_axis(x_lo / 1.5, x_hi * 1.5),
+            log_axis(y_lo / 1.5, y_hi * 1.5),
+        );
+        let x_ticks = log_ticks(x_axis.start, x_axis.end);
+        let y_ticks = log_ticks(y_axis.start, y_axis.end);
         let mut chart = titled(&root, title, 64)
             .build_cartesian_2d(
-                log_axis(x_lo / 1.5, x_hi * 1.5).log_scale(),
-                log_axis(y_lo / 1.5, y_hi * 1.5).log_scale(),
+                x_axis.log_scale().with_key_points(x_ticks),
+                y_axis.log_scale().with_key_points(y_ticks),
             )
             .map_err(err)?;
         chart
@@ -1309,4 +1343,23 @@ pub fn scaling(
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod log_tick_tests {
+    use super::log_ticks;
+
+    // Within a decade there are enough labels to read values from; over many, one a decade.
+    #[test]
+    fn log_ticks_are_enough_to_read_and_few_enough_to_fit() {
+        assert_eq!(
+            log_ticks(107.0, 1700.0),
+            [
+                150.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0, 1500.0
+            ]
+        );
+        assert_eq!(log_ticks(3.3e6, 1.5e9).len(), 8);
+        assert_eq!(log_ticks(1.0, 1e12).len(), 13);
+        assert_eq!(log_ticks(2.1, 2.5).len(), 3);
+    }
 }

@@ -17,6 +17,25 @@ pub fn num(v: Value, digits: Option<usize>) -> String {
     number(&v).map_or(MISSING.into(), |x| format!("{x:.*}", digits.unwrap_or(2)))
 }
 
+/// A whole number with its thousands grouped: `{{ 134515008 | count }}` -> "134,515,008".
+pub fn count(v: Value) -> String {
+    number(&v).map_or(MISSING.into(), |x| {
+        let digits = format!("{:.0}", x.abs());
+        let mut grouped = String::new();
+        for (i, d) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(d);
+        }
+        if x.round() < 0.0 {
+            format!("-{grouped}")
+        } else {
+            grouped
+        }
+    })
+}
+
 /// `{{ x | ms }}` -> "123.4 ms"
 pub fn ms(v: Value, digits: Option<usize>) -> String {
     number(&v).map_or(MISSING.into(), |x| {
@@ -98,6 +117,7 @@ pub fn cell(v: Value) -> String {
 
 pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_filter("num", num);
+    env.add_filter("count", count);
     env.add_filter("ms", ms);
     env.add_filter("pct", pct);
     env.add_filter("pp", pp);
@@ -117,6 +137,10 @@ mod tests {
     #[test]
     fn formats_are_fixed_and_signed() {
         assert_eq!(num(Value::from(12.3456), Some(2)), "12.35");
+        assert_eq!(count(Value::from(134_515_008)), "134,515,008");
+        assert_eq!(count(Value::from(999.6)), "1,000");
+        assert_eq!(count(Value::from(-1234)), "-1,234");
+        assert_eq!(count(Value::from(12)), "12");
         assert_eq!(ms(Value::from(123.44), None), "123.4 ms");
         assert_eq!(pct(Value::from(0.93365), None), "93.4%");
         assert_eq!(pp(Value::from(0.0248), None), "+2.48 pp");

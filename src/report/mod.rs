@@ -454,6 +454,40 @@ fn threats(
             }
         }
     }
+    // A spec may accept noisier runs than the default (a shared machine): the cells that the
+    // default would have flagged are still named, with the spec's reason left to its text.
+    let accepted = loaded.spec.validity.unwrap_or_default().cv;
+    let default = crate::spec::ValidityThresholds::default().cv;
+    if accepted > default {
+        // The metrics the validity check judges (decode, TTFT and those claims are about).
+        let judged = analysis::validity::judged_metrics(loaded);
+        let noisy: Vec<String> = a
+            .cells_in_order()
+            .into_iter()
+            .enumerate()
+            .flat_map(|(n, cell)| {
+                judged
+                    .iter()
+                    .filter_map(move |name| a.metric(cell, name))
+                    .filter(|m| {
+                        crate::spec::metrics::scale(&m.metric) != crate::stats::Scale::Linear
+                            && m.stats.cv > default
+                            && m.stats.cv <= accepted
+                    })
+                    .map(move |m| format!("C{} {} {:.1}%", n + 1, m.metric, m.stats.cv * 100.0))
+            })
+            .collect();
+        out.push(format!(
+            "This spec accepts runs that vary by up to {:.0}% between runs (`validity.cv`; the default is {:.0}%){}.",
+            accepted * 100.0,
+            default * 100.0,
+            if noisy.is_empty() {
+                String::new()
+            } else {
+                format!(", and these exceed the default: {}", noisy.join(", "))
+            }
+        ));
+    }
     if loaded.spec.order != crate::spec::RunOrder::Interleaved {
         out.push(format!(
             "Runs were executed in {} order, not interleaved: slow drift can favour one cell.",
@@ -1203,11 +1237,27 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         _ => None,
     };
     // How prompts were built, each distinct way once.
-    let mut prompt_builds: Vec<record::PromptBuild> = Vec::new();
+    // Builds that differ only in which server's tokenizer made them exact (one per model or
+    // server, each on its own loopback port) are one way of building, with its tokenizers.
+    let mut prompt_builds: Vec<(record::PromptBuild, Vec<String>)> = Vec::new();
     for b in records.iter().filter_map(|r| r.prompts.as_ref()) {
-        if !prompt_builds.contains(b) {
-            prompt_builds.push(b.clone());
+        let same = |seen: &record::PromptBuild| {
+            record::PromptBuild {
+                tokenizer: None,
+                ..seen.clone()
+            } == record::PromptBuild {
+                tokenizer: None,
+                ..b.clone()
+            }
+        };
+        match prompt_builds.iter_mut().find(|(seen, _)| same(seen)) {
+            Some((_, tokenizers)) => tokenizers.extend(b.tokenizer.clone()),
+            None => prompt_builds.push((b.clone(), b.tokenizer.clone().into_iter().collect())),
         }
+    }
+    for (_, tokenizers) in &mut prompt_builds {
+        tokenizers.sort();
+        tokenizers.dedup();
     }
     let session_rows = if with_sessions {
         session_turns(&cells, analysed.as_ref(), &records)
@@ -1306,7 +1356,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
                 prefactor: l.prefactor,
                 exponent: l.exponent,
                 label: format!(
-                    "fit: x^{:.3} [{:.3}, {:.3}], R² {:.3}",
+                    "fit: y ∝ x^{:.3} [95% CI {:.3}, {:.3}], R² {:.3}",
                     l.exponent, l.exponent_low, l.exponent_high, l.r_squared
                 ),
             }),
@@ -1397,7 +1447,14 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             "cache": w.cache.map(|c| if c == crate::spec::CacheMode::Cold { "cold" } else { "warm" }),
             "session": w.session.map(|s| serde_json::json!({"turns": s.turns, "think_time_ms": s.think_time_ms})),
         })),
-        "prompt_builds": prompt_builds,
+        // Every field present (null when the record omits it), so a template can test any.
+        "prompt_builds": prompt_builds.iter().map(|(b, tokenizers)| serde_json::json!({
+            "corpus": b.corpus, "corpus_sha256": b.corpus_sha256,
+            "tokenizer": if tokenizers.len() == 1 { tokenizers.first() } else { None },
+            "tokenizers": tokenizers.len(),
+            "template_overhead_tokens": b.template_overhead_tokens, "cache": b.cache,
+            "prefix_tokens": b.prefix_tokens, "prefix_groups": b.prefix_groups,
+        })).collect::<Vec<_>>(),
         "slo": spec.slo.as_ref().map(|slo| serde_json::json!({
             "ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms, "e2e_ms": slo.e2e_ms,
             "percentile": slo.percentile.clone().unwrap_or_else(|| "p99".into()),
@@ -1424,6 +1481,7 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "measured": comparisons.iter().map(|c| (c["claim"].as_str().unwrap_or_default().to_owned(), c.clone())).collect::<serde_json::Map<_, _>>(),
         "contention": analysed.as_ref().map(|a| serde_json::json!({"agents": a.contention.agents(), "contended": a.contention.contended(), "without_baseline": a.contention.without_baseline})),
         "cost_profile": spec.cost.as_ref().map(|c| analysis::cost::resolve(root, c)).transpose().map_err(ReportError::Input)?,
+        "validity": loaded.spec.validity.unwrap_or_default(),
         "threats": analysed.as_ref().map(|a| threats(loaded, a, manifest.as_ref(), &issues, reasons.as_ref().unwrap_or(&BTreeMap::new()))).unwrap_or_default(),
         "claims": claims,
         "replications": replications,
