@@ -24,6 +24,8 @@ repetitions: 4
 scaling:
   - {id: decode_vs_params, metric: decode_tok_s, against: params}
   - {id: decode_from_10m, metric: decode_tok_s, against: params, from: 10M}
+  # The 80M model has 79.7M parameters: just outside, and said so.
+  - {id: decode_from_80m, metric: decode_tok_s, against: params, from: 80M}
 claims:
   - {id: exponent, fit: decode_vs_params, stated: "-0.80", assert: "ci_high < 0"}
   - {id: wrong, fit: decode_vs_params, stated: "-0.70"}
@@ -81,6 +83,19 @@ fn a_fit_recovers_the_exponent_and_claims_on_it_are_checked() {
         out.stdout.contains(
             "fit `decode_vs_params`: decode_tok_s against params over 16 runs of 4 cells"
         ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "scaling fit `decode_from_80m`: the cell at 79.7M is just outside the bounds"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("scaling fit `decode_from_80m`: 4 measured run(s) at 1 distinct params"),
         "{}",
         out.stdout
     );

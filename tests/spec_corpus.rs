@@ -1,5 +1,6 @@
 //! Every malformed spec in tests/specs/invalid must fail validation with exit code 2 and the
-//! message, location, field and help recorded in its `expected` file.
+//! message, location, field and help recorded in its `expected` file, and say nothing that
+//! its `absent` file lists.
 
 mod common;
 
@@ -30,6 +31,13 @@ fn every_malformed_spec_fails_with_its_expected_message() {
         for line in expected.lines().filter(|l| !l.trim().is_empty()) {
             if !out.stderr.contains(line) {
                 failures.push(format!("{name}: stderr lacks {line:?}\n{}", out.stderr));
+            }
+        }
+        // What must not be said: a second error that follows from the first.
+        let absent = std::fs::read_to_string(case.join("absent")).unwrap_or_default();
+        for line in absent.lines().filter(|l| !l.trim().is_empty()) {
+            if out.stderr.contains(line) {
+                failures.push(format!("{name}: stderr has {line:?}\n{}", out.stderr));
             }
         }
         assert!(

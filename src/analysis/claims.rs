@@ -491,28 +491,27 @@ fn evaluate_one(
         basis: basis_of,
         outcome,
         detail: notes.join("; "),
-        pooled: frames.map_or_else(String::new, |f| {
-            let cells: Vec<IndexMap<String, Value>> = f
-                .cells
-                .iter()
-                .map(|c| {
-                    c.params
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .collect();
-            // A fit spans what it is against by definition, and its own `where` fixes the rest.
-            if claim.fit.is_some() {
-                return String::new();
-            }
-            let mut pooled = crate::spec::claim::pooled_axes(claim, &cells);
-            // A sweep figure spans its axis by definition; that is not pooling.
-            if sweep_metric {
-                pooled.retain(|(axis, _)| !super::serving::SWEEP_AXES.contains(&axis.as_str()));
-            }
-            crate::spec::claim::pooled_text(&pooled)
-        }),
+        // A fit spans what it is against by definition, and its own `where` fixes the rest.
+        pooled: frames
+            .filter(|_| claim.fit.is_none())
+            .map_or_else(String::new, |f| {
+                let cells: Vec<IndexMap<String, Value>> = f
+                    .cells
+                    .iter()
+                    .map(|c| {
+                        c.params
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .collect();
+                let mut pooled = crate::spec::claim::pooled_axes(claim, &cells);
+                // A sweep figure spans its axis by definition; that is not pooling.
+                if sweep_metric {
+                    pooled.retain(|(axis, _)| !super::serving::SWEEP_AXES.contains(&axis.as_str()));
+                }
+                crate::spec::claim::pooled_text(&pooled)
+            }),
     })
 }
 

@@ -98,7 +98,7 @@ fn remembered_by_repetition(
     Ok(flat.chunks(2).map(|p| (p[0] as u32, p[1])).collect())
 }
 
-fn matching_cells(frames: &Frames, selection: &IndexMap<String, Value>) -> Vec<u32> {
+pub(super) fn matching_cells(frames: &Frames, selection: &IndexMap<String, Value>) -> Vec<u32> {
     frames
         .cells
         .iter()
@@ -134,7 +134,20 @@ fn per_run(
     metric: &str,
     selection: &IndexMap<String, Value>,
 ) -> PolarsResult<DataFrame> {
-    let cells = matching_cells(frames, selection);
+    per_run_of(frames, metric, &matching_cells(frames, selection))
+}
+
+/// Each measured run's finite value of `metric` in one cell, in journal order.
+pub fn cell_values(frames: &Frames, metric: &str, cell: u32) -> PolarsResult<Vec<f64>> {
+    let values = per_run_of(frames, metric, &[cell])?;
+    Ok(floats(&values, "v")?
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .collect())
+}
+
+/// `per_run` over the cells given.
+fn per_run_of(frames: &Frames, metric: &str, cells: &[u32]) -> PolarsResult<DataFrame> {
     let measured = col("ok").and(col("warmup").not());
     if AGENT_METRICS.contains(&metric) {
         let per_cell = cells
@@ -159,7 +172,7 @@ fn per_run(
         }
     } else if RUN_METRICS.contains(&metric) {
         frames
-            .runs_of(&cells)?
+            .runs_of(cells)?
             .lazy()
             .filter(measured)
             .select([col(metric).alias("v"), col("repetition")])

@@ -4,18 +4,17 @@
 //! a point, so the exponent's interval carries the spread between repeated runs as well as how
 //! far the cells stray from one line (`stats::power_law`).
 
-use indexmap::IndexMap;
 use polars::prelude::PolarsResult;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::compare::select;
+use super::compare::{cell_values, matching_cells};
 use super::frame::{CellInfo, Frames};
-use crate::spec::matrix::values_equal;
 use crate::spec::{LoadedSpec, Scaling};
 use crate::stats::{PowerLaw, power_law};
 
-/// One cell of a fit: where it sits on the x axis, and its measured runs' values.
+/// One cell of a fit: where it sits on the x axis, and its measured runs' values (those a
+/// logarithm can take: positive and finite).
 #[derive(Debug, Clone, Serialize)]
 pub struct FitCell {
     pub cell: usize,
@@ -30,16 +29,27 @@ pub struct Fit {
     pub against: String,
     /// The cells fitted, by x.
     pub cells: Vec<FitCell>,
-    /// None with fewer than 3 usable runs or fewer than 2 distinct x.
+    /// None with fewer than 3 runs or fewer than 2 distinct x.
     pub law: Option<PowerLaw>,
-    /// Cells selected that could not be placed on the x axis (records without a model).
-    pub unplaced: usize,
+    /// Why cells or runs the selection takes in were left out, for the analysis' warnings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 impl Fit {
     /// The runs fitted.
     pub fn runs(&self) -> usize {
         self.cells.iter().map(|c| c.values.len()).sum()
+    }
+
+    /// The distinct x among the cells with runs.
+    pub fn distinct_x(&self) -> usize {
+        let mut xs: Vec<f64> = (self.cells.iter())
+            .filter(|c| !c.values.is_empty())
+            .map(|c| c.x)
+            .collect();
+        xs.dedup();
+        xs.len()
     }
 }
 
@@ -54,45 +64,90 @@ pub fn x_of(cell: &CellInfo, against: &str) -> Option<f64> {
     .filter(|x| x.is_finite() && *x > 0.0)
 }
 
+/// x as the analysis prints it: parameter counts as 5M and 1B, file sizes in MB.
+pub fn x_text(against: &str, x: f64) -> String {
+    match against {
+        "params" => crate::spec::model::short_count(x.round().max(0.0) as u64),
+        "file_bytes" => format!("{:.1} MB", x / 1e6),
+        _ => {
+            let text = format!("{x:.4}");
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+    }
+}
+
 /// Every scaling fit of the spec, at the 95% level.
 pub fn fits(frames: &Frames, loaded: &LoadedSpec) -> PolarsResult<Vec<Fit>> {
+    let planned: std::collections::HashSet<String> = crate::plan::planned_cells(loaded)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     loaded
         .spec
         .scaling
         .iter()
-        .map(|s| fit_one(frames, s))
+        .map(|s| fit_one(frames, s, &planned))
         .collect()
 }
 
-fn fit_one(frames: &Frames, scaling: &Scaling) -> PolarsResult<Fit> {
+/// A bound closer than this to a cell's x, with the cell outside it, was probably meant to
+/// take it in (`from: 100M` against a model of 99.95M parameters).
+const NEAR_BOUND: f64 = 0.01;
+
+fn fit_one(
+    frames: &Frames,
+    scaling: &Scaling,
+    planned: &std::collections::HashSet<String>,
+) -> PolarsResult<Fit> {
+    let (from, to) = scaling.bounds().unwrap_or_default();
     let mut cells = Vec::new();
-    let mut unplaced = 0;
-    for (i, cell) in frames.cells.iter().enumerate() {
-        let selected = scaling
-            .selection
-            .iter()
-            .all(|(k, v)| cell.params.get(k).is_some_and(|w| values_equal(v, w)));
-        if !selected {
+    let mut left_out = Vec::new();
+    let (mut unplaced, mut outside_plan, mut not_positive) = (0, 0, 0);
+    for cell in matching_cells(frames, &scaling.selection) {
+        let info = &frames.cells[cell as usize];
+        // The plan's cells are what validation checked for pooling; a cell of an older plan
+        // could differ in an axis the fit does not span.
+        if !planned.contains(&info.cell_id) {
+            outside_plan += 1;
             continue;
         }
-        let Some(x) = x_of(cell, &scaling.against) else {
+        let Some(x) = x_of(info, &scaling.against) else {
             unplaced += 1;
             continue;
         };
         if !scaling.admits(x) {
+            let near = |b: Option<f64>| b.is_some_and(|b| (x / b - 1.0).abs() <= NEAR_BOUND);
+            if near(from) || near(to) {
+                left_out.push(format!(
+                    "the cell at {} is just outside the bounds and left out; move the bound if it was meant to be in",
+                    x_text(&scaling.against, x)
+                ));
+            }
             continue;
         }
-        // A cell's own parameters select it alone (its id is their hash).
-        let own: IndexMap<String, Value> = cell
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let values: Vec<f64> = select(frames, &scaling.metric, &own)?
-            .into_iter()
-            .filter(|v| v.is_finite())
-            .collect();
-        cells.push(FitCell { cell: i, x, values });
+        let all = cell_values(frames, &scaling.metric, cell)?;
+        let values: Vec<f64> = all.iter().copied().filter(|v| *v > 0.0).collect();
+        not_positive += all.len() - values.len();
+        cells.push(FitCell {
+            cell: cell as usize,
+            x,
+            values,
+        });
+    }
+    for (n, what) in [
+        (unplaced, "cell(s) have no such value in their records"),
+        (
+            outside_plan,
+            "cell(s) of the journal are no longer in the plan",
+        ),
+        (
+            not_positive,
+            "run(s) have a value of zero or less, which a logarithm cannot take",
+        ),
+    ] {
+        if n > 0 {
+            left_out.push(format!("{n} {what} and were left out"));
+        }
     }
     cells.sort_by(|a, b| a.x.total_cmp(&b.x));
     let (x, y): (Vec<f64>, Vec<f64>) = cells
@@ -105,6 +160,6 @@ fn fit_one(frames: &Frames, scaling: &Scaling) -> PolarsResult<Fit> {
         against: scaling.against.clone(),
         law: power_law(&x, &y, 0.95),
         cells,
-        unplaced,
+        left_out,
     })
 }

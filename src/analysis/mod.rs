@@ -420,18 +420,17 @@ pub fn analyze_frames(
         }
     }
     for f in &fits {
-        if f.unplaced > 0 {
-            warnings.push(format!(
-                "scaling fit `{}`: {} cell(s) have no {} in their records and were left out",
-                f.id, f.unplaced, f.against
-            ));
-        }
+        warnings.extend(
+            f.left_out
+                .iter()
+                .map(|why| format!("scaling fit `{}`: {why}", f.id)),
+        );
         if f.law.is_none() {
             warnings.push(format!(
                 "scaling fit `{}`: {} measured run(s) at {} distinct {}: a fit needs at least 3 runs at 2 values",
                 f.id,
                 f.runs(),
-                f.cells.iter().filter(|c| !c.values.is_empty()).count(),
+                f.distinct_x(),
                 f.against
             ));
         }

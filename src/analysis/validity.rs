@@ -53,6 +53,16 @@ pub fn judged_metrics(loaded: &LoadedSpec) -> Vec<String> {
     out
 }
 
+/// A cell's coefficient of variation between runs of `name`, and its runs, where one means
+/// something: not for a quantity whose mean can be zero (a rate shortfall, a dispatch lag, a
+/// clock difference), which has other gates.
+pub fn judged_cv(a: &Analysis, cell: usize, name: &str) -> Option<(f64, usize)> {
+    if crate::spec::metrics::scale(name) == crate::stats::Scale::Linear {
+        return None;
+    }
+    a.metric(cell, name).map(|m| (m.stats.cv, m.stats.runs))
+}
+
 /// The issues of `a`, whose journal's `digests` say which runs had background load.
 pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue> {
     let t: ValidityThresholds = loaded.spec.validity.unwrap_or_default();
@@ -112,21 +122,15 @@ pub fn assess(loaded: &LoadedSpec, a: &Analysis, digests: &Digests) -> Vec<Issue
             }
         }
         for name in &metrics {
-            // A coefficient of variation means nothing for a quantity whose mean can be zero
-            // (a rate shortfall, a dispatch lag, a clock difference): those have other gates.
-            if crate::spec::metrics::scale(name) == crate::stats::Scale::Linear {
-                continue;
-            }
-            if let Some(m) = a.metric(cell, name)
-                && m.stats.cv > t.cv
+            if let Some((cv, runs)) = judged_cv(a, cell, name)
+                && cv > t.cv
             {
                 push(
                     IssueKind::HighCv,
                     Some(name.clone()),
                     format!(
-                        "{name} varies a lot between runs (CV {:.1}% over {} runs, above {:.0}%)",
-                        m.stats.cv * 100.0,
-                        m.stats.runs,
+                        "{name} varies a lot between runs (CV {:.1}% over {runs} runs, above {:.0}%)",
+                        cv * 100.0,
                         t.cv * 100.0
                     ),
                 );

@@ -772,11 +772,7 @@ fn analyze_tr(root: &Path, tr: &str) -> Result<ExitCode, Diagnostics> {
         out.push('\n');
     }
     for f in &a.fits {
-        // Parameter counts and file sizes as 5M and 1.06B: their digits are noise here.
-        let x = |v: f64| match f.against.as_str() {
-            "params" | "file_bytes" => crate::spec::model::short_count(v as u64),
-            _ => fmt_num(v),
-        };
+        let x = |v: f64| analysis::fits::x_text(&f.against, v);
         let range = match (f.cells.first(), f.cells.last()) {
             (Some(lo), Some(hi)) => format!(" from {} to {}", x(lo.x), x(hi.x)),
             _ => String::new(),

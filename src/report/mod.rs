@@ -466,15 +466,11 @@ fn threats(
             .into_iter()
             .enumerate()
             .flat_map(|(n, cell)| {
-                judged
-                    .iter()
-                    .filter_map(move |name| a.metric(cell, name))
-                    .filter(|m| {
-                        crate::spec::metrics::scale(&m.metric) != crate::stats::Scale::Linear
-                            && m.stats.cv > default
-                            && m.stats.cv <= accepted
-                    })
-                    .map(move |m| format!("C{} {} {:.1}%", n + 1, m.metric, m.stats.cv * 100.0))
+                judged.iter().filter_map(move |name| {
+                    let (cv, _) = analysis::validity::judged_cv(a, cell, name)?;
+                    (cv > default && cv <= accepted)
+                        .then(|| format!("C{} {name} {:.1}%", n + 1, cv * 100.0))
+                })
             })
             .collect();
         out.push(format!(
@@ -1473,6 +1469,8 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
         "provenance": provenance,
         "models": models,
         "fits": fit_rows,
+        // The same rows keyed by fit id, for key findings and prose: fit.<id>.exponent.
+        "fit": fit_rows.iter().map(|f| (f["id"].as_str().unwrap_or_default().to_owned(), f.clone())).collect::<serde_json::Map<_, _>>(),
         "sessions": manifest.as_ref().map_or(0, |m| m.sessions.len()),
         "has_data": analysed.is_some(),
         "cells": cells,

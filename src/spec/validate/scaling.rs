@@ -115,7 +115,20 @@ pub(super) fn check_scaling(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[C
             continue;
         };
         let where_at = format!("{at}.where");
+        if fit.selection.contains_key("recorded") {
+            c.error(
+                &where_at,
+                "a fit is of measured runs, but `where` names a recorded figure",
+                "select cells by their axes, e.g. `where: {backend: llama}`",
+            );
+            continue;
+        }
+        let errors_before = c.errors.0.len();
         check_selection(c, spec, m, cells, &where_at, &fit.selection);
+        // A selection already found wrong says nothing more about what it would pool.
+        if c.errors.0.len() > errors_before {
+            continue;
+        }
         if fit.selection.contains_key(along) {
             c.error(
                 &where_at,
@@ -165,6 +178,8 @@ pub(super) fn check_scaling(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[C
             ("compare", claim.compare.is_some()),
             ("of", !claim.of.is_empty()),
             ("derive", claim.derive.is_some()),
+            ("scale", claim.scale.is_some()),
+            ("pool", claim.pool),
         ];
         for (field, present) in extra {
             if present {
@@ -174,6 +189,19 @@ pub(super) fn check_scaling(c: &mut Checker, spec: &Spec, m: &Matrix, cells: &[C
                     "the fit's own `metric`, `against` and `where` say what is fitted: remove it",
                 );
             }
+        }
+        // An exponent has no unit: "-0.8", not "-80%".
+        if let Some(Ok(stated)) = claim
+            .stated
+            .as_deref()
+            .map(crate::spec::claim::Stated::parse)
+            && stated.unit != crate::spec::claim::Unit::Other(String::new())
+        {
+            c.error(
+                &format!("{at}.stated"),
+                "a fit's figure is its exponent, a plain number",
+                "state it without a unit, e.g. `stated: \"-0.80\"`",
+            );
         }
     }
 }
