@@ -11,6 +11,7 @@ use super::compare::{ClaimComparison, is_fraction, select};
 use super::fits::Fit;
 use super::frame::Frames;
 use super::serving::{Sweep, SweepFigure};
+use super::trimmed;
 use crate::spec::claim::{Assertion, Form, Op, Stated, Unit};
 use crate::spec::matrix::label_of;
 use crate::spec::matrix::values_equal;
@@ -183,7 +184,7 @@ fn sweep_figure<'a>(
         _ => sweep.max_rate_at_slo.as_ref(),
     }
     .ok_or_else(|| format!("{metric} needs the spec's `slo`"))?;
-    let rates: Vec<String> = sweep.rates.iter().map(|r| round(*r)).collect();
+    let rates: Vec<String> = sweep.rates.iter().map(|r| trimmed(*r)).collect();
     Ok((
         figure,
         format!("{metric} of {label} ({} {})", sweep.axis, rates.join(", ")),
@@ -211,10 +212,10 @@ fn fit_figure<'a>(fits: &'a [Fit], id: &str) -> Result<(&'a Fit, &'a PowerLaw, S
             fit.against,
             law.n,
             fit.cells.len(),
-            round(law.exponent),
-            round(law.exponent_low),
-            round(law.exponent_high),
-            round(law.r_squared)
+            trimmed(law.exponent),
+            trimmed(law.exponent_low),
+            trimmed(law.exponent_high),
+            trimmed(law.r_squared)
         ),
     ))
 }
@@ -224,18 +225,18 @@ fn figure_text(metric: &str, f: &SweepFigure) -> String {
     let interval = match (f.ci_low, f.ci_high) {
         (Some(lo), Some(hi)) => format!(
             ", 95% bootstrap interval [{}, {}], found in {}% of resamples",
-            round(lo),
-            round(hi),
-            round(f.found_share * 100.0)
+            trimmed(lo),
+            trimmed(hi),
+            trimmed(f.found_share * 100.0)
         ),
         _ => String::new(),
     };
     match f.value {
         Some(v) if f.at_least => format!(
             "at least {} (every measured rate met the SLO){interval}",
-            round(v)
+            trimmed(v)
         ),
-        Some(v) => format!("{}{interval}", round(v)),
+        Some(v) => format!("{}{interval}", trimmed(v)),
         None if metric == "knee_rate" => {
             format!("none within the measured rates (the server kept up){interval}")
         }
@@ -313,7 +314,7 @@ fn evaluate_one(
                     (Some(&[a, b]), 2) => {
                         let (value, formula) = two_sides(claim, stated.as_ref(), a, b);
                         let (value, formula) = scaled(claim, value, formula.to_owned());
-                        notes.push(format!("{formula} = {}", round(value)));
+                        notes.push(format!("{formula} = {}", trimmed(value)));
                         (Some(value), Basis::Data, None)
                     }
                     // A figure outside the measured rates cannot be stated as a number; an
@@ -381,14 +382,14 @@ fn evaluate_one(
                     if s.recorded {
                         s.label.clone()
                     } else {
-                        format!("{} mean {}", s.label, round(m))
+                        format!("{} mean {}", s.label, trimmed(m))
                     }
                 };
                 notes.push(format!(
                     "A: {}; B: {}; {formula} = {}",
                     shown(&a, ma),
                     shown(&b, mb),
-                    round(value)
+                    trimmed(value)
                 ));
                 (Some(value), basis_of, None)
             }
@@ -422,7 +423,7 @@ fn evaluate_one(
                         "{}{}: {}",
                         if s.recorded { "" } else { "mean " },
                         s.label,
-                        round(value)
+                        trimmed(value)
                     ));
                 }
                 (Some(value), basis(&[&s]), None)
@@ -447,7 +448,7 @@ fn evaluate_one(
                 .map(|p| {
                     format!(
                         "; as a difference in percentage points it is {}pp: write pp if points are meant",
-                        round(p)
+                        trimmed(p)
                     )
                 })
                 .unwrap_or_default();
@@ -455,7 +456,7 @@ fn evaluate_one(
                 "stated {} but the figures give {} (off by {}, more than the ±{} its precision allows{points})",
                 claim.stated.as_deref().unwrap_or_default(),
                 st.format(value),
-                round((value - st.value).abs()),
+                trimmed((value - st.value).abs()),
                 st.tolerance()
             )
         });
@@ -603,16 +604,9 @@ fn two_sides(claim: &Claim, stated: Option<&Stated>, a: f64, b: f64) -> (f64, &'
 /// The figure times the claim's `scale`, with the formula saying so.
 fn scaled(claim: &Claim, value: f64, formula: String) -> (f64, String) {
     match claim.scale {
-        Some(k) => (value * k, format!("{formula} x {}", round(k))),
+        Some(k) => (value * k, format!("{formula} x {}", trimmed(k))),
         None => (value, formula),
     }
-}
-
-/// Four significant decimals at most, without trailing zeros: for explanations, not for reports.
-fn round(x: f64) -> String {
-    let s = format!("{x:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".into() } else { s.to_owned() }
 }
 
 /// Evaluates an assertion; None when there are no runs to evaluate it on.
@@ -754,7 +748,7 @@ fn compare_stat(text: &str, stat: &str, got: Option<f64>, op: Op, value: f64) ->
     match got {
         Some(g) => (
             op.holds(g, value),
-            format!("assertion `{text}`: {stat} = {}", round(g)),
+            format!("assertion `{text}`: {stat} = {}", trimmed(g)),
         ),
         None => (
             false,

@@ -69,10 +69,7 @@ pub fn x_text(against: &str, x: f64) -> String {
     match against {
         "params" => crate::spec::model::short_count(x.round().max(0.0) as u64),
         "file_bytes" => format!("{:.1} MB", x / 1e6),
-        _ => {
-            let text = format!("{x:.4}");
-            text.trim_end_matches('0').trim_end_matches('.').to_owned()
-        }
+        _ => super::trimmed(x),
     }
 }
 

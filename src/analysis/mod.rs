@@ -45,6 +45,18 @@ pub enum AnalysisError {
     },
 }
 
+/// A number with at most four decimals and no trailing zeros (50, not 50.0000; 0.35; never
+/// "-0"): for explanations, axis ticks and short figures, not for report tables.
+pub fn trimmed(x: f64) -> String {
+    let text = format!("{x:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.into()
+    }
+}
+
 pub struct Analysis {
     pub tr: String,
     pub cells: Vec<CellInfo>,

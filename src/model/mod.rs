@@ -38,10 +38,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// The file a setup script cached for `var`, if it is there.
 pub fn cached_model(var: &str) -> Option<String> {
-    let (_, rel) = crate::spec::model::SETUP_MODELS
-        .iter()
-        .find(|(v, _)| *v == var)?;
-    let path = cache_dir()?.join(rel);
+    let path = cache_dir()?.join(crate::spec::model::setup_model_file(var)?);
     path.is_file().then(|| path.display().to_string())
 }
 

@@ -119,16 +119,9 @@ fn log_axis(lo: f64, hi: f64) -> std::ops::Range<f64> {
     lo..hi
 }
 
-/// An axis tick without trailing zeros (50, not 50.0; 0.35, not 0.350).
-pub fn tick(v: f64) -> String {
-    let text = format!("{v:.4}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".into()
-    } else {
-        text.into()
-    }
-}
+/// An axis tick without trailing zeros (50, not 50.0; 0.35, not 0.350): the analysis' own
+/// short form of a number, so a figure and the text around it agree.
+pub use crate::analysis::trimmed as tick;
 
 type Chart<'a, X> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, RangedCoordf64>>;
 
@@ -1192,8 +1185,8 @@ pub struct FittedLine {
 
 /// Ticks for a log axis from `lo` to `hi`: 1, 2 and 5 times the powers of ten within it; more
 /// mantissas when that leaves fewer than four (an axis within a decade), only the powers when
-/// it leaves more than ten (many decades), its ends and middle when it is narrower still. plotters' own log ticks can leave one label on an
-/// axis that spans a decade.
+/// it leaves more than ten (many decades), its ends and middle when it is narrower still.
+/// plotters' own log ticks can leave one label on an axis that spans a decade.
 fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let within = |mantissas: &[f64]| -> Vec<f64> {
         let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
@@ -1243,18 +1236,15 @@ pub fn scaling(
             })
             .filter(positive)
     };
-    let (x_lo, x_hi) = xs().fold((f64::INFINITY, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
-    let (y_lo, y_hi) = ys().fold((f64::INFINITY, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
-    let (x_lo, x_hi) = if x_lo.is_finite() {
-        (x_lo, x_hi)
-    } else {
-        (1.0, 10.0)
-    };
-    let (y_lo, y_hi) = if y_lo.is_finite() {
-        (y_lo, y_hi)
-    } else {
-        (1.0, 10.0)
-    };
+    // The positive values' extent, or a decade when there are none.
+    fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
+        match value_range(values).0 {
+            (lo, hi) if lo.is_finite() => (lo, hi),
+            _ => (1.0, 10.0),
+        }
+    }
+    let (x_lo, x_hi) = extent(xs());
+    let (y_lo, y_hi) = extent(ys());
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 500)).into_drawing_area();

