@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{banterhearts, journal, pacer, project, reliability};
+use common::{
+    assert_ran_but_for_client_lateness, banterhearts, journal, pacer, project, reliability,
+};
 use serde_json::Value;
 
 /// The protocols, each its own backend on the one pacer: llama.cpp `/completion`, OpenAI
@@ -281,24 +283,12 @@ fn every_fault_in_a_load_period_costs_only_its_own_requests() {
             "  scenario: [{kind: load, rate: 20, arrival: constant, duration_s: 0.3}]\nrepetitions: 1\n",
         );
         let dir = project(&[("TR980.yaml", &load)]);
+        eprintln!("under the fault {fault}:");
         let out = banterhearts(dir.path(), &["run", "TR980", "-q"]);
         let records = journal(dir.path(), "TR980");
-        // A fault must not degrade the period. The client's own lateness may: on a busy
-        // 2-core machine one dispatch can miss the 10 ms p99 gate, and the run then says so
-        // (the schedule check below allows 40 ms).
-        let (late, other): (Vec<String>, Vec<String>) = (records.iter())
-            .filter_map(|r| {
-                r["reason"]
-                    .as_str()
-                    .map(|why| format!("{}: {why}", r["params"]["backend"]))
-            })
-            .partition(|why| why.contains("the client could not keep the schedule"));
-        assert!(
-            other.is_empty(),
-            "{fault}: degraded by the fault: {other:?}"
-        );
-        let want_code = if late.is_empty() { 0 } else { 1 };
-        assert_eq!(out.code, want_code, "{fault}: {}{late:?}", out.stderr);
+        // A fault must not degrade the period; the client's own lateness may (the schedule
+        // check below allows 40 ms).
+        assert_ran_but_for_client_lateness(&out, &records);
         assert_eq!(records.len(), PROTOCOLS.len(), "{fault}");
         for r in &records {
             let protocol = &r["params"]["backend"];

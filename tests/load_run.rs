@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{banterhearts, journal, pacer, project, serial};
+use common::{assert_ran_but_for_client_lateness, banterhearts, journal, pacer, project, serial};
 use sha2::{Digest, Sha256};
 
 fn spec(id: &str, url: &str, matrix: &str, repetitions: u32) -> String {
@@ -58,8 +58,8 @@ fn a_rate_sweep_records_each_period_and_its_requests() {
     let text = spec("TR961", &url, matrix, 2) + "slo: {ttft_ms: 1000, e2e_ms: 2000}\n";
     let dir = project(&[("TR961.yaml", &text)]);
     let out = banterhearts(dir.path(), &["run", "TR961"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR961");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_eq!(records.len(), 4);
     assert_requests_complete(dir.path(), "TR961", &records);
     for r in &records {
@@ -87,10 +87,8 @@ fn a_rate_sweep_records_each_period_and_its_requests() {
     }
     // The same run id draws the same schedule: a second project records the same sends.
     let again = project(&[("TR961.yaml", &text)]);
-    assert_eq!(
-        banterhearts(again.path(), &["run", "TR961", "--quiet"]).code,
-        0
-    );
+    let out = banterhearts(again.path(), &["run", "TR961", "--quiet"]);
+    assert_ran_but_for_client_lateness(&out, &journal(again.path(), "TR961"));
     let scheduled = |root: &Path, id: &str| -> Vec<f64> {
         std::fs::read_to_string(root.join(format!("data/TR961/requests/{id}.jsonl")))
             .unwrap()
@@ -143,8 +141,8 @@ fn closed_loop_users_never_exceed_their_number() {
     let matrix = "  concurrency: [1, 3]\n  scenario: [{kind: load, requests: 15}]\n";
     let dir = project(&[("TR962.yaml", &spec("TR962", &url, matrix, 1))]);
     let out = banterhearts(dir.path(), &["run", "TR962", "--quiet"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR962");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_requests_complete(dir.path(), "TR962", &records);
     for r in &records {
         let users = r["params"]["concurrency"].as_u64().unwrap();
@@ -200,8 +198,8 @@ fn kill_nine_during_load_runs_loses_at_most_the_run_in_flight() {
         assert_requests_complete(dir.path(), "TR963", &partial);
     }
     let out = banterhearts(dir.path(), &["run", "TR963", "--quiet"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR963");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_eq!(records.len(), 12, "every planned run");
     let ids: HashSet<&str> = records
         .iter()

@@ -75,10 +75,9 @@ fn a_planted_api_key_is_sent_but_never_written_or_printed() {
     let root = dir.path();
     let run_out = run(root, &["run", "TR982"], KEY, KEY);
     // The servers require the key, so runs that finished prove it was sent.
-    assert_eq!(run_out.code, 0, "{}", run_out.stderr);
     let records = common::journal(root, "TR982");
     assert_eq!(records.len(), 8);
-    assert!(records.iter().all(|r| r["status"] == "ok"), "{records:?}");
+    common::assert_ran_but_for_client_lateness(&run_out, &records);
     let analyze = run(root, &["analyze", "TR982"], KEY, KEY);
     assert_eq!(analyze.code, 0, "{}", analyze.stderr);
     let report = run(root, &["report", "TR982"], KEY, KEY);

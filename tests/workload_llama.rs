@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{banterhearts_with_model, journal, project, serial};
+use common::{
+    assert_ran_but_for_client_lateness, banterhearts_with_model, journal, project, serial,
+};
 
 fn requests(
     root: &std::path::Path,
@@ -52,8 +54,8 @@ repetitions: 1
     let dir = project(&[("TR970.yaml", spec)]);
     common::copy_corpus(dir.path());
     let out = banterhearts_with_model(dir.path(), &["run", "TR970"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR970");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_eq!(records.len(), 4);
     let mut ttft = std::collections::HashMap::new();
     for r in &records {
@@ -160,8 +162,8 @@ repetitions: 1
     std::fs::write(dir.path().join("experiments/traces/small.jsonl"), lines).unwrap();
     common::copy_corpus(dir.path());
     let out = banterhearts_with_model(dir.path(), &["run", "TR971"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR971");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_eq!(records[0]["load"]["pattern"], "trace");
     assert_eq!(
         records[0]["prompts"]["template_overhead_tokens"], 0,
@@ -277,8 +279,8 @@ repetitions: 1
 "#;
     let dir = project(&[("TR972.yaml", spec)]);
     let out = banterhearts_with_model(dir.path(), &["run", "TR972"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR972");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_eq!(records.len(), 2);
     let at = |rate: f64| {
         let r = records
