@@ -25,6 +25,23 @@ fn requests(
         .collect()
 }
 
+/// The server's count of `tokens` ("output" or "prompt") over a scrape window agrees with
+/// the client's: within `share` of it, or within the tokens too close to a boundary scrape to
+/// say on which side the server counted them.
+fn assert_agree(summary: &serde_json::Value, tokens: &str, share: f64) {
+    let client = summary[format!("client_{tokens}_tokens")].as_f64().unwrap();
+    let server = summary["delta"][format!("{tokens}_tokens")]
+        .as_f64()
+        .unwrap();
+    let near = summary[format!("boundary_{tokens}_tokens")]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        (server - client).abs() <= (share * client).max(near),
+        "{tokens} tokens: server {server}, client {client}: {summary}"
+    );
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -256,7 +273,8 @@ repetitions: 2
 /// with `--metrics`). Within capacity the server's counts of prompt and generated tokens match
 /// the client's; one slot under twice the load it can take builds a queue the server
 /// reports, and over the measured window the server's count of generated tokens agrees
-/// with the client's within 1% (here exactly), warm-up stragglers finishing in the window
+/// with the client's within 1% (usually exactly; or within the tokens of requests that finished
+/// too close to a boundary scrape to call), warm-up stragglers finishing in the window
 /// included; a run whose requests were cut off ends its window before the cut.
 #[test]
 fn server_metrics_are_scraped_and_reconcile_with_the_client() {
@@ -292,11 +310,8 @@ repetitions: 1
     // Within capacity nothing is cut off, and both counts match.
     let light = &at(2.0)["summary"];
     assert_eq!(light["client_not_finished"], 0, "{light}");
-    for diff in ["output_token_diff", "prompt_token_diff"] {
-        assert!(
-            light[diff].as_f64().unwrap().abs() <= 0.01,
-            "{diff}: {light}"
-        );
+    for tokens in ["output", "prompt"] {
+        assert_agree(light, tokens, 0.01);
     }
     let m = &at(8.0);
     assert!(m["error"].is_null(), "{m}");
@@ -310,13 +325,8 @@ repetitions: 1
         (s["from_ms"].as_f64().unwrap() - 1000.0).abs() < 50.0,
         "{s}"
     );
-    let client = s["client_output_tokens"].as_f64().unwrap();
-    let server = s["delta"]["output_tokens"].as_f64().unwrap();
-    assert!(client > 0.0, "{s}");
-    assert!(
-        (server / client - 1.0).abs() <= 0.01,
-        "server {server} vs client {client}: {s}"
-    );
+    assert!(s["client_output_tokens"].as_f64().unwrap() > 0.0, "{s}");
+    assert_agree(s, "output", 0.01);
     // If requests were cut off at the end of the grace (a machine busy with other tests), the
     // window ends at the last scrape before the cut and prompts are not matched (the server
     // had read some the client lost); otherwise they match too.
@@ -326,10 +336,7 @@ repetitions: 1
         assert!(s["to_ms"].as_f64().unwrap() < last, "{s}");
         assert!(s["prompt_token_diff"].is_null(), "{s}");
     } else {
-        assert!(
-            s["prompt_token_diff"].as_f64().unwrap().abs() <= 0.02,
-            "{s}"
-        );
+        assert_agree(s, "prompt", 0.02);
     }
     assert!(
         s["waiting_max"].as_f64().unwrap() >= 1.0,

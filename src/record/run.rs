@@ -350,6 +350,15 @@ pub struct ServerMetricsSummary {
     /// Requests of the period that did not finish well (failed or cancelled): a server may
     /// have counted part of their work.
     pub client_not_finished: u64,
+    /// Tokens too close to a boundary scrape to say on which side of it the server counted
+    /// them: output tokens of requests that finished, and prompt tokens of requests whose first
+    /// token came, within `runner::scrape::BOUNDARY_GUARD` of either scrape's answer. The
+    /// client timestamps a token and a scrape's answer in different tasks, so their order can
+    /// invert by a scheduling delay. A difference within these is no disagreement.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub boundary_output_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub boundary_prompt_tokens: u64,
     /// server / client - 1, for output tokens and for prompt tokens (none for prompts when
     /// requests were cut off: the server read prompts the client lost with them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,6 +420,10 @@ pub struct GpuSample {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 

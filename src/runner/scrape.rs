@@ -23,6 +23,11 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 /// one side of the boundary for both the server and the client.
 pub const MARK_LEAD: Duration = Duration::from_millis(20);
 
+/// How near a boundary scrape's answer a client event may be and still be on either side of
+/// it for the server: a token's arrival and a scrape's answer are timestamped by different
+/// tasks, which a busy machine can run tens of milliseconds apart, in either order.
+pub const BOUNDARY_GUARD: Duration = Duration::from_millis(25);
+
 /// Default scrape interval when a backend names none.
 pub const DEFAULT_INTERVAL_MS: f64 = 1000.0;
 
@@ -322,6 +327,18 @@ pub fn summarize(
         .count() as u64;
     let client_output: u64 = finished.iter().filter_map(|r| r.output_tokens).sum();
     let prompts: Option<u64> = started.iter().map(|r| r.prompt_tokens).sum();
+    let guard = super::measure::ms(BOUNDARY_GUARD);
+    let near_boundary = |t: Option<f64>| {
+        t.is_some_and(|t| [from.t_ms, to.t_ms].iter().any(|b| (t - b).abs() <= guard))
+    };
+    let boundary_output_tokens: u64 = ok()
+        .filter(|r| near_boundary(r.e2e_ms.map(|e| r.sent_ms + e)))
+        .filter_map(|r| r.output_tokens)
+        .sum();
+    let boundary_prompt_tokens: u64 = ok()
+        .filter(|r| near_boundary(r.ttft_ms.map(|t| r.sent_ms + t)))
+        .filter_map(|r| r.prompt_tokens)
+        .sum();
     let delta = ServerCounters {
         running: None,
         waiting: None,
@@ -360,6 +377,8 @@ pub fn summarize(
         client_output_tokens: client_output,
         client_prompt_tokens: prompts.unwrap_or(0),
         client_not_finished: cancelled,
+        boundary_output_tokens,
+        boundary_prompt_tokens,
         // A server that counts generated tokens step by step (vLLM) has counted part of any
         // request in flight at the window's start, or cut off at its end: no match then.
         output_token_diff: relative(delta.output_tokens, client_output)
@@ -472,5 +491,34 @@ mod tests {
         assert!(summarize(&[], 0.0, None, false, &requests).is_none());
         // Cut off at 900 ms: the window ends at the last scrape before, which is its start.
         assert!(summarize(&scrapes, 0.0, Some(900.0), false, &requests).is_none());
+    }
+
+    /// A request finishing 10 ms after the window's first scrape was answered may have been
+    /// counted before it (the client timestamps the two in different tasks): the client counts
+    /// it in the window, and says its tokens were too close to call. One finishing 40 ms after
+    /// is clear of the boundary. So are first tokens, for the prompts.
+    #[test]
+    fn tokens_near_a_boundary_scrape_are_named_as_too_close_to_call() {
+        let scrapes = [
+            scrape(980.0, 132.0, 1010.0, 0.0),
+            scrape(3500.0, 196.0, 1030.0, 0.0),
+        ];
+        let requests = [
+            request(490.0, 500.0, 32, true),    // done at 990, first token at 735
+            request(1020.0, 1000.0, 32, false), // first token at 1520, done at 2020
+            request(500.0, 3010.0, 7, false),   // first token at 2005, done at 3510
+            request(960.0, 40.0, 5, false),     // first token at 980, done at 1000
+        ];
+        let s = summarize(&scrapes, 1000.0, None, false, &requests).unwrap();
+        // The last finished 10 ms after the last scrape: outside the window, near its end.
+        assert_eq!(s.client_output_tokens, 32 + 32 + 5);
+        assert_eq!(s.boundary_output_tokens, 32 + 7 + 5);
+        assert_eq!(
+            s.boundary_prompt_tokens, 10,
+            "one first token on a boundary"
+        );
+        let clear = [request(490.0, 530.0, 32, true)]; // done at 1020
+        let s = summarize(&scrapes, 1000.0, None, false, &clear).unwrap();
+        assert_eq!(s.boundary_output_tokens, 0);
     }
 }
