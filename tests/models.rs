@@ -215,6 +215,53 @@ repetitions: 2
         "{}",
         plan.stdout
     );
+    // The report's Models table: a row per model, smallest first, each with its file's hash;
+    // the note on random weights said once; one server line for the three servers.
+    common::copy_templates(dir.path());
+    let out = common::banterhearts(dir.path(), &["report", "TR983"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = std::fs::read_to_string(dir.path().join("reports/TR983.md")).unwrap();
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| synthetic ") || l.starts_with("| SmolLM2-135M |"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{report}");
+    assert!(rows[0].starts_with("| synthetic 5M q8_0 |"), "{rows:?}");
+    assert!(
+        rows[2].starts_with("| SmolLM2-135M | 134,515,008 |"),
+        "{rows:?}"
+    );
+    for row in &rows {
+        let weights = if row.contains("SmolLM2") {
+            "trained"
+        } else {
+            "random"
+        };
+        assert!(row.contains(&format!("| {weights} |")), "{row}");
+    }
+    for s in servers {
+        let sha = s["model_sha256"].as_str().unwrap();
+        let label = s["model_file"]["label"].as_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| {label} |")))
+            .unwrap();
+        assert!(row.contains(&format!("`{}…`", &sha[..16])), "{row}");
+    }
+    assert_eq!(
+        report.matches("it measures speed only").count(),
+        1,
+        "{report}"
+    );
+    let server_lines: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("- Server `llama`"))
+        .collect();
+    assert_eq!(server_lines.len(), 1, "{server_lines:?}");
+    assert!(
+        server_lines[0].contains("a set per model for 3 models"),
+        "{server_lines:?}"
+    );
 }
 
 /// A model named rather than given as a file describes one served elsewhere (catalogue specs

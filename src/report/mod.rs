@@ -1258,35 +1258,49 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     let plan = crate::plan::build(loaded);
     let provenance = manifest.as_ref().and_then(|m| m.sessions.last()).map(|s| {
         // Launched processes of one backend share build and model: one line each, with a count.
+        // Servers a `model` axis chose are one line per backend and build, with the number of
+        // models: each model's file and hash are in the Models table.
         let mut servers: IndexMap<String, serde_json::Value> = IndexMap::new();
+        let mut models_of: IndexMap<String, Vec<&str>> = IndexMap::new();
         for v in &s.servers {
-            let key = format!("{}\0{:?}\0{:?}\0{:?}", v.backend, v.build, v.model, v.model_sha256);
-            let entry = servers.entry(key).or_insert_with(|| {
-                serde_json::json!({"backend": v.backend, "launched": v.launched, "build": v.build, "model": v.model, "model_sha256": v.model_sha256, "processes": 0})
+            let chosen = v.model_file.as_ref().map(|m| m.label.as_str());
+            let key = match chosen {
+                Some(_) => format!("{}\0{:?}", v.backend, v.build),
+                None => format!("{}\0{:?}\0{:?}\0{:?}", v.backend, v.build, v.model, v.model_sha256),
+            };
+            let entry = servers.entry(key.clone()).or_insert_with(|| {
+                serde_json::json!({"backend": v.backend, "launched": v.launched, "build": v.build, "model": v.model, "model_sha256": v.model_sha256, "processes": 0, "models": 0})
             });
             entry["processes"] = (entry["processes"].as_u64().unwrap_or(0) + 1).into();
+            if let Some(label) = chosen {
+                let labels = models_of.entry(key.clone()).or_default();
+                if !labels.contains(&label) {
+                    labels.push(label);
+                }
+                entry["models"] = labels.len().into();
+            }
         }
         serde_json::json!({
             "host": s.host, "tool_version": s.tool_version, "git_commit": s.git_commit, "servers": servers.into_values().collect::<Vec<_>>(),
         })
     });
     // The models a `model` axis chose, once each, smallest first: what each is, from its header.
-    let mut models: Vec<&crate::record::ModelRun> = Vec::new();
+    let mut models: Vec<(&crate::record::ModelRun, Option<&str>)> = Vec::new();
     for v in manifest
         .iter()
         .flat_map(|m| &m.sessions)
         .flat_map(|s| &s.servers)
     {
         if let Some(m) = &v.model_file
-            && !models.iter().any(|seen| seen.label == m.label)
+            && !models.iter().any(|(seen, _)| seen.label == m.label)
         {
-            models.push(m);
+            models.push((m, v.model_sha256.as_deref()));
         }
     }
-    models.sort_by_key(|m| m.params);
+    models.sort_by_key(|(m, _)| m.params);
     let models: Vec<serde_json::Value> = models
         .iter()
-        .map(|m| serde_json::json!({"label": m.label, "synthetic": m.synthetic, "params": m.params, "file_mb": m.file_bytes as f64 / 1e6, "quant": m.quant, "architecture": m.architecture}))
+        .map(|(m, sha256)| serde_json::json!({"label": m.label, "synthetic": m.synthetic, "params": m.params, "file_mb": m.file_bytes as f64 / 1e6, "quant": m.quant, "architecture": m.architecture, "sha256": sha256}))
         .collect();
     // The scaling fits: a row each for the table, and the points of each one's figure.
     let mut fit_rows: Vec<serde_json::Value> = Vec::new();
