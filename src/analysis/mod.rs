@@ -17,6 +17,9 @@ pub mod validity;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_io::SerWriter;
+use polars_io::csv::write::CsvWriter;
+use polars_io::parquet::write::ParquetWriter;
 
 use crate::diagnostic::Diagnostic;
 use crate::plan;
