@@ -245,8 +245,8 @@ fn a_thousand_request_trace_replays_on_its_own_times() {
     std::fs::write(dir.path().join("experiments/traces/mooncake.jsonl"), &lines).unwrap();
     common::copy_corpus(dir.path());
     let out = banterhearts(dir.path(), &["run", "TR964"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
     let records = journal(dir.path(), "TR964");
+    assert_ran_but_for_client_lateness(&out, &records);
     assert_requests_complete(dir.path(), "TR964", &records);
     let r = &records[0];
     assert!(
@@ -287,7 +287,8 @@ fn a_thousand_request_trace_replays_on_its_own_times() {
     assert_eq!(lags.len(), 1000);
     lags.sort_by(f64::total_cmp);
     // Never early; how close to on time depends on the machine (scripts/bench-load measures
-    // it in a release build): here only that the schedule was kept at all.
+    // it in a release build, and the runner marks a run whose p99 passes 10 ms degraded):
+    // here only that the schedule was kept at all, within a few of the trace's gaps.
     assert!(lags[0] >= 0.0);
-    assert!(lags[989] < 10.0, "dispatch lag p99 {} ms", lags[989]);
+    assert!(lags[989] < 50.0, "dispatch lag p99 {} ms", lags[989]);
 }

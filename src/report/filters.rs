@@ -43,24 +43,45 @@ pub fn ms(v: Value, digits: Option<usize>) -> String {
     })
 }
 
+/// `x` times 100 with `digits` decimals (and a sign if `signed`). A value whose hundredfold is
+/// past f64's range (a hostile spec's 1e308) is written in scientific notation with the
+/// exponent raised by two, never as "inf".
+fn hundredfold(x: f64, digits: usize, signed: bool) -> String {
+    let scaled = x * 100.0;
+    if scaled.is_finite() {
+        return if signed {
+            format!("{scaled:+.digits$}")
+        } else {
+            format!("{scaled:.digits$}")
+        };
+    }
+    let sci = if signed {
+        format!("{x:+.digits$e}")
+    } else {
+        format!("{x:.digits$e}")
+    };
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    format!("{mantissa}e{}", exponent.parse::<i32>().unwrap_or(0) + 2)
+}
+
 /// A fraction as a percentage: `{{ 0.9336 | pct }}` -> "93.4%"
 pub fn pct(v: Value, digits: Option<usize>) -> String {
     number(&v).map_or(MISSING.into(), |x| {
-        format!("{:.*}%", digits.unwrap_or(1), x * 100.0)
+        format!("{}%", hundredfold(x, digits.unwrap_or(1), false))
     })
 }
 
 /// A difference of fractions in percentage points, signed: `{{ 0.0248 | pp }}` -> "+2.48 pp"
 pub fn pp(v: Value, digits: Option<usize>) -> String {
     number(&v).map_or(MISSING.into(), |x| {
-        format!("{:+.*} pp", digits.unwrap_or(2), x * 100.0)
+        format!("{} pp", hundredfold(x, digits.unwrap_or(2), true))
     })
 }
 
 /// A ratio as a signed change: `{{ 1.152 | change }}` -> "+15.2%"
 pub fn change(v: Value, digits: Option<usize>) -> String {
     number(&v).map_or(MISSING.into(), |x| {
-        format!("{:+.*}%", digits.unwrap_or(1), (x - 1.0) * 100.0)
+        format!("{}%", hundredfold(x - 1.0, digits.unwrap_or(1), true))
     })
 }
 
@@ -162,5 +183,14 @@ mod tests {
             serde_json::json!({"ci_low": 84.22, "ci_high": 100.61}),
         ));
         assert_eq!(ci(s, Some(1)), "[84.2, 100.6]");
+    }
+
+    /// A hundredfold past f64's range keeps its digits and gains two in the exponent.
+    #[test]
+    fn percentages_of_absurd_values_are_written_not_infinite() {
+        assert_eq!(pct(Value::from(1e307), None), "1.0e309%");
+        assert_eq!(change(Value::from(-1e308), Some(2)), "-1.00e310%");
+        assert_eq!(pp(Value::from(5e306), Some(0)), "+5e308 pp");
+        assert_eq!(pct(Value::from(1e300), Some(0)), format!("{:.0}%", 1e302));
     }
 }
