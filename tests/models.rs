@@ -259,7 +259,7 @@ repetitions: 2
         .collect();
     assert_eq!(server_lines.len(), 1, "{server_lines:?}");
     assert!(
-        server_lines[0].contains("a set per model for 3 models"),
+        server_lines[0].contains("a set per model (each model's file"),
         "{server_lines:?}"
     );
 }

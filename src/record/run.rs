@@ -350,13 +350,14 @@ pub struct ServerMetricsSummary {
     /// Requests of the period that did not finish well (failed or cancelled): a server may
     /// have counted part of their work.
     pub client_not_finished: u64,
-    /// Tokens too close to a boundary scrape to say on which side of it the server counted
-    /// them: output tokens of requests that finished, and prompt tokens of requests whose first
-    /// token came, within `runner::scrape::BOUNDARY_GUARD` of either scrape's answer. The
-    /// client timestamps a token and a scrape's answer in different tasks, so their order can
-    /// invert by a scheduling delay. A difference within these is no disagreement.
+    /// Output tokens too close to a boundary scrape to say on which side of it the server
+    /// counted them: those of requests that finished within `runner::scrape::BOUNDARY_GUARD`
+    /// of either boundary scrape's answer. The client timestamps a token and a scrape's answer
+    /// in different tasks, so their order can invert by a scheduling delay; a difference
+    /// within these is no disagreement.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub boundary_output_tokens: u64,
+    /// Prompt tokens so placed: those of requests whose first token came that near a boundary.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub boundary_prompt_tokens: u64,
     /// server / client - 1, for output tokens and for prompt tokens (none for prompts when

@@ -1258,43 +1258,40 @@ fn context(root: &Path, registry: &Registry, loaded: &LoadedSpec) -> Result<Cont
     let plan = crate::plan::build(loaded);
     let provenance = manifest.as_ref().and_then(|m| m.sessions.last()).map(|s| {
         // Launched processes of one backend share build and model: one line each, with a count.
-        // Servers a `model` axis chose are one line per backend and build, with the number of
-        // models: each model's file and hash are in the Models table.
+        // Servers a `model` axis chose are one line per backend and build: which models, and
+        // each one's file and hash, are the Models table's (over every session, not this one's).
         let mut servers: IndexMap<String, serde_json::Value> = IndexMap::new();
-        let mut models_of: IndexMap<String, Vec<&str>> = IndexMap::new();
         for v in &s.servers {
-            let chosen = v.model_file.as_ref().map(|m| m.label.as_str());
-            let key = match chosen {
-                Some(_) => format!("{}\0{:?}", v.backend, v.build),
-                None => format!("{}\0{:?}\0{:?}\0{:?}", v.backend, v.build, v.model, v.model_sha256),
+            let chosen = v.model_file.is_some();
+            let key = if chosen {
+                format!("{}\0{:?}", v.backend, v.build)
+            } else {
+                format!("{}\0{:?}\0{:?}\0{:?}", v.backend, v.build, v.model, v.model_sha256)
             };
-            let entry = servers.entry(key.clone()).or_insert_with(|| {
-                serde_json::json!({"backend": v.backend, "launched": v.launched, "build": v.build, "model": v.model, "model_sha256": v.model_sha256, "processes": 0, "models": 0})
+            let entry = servers.entry(key).or_insert_with(|| {
+                serde_json::json!({"backend": v.backend, "launched": v.launched, "build": v.build, "model": v.model, "model_sha256": v.model_sha256, "processes": 0, "model_axis": chosen})
             });
             entry["processes"] = (entry["processes"].as_u64().unwrap_or(0) + 1).into();
-            if let Some(label) = chosen {
-                let labels = models_of.entry(key.clone()).or_default();
-                if !labels.contains(&label) {
-                    labels.push(label);
-                }
-                entry["models"] = labels.len().into();
-            }
         }
         serde_json::json!({
             "host": s.host, "tool_version": s.tool_version, "git_commit": s.git_commit, "servers": servers.into_values().collect::<Vec<_>>(),
         })
     });
     // The models a `model` axis chose, once each, smallest first: what each is, from its header.
+    // A label served from two different files over the sessions is two rows, each with its hash.
     let mut models: Vec<(&crate::record::ModelRun, Option<&str>)> = Vec::new();
     for v in manifest
         .iter()
         .flat_map(|m| &m.sessions)
         .flat_map(|s| &s.servers)
     {
+        let sha256 = v.model_sha256.as_deref();
         if let Some(m) = &v.model_file
-            && !models.iter().any(|(seen, _)| seen.label == m.label)
+            && !models
+                .iter()
+                .any(|(seen, hash)| seen.label == m.label && *hash == sha256)
         {
-            models.push((m, v.model_sha256.as_deref()));
+            models.push((m, sha256));
         }
     }
     models.sort_by_key(|(m, _)| m.params);

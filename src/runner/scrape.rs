@@ -504,13 +504,13 @@ mod tests {
             scrape(3500.0, 196.0, 1030.0, 0.0),
         ];
         let requests = [
-            request(490.0, 500.0, 32, true),    // done at 990, first token at 735
+            request(490.0, 500.0, 32, true),    // first token at 740, done at 990
             request(1020.0, 1000.0, 32, false), // first token at 1520, done at 2020
             request(500.0, 3010.0, 7, false),   // first token at 2005, done at 3510
             request(960.0, 40.0, 5, false),     // first token at 980, done at 1000
         ];
         let s = summarize(&scrapes, 1000.0, None, false, &requests).unwrap();
-        // The last finished 10 ms after the last scrape: outside the window, near its end.
+        // The third finished 10 ms after the last scrape: outside the window, near its end.
         assert_eq!(s.client_output_tokens, 32 + 32 + 5);
         assert_eq!(s.boundary_output_tokens, 32 + 7 + 5);
         assert_eq!(
