@@ -283,7 +283,7 @@ fn fit_axis(against: &str) -> (String, fn(f64) -> String, f64) {
     match against {
         "params" => (
             "parameters".into(),
-            |x| crate::spec::model::short_count(x.round().max(0.0) as u64),
+            |x| analysis::fits::x_text("params", x),
             1.0,
         ),
         "file_bytes" => ("model file size (MB)".into(), figures::tick, 1e-6),
